@@ -1,0 +1,174 @@
+"""The readable float64 NumPy reference for the kernels of the backend seam.
+
+Every fast backend (Numba, CuPy) implements the same five functions with the same
+signatures and is tested against this module. The code mirrors the paper's vector
+notation of section 5: a layer's filter ``W[k]`` placed at output position ``x`` is the
+basis function ``w^{(l)}_{k,x}`` of eq. (11)-(12); convolution takes inner products with
+these translated copies (bottom-up), the transposed convolution adds them up with
+coefficients (top-down, eq. 16).
+
+Shapes, for one layer with stride ``s`` and zero padding ``p`` on each side:
+
+- ``x``: input maps ``F^{(l-1)} * I``, shape ``(N, C, H, W)``;
+- ``W``: filters, shape ``(K, C, kh, kw)``; ``b``: biases, shape ``(K,)``;
+- output maps: shape ``(N, K, Ho, Wo)`` with ``Ho = (H + 2p - kh) // s + 1`` (PyTorch
+  ``conv2d`` semantics: cross-correlation, floor division).
+
+The loops run over the ``kh * kw`` filter offsets ``(u, v)``; for each offset one
+``einsum`` contracts the channels of all positions at once. This is slow for large
+images but obviously right, which is its job.
+"""
+
+import numpy as np
+
+name = "numpy"
+xp = np
+
+
+def asarray(a, dtype):
+    """Return ``a`` as a C-contiguous array of ``dtype`` (a copy only where needed)."""
+    return np.ascontiguousarray(np.asarray(a), dtype=dtype)
+
+
+def to_numpy(a):
+    """Host NumPy view of a backend array (the identity here)."""
+    return np.asarray(a)
+
+
+def _pad(x, padding):
+    p = padding
+    return np.pad(x, ((0, 0), (0, 0), (p, p), (p, p))) if p else x
+
+
+def _window(xpad, u, v, stride, out_hw):
+    """The input samples that filter tap ``(u, v)`` meets at every output position.
+
+    ``window[n, c, i, j] = xpad[n, c, i*s + u, j*s + v]``, shape ``(N, C, Ho, Wo)``.
+    """
+    Ho, Wo = out_hw
+    return xpad[
+        :, :, u : u + stride * (Ho - 1) + 1 : stride, v : v + stride * (Wo - 1) + 1 : stride
+    ]
+
+
+def output_size(size, kernel, stride, padding):
+    """Map size after one layer: ``floor((size + 2p - k) / s) + 1`` (may be < 1)."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def conv2d(x, W, stride, padding):
+    """Linear filter responses ``<w_{k,x}, F^{(l-1)} * I>``, eq. (12), without bias.
+
+    ``r[n, k, i, j] = sum_{c, u, v} W[k, c, u, v] * xpad[n, c, i*s + u, j*s + v]``.
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, C, H, W)
+    W : ndarray of shape (K, C, kh, kw)
+
+    Returns
+    -------
+    r : ndarray of shape (N, K, Ho, Wo)
+    """
+    N, C, H, Wd = x.shape
+    K, _, kh, kw = W.shape
+    out_hw = (output_size(H, kh, stride, padding), output_size(Wd, kw, stride, padding))
+    xpad = _pad(x, padding)
+    r = np.zeros((N, K) + out_hw, dtype=np.result_type(x, W))
+    for u in range(kh):
+        for v in range(kw):
+            r += np.einsum("kc,nchw->nkhw", W[:, :, u, v], _window(xpad, u, v, stride, out_hw))
+    return r
+
+
+def conv_relu(x, W, b, stride, padding):
+    """One bottom-up layer: activation pattern, eq. (13), and ReLU response, eq. (14).
+
+    ``delta = 1(r + b > 0)`` and ``F = delta * (r + b)`` where ``r = conv2d(x, W)``.
+
+    Returns
+    -------
+    F : ndarray of shape (N, K, Ho, Wo), the layer's maps ``F^{(l)} * I``
+    delta : bool ndarray of shape (N, K, Ho, Wo), the binary activations ``delta^{(l)}``
+    """
+    pre = conv2d(x, W, stride, padding) + b[None, :, None, None]
+    delta = pre > 0
+    return pre * delta, delta
+
+
+def gate(B, delta):
+    """Top-down coefficients ``B^{(l)}_k(x) * delta^{(l)}_{k,x}`` of eq. (16)."""
+    return B * delta
+
+
+def conv_transpose(G, W, stride, padding, in_hw):
+    """Top-down deconvolution, eq. (16): ``B^{(l-1)} = sum_{k,x} G_k(x) w^{(l)}_{k,x}``.
+
+    Each coefficient ``G[n, k, i, j]`` places a copy of filter ``W[k]`` (now a basis
+    function) with its corner at ``(i*s - p, j*s - p)`` in the layer below; the copies
+    add up. This is the adjoint of :func:`conv2d`.
+
+    Parameters
+    ----------
+    G : ndarray of shape (N, K, Ho, Wo), coefficients ``B^{(l)} * delta^{(l)}``
+    W : ndarray of shape (K, C, kh, kw)
+    in_hw : (H, W), the size of the layer below (floor division in the forward size
+        means it cannot be recovered from ``G``)
+
+    Returns
+    -------
+    ndarray of shape (N, C, H, W)
+    """
+    N, K, Ho, Wo = G.shape
+    _, C, kh, kw = W.shape
+    H, Wd = in_hw
+    p = padding
+    out = np.zeros((N, C, H + 2 * p, Wd + 2 * p), dtype=np.result_type(G, W))
+    for u in range(kh):
+        for v in range(kw):
+            _window(out, u, v, stride, (Ho, Wo))[...] += np.einsum(
+                "kc,nkhw->nchw", W[:, :, u, v], G
+            )
+    return out[:, :, p : p + H, p : p + Wd]
+
+
+def conv_weight_grad(x, G, kernel_hw, stride, padding):
+    """Gradient of ``<G, conv2d(x, W) + b>`` in ``W`` and ``b``, summed over the batch.
+
+    ``dW[k, c, u, v] = sum_{n, i, j} G[n, k, i, j] * xpad[n, c, i*s + u, j*s + v]`` and
+    ``db[k] = sum_{n, i, j} G[n, k, i, j]``. With ``G = B^{(l)} * delta^{(l)}`` this is
+    ``df/dW^{(l)}`` by the chain rule through eq. (14)-(15).
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, C, H, W), the layer's input maps
+    G : ndarray of shape (N, K, Ho, Wo)
+
+    Returns
+    -------
+    dW : ndarray of shape (K, C, kh, kw)
+    db : ndarray of shape (K,)
+    """
+    kh, kw = kernel_hw
+    N, K, Ho, Wo = G.shape
+    C = x.shape[1]
+    xpad = _pad(x, padding)
+    dW = np.empty((K, C, kh, kw), dtype=np.result_type(x, G))
+    for u in range(kh):
+        for v in range(kw):
+            dW[:, :, u, v] = np.einsum("nkhw,nchw->kc", G, _window(xpad, u, v, stride, (Ho, Wo)))
+    return dW, G.sum(axis=(0, 2, 3))
+
+
+def standard_normal(rng, shape, dtype):
+    """Gaussian white noise ``Z ~ N(0, 1)`` of ``shape`` drawn from the NumPy Generator ``rng``."""
+    return rng.standard_normal(shape, dtype=dtype)
+
+
+def langevin_step(I, B, Z, step_size, sigma):
+    """One step of the Langevin dynamics, eq. (19), with reference variance ``sigma**2``:
+
+    ``I - (eps^2 / 2) (I / sigma^2 - B) + eps Z``. The drift is the reconstruction error:
+    the negative energy gradient is ``B - I / sigma^2``.
+    """
+    return I - (0.5 * step_size**2) * (I / sigma**2 - B) + step_size * Z
