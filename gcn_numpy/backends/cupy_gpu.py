@@ -1,0 +1,277 @@
+"""The CuPy backend: CUDA C kernels around cuBLAS matrix products, float32 and float64.
+
+Install with ``pip install 'gcn_numpy[gpu]'``; needs an NVIDIA GPU. The functions and
+their conventions are those of :mod:`gcn_numpy.backends.reference`, on CuPy device arrays.
+
+Design. A layer is one matrix product (cuBLAS) plus memory-bound kernels from
+``cuda/conv.cu`` (loaded with :class:`cupy.RawModule`), with the batch folded into the
+columns so that each layer costs one large GEMM:
+
+- bottom-up, eqs. (12)-(14): ``col = im2col(x)`` of shape ``(C*kh*kw, N*P)``; the
+  responses ``Y = W_mat @ col``, channel-major ``(K, N*P)``; ``bias_relu`` adds ``b``, writes
+  ``F`` and ``delta`` batch-major;
+- top-down, eq. (16): ``G`` is made channel-major (``swap_leading_axes``), the copies of the
+  filters are added up as ``W_mat.T @ G`` (one GEMM, the basis functions of eq. 11) and
+  ``col2im`` sums each pixel's overlapping copies;
+- weight gradient: ``dW = G @ col.T``, the correlation of ``G`` with the layer's input.
+
+The pointwise steps (the gate ``B * delta`` and the Langevin update of eq. 19) are
+:class:`cupy.ElementwiseKernel`\\ s. Nothing here copies to or from the host, so a learning
+loop built on these functions stays on the device.
+
+Noise: :func:`standard_normal` draws on the device from one cuRAND generator per NumPy
+``Generator``, seeded once from ``rng.integers`` on the generator's first use. A run is
+therefore reproducible from the caller's seed, but its noise differs from the NumPy backend's.
+
+TF32: :func:`allow_tf32` lets cuBLAS use tensor cores for float32 products (off by default:
+TF32 rounds the factors to 10-bit mantissas).
+"""
+
+import functools
+from collections import OrderedDict
+from importlib import resources
+
+import numpy as np
+
+try:
+    import cupy
+except ImportError as exc:  # CuPy missing or unable to load its CUDA libraries
+    cupy = None
+    _IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
+else:
+    _IMPORT_ERROR = None
+
+name = "cupy"
+xp = cupy
+
+BLOCK = 256  # threads per block along the pixel axis of every kernel
+MAX_GRID_YZ = 65535  # CUDA's limit on gridDim.y and gridDim.z
+MAX_INT = 2**31 - 1
+KERNELS = ("im2col", "col2im", "bias_relu", "swap_leading_axes")
+CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
+
+
+def check_available():
+    """Raise ``RuntimeError`` saying what is missing if CuPy or a CUDA device is absent."""
+    if cupy is None:
+        raise RuntimeError(
+            "backend 'cupy' needs CuPy, which could not be imported "
+            f"({_IMPORT_ERROR}). Install it with: pip install 'gcn_numpy[gpu]'"
+        )
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # CUDARuntimeError without a driver, OSError without libcudart
+        raise RuntimeError(
+            f"backend 'cupy' needs a CUDA device, but no CUDA device is usable here ({exc})"
+        ) from exc
+    if count < 1:
+        raise RuntimeError("backend 'cupy' needs a CUDA device, but no CUDA device was found")
+
+
+# ------------------------------------------------------------------------ device plumbing
+
+
+def kernel_source():
+    """The CUDA C source of the kernels, ``cuda/conv.cu``, shipped as package data."""
+    return resources.files("gcn_numpy.backends").joinpath("cuda", "conv.cu").read_text()
+
+
+@functools.cache
+def _module():
+    names = [f"{k}<{t}>" for k in KERNELS for t in CTYPES.values()]
+    return cupy.RawModule(code=kernel_source(), options=("-std=c++17",), name_expressions=names)
+
+
+def _launch(kernel, dtype, grid, block, args):
+    """Run ``kernel<T>`` of ``conv.cu`` for ``T`` matching ``dtype``."""
+    _module().get_function(f"{kernel}<{CTYPES[np.dtype(dtype)]}>")(grid, block, args)
+
+
+def _gemm(a, b, trans_a=False, trans_b=False):
+    """``op(a) @ op(b)`` into a new C-contiguous array, by cuBLAS.
+
+    Transposed operands are passed to cuBLAS as flags, never copied: the column matrices
+    are the largest arrays of the backend.
+    """
+    m = a.shape[1] if trans_a else a.shape[0]
+    n = b.shape[0] if trans_b else b.shape[1]
+    out = cupy.empty((m, n), dtype=a.dtype)
+    return cupy.cublas.gemm("T" if trans_a else "N", "T" if trans_b else "N", a, b, out=out)
+
+
+def _grid(fast, mid, slow):
+    """Grid and block for ``fast`` threads along x, ``mid`` along y, ``slow`` along z."""
+    if fast > MAX_INT or mid > MAX_GRID_YZ or slow > MAX_GRID_YZ:
+        raise ValueError(
+            f"arrays too large for the CUDA kernels: {fast} pixels, {mid} x {slow} maps "
+            f"(at most {MAX_INT} and {MAX_GRID_YZ} each)"
+        )
+    return (-(-fast // BLOCK), mid, slow), (BLOCK, 1, 1)
+
+
+def _i32(*values):
+    return tuple(np.int32(v) for v in values)
+
+
+def _contiguous(a, dtype):
+    return xp.ascontiguousarray(a, dtype=dtype)
+
+
+def output_size(size, kernel, stride, padding):
+    """Map size after one layer: ``floor((size + 2p - k) / s) + 1``, as in the reference."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def _im2col(x, kernel_hw, stride, padding):
+    """Column matrix ``(C*kh*kw, N*Ho*Wo)`` of ``x`` (see ``conv.cu``) and ``(Ho, Wo)``."""
+    N, C, H, W = x.shape
+    kh, kw = kernel_hw
+    Ho, Wo = output_size(H, kh, stride, padding), output_size(W, kw, stride, padding)
+    col = xp.empty((C * kh * kw, N * Ho * Wo), dtype=x.dtype)
+    if col.size:
+        sizes = _i32(N, C, H, W, kh, kw, stride, padding, Ho, Wo)
+        _launch("im2col", x.dtype, *_grid(Ho * Wo, C, N), (x, col) + sizes)
+    return col, (Ho, Wo)
+
+
+def _col2im(col, x_shape, kernel_hw, stride, padding, out_hw):
+    """Sum the column matrix back onto maps of ``x_shape``: the adjoint of :func:`_im2col`."""
+    N, C, H, W = x_shape
+    (kh, kw), (Ho, Wo) = kernel_hw, out_hw
+    x = xp.empty(x_shape, dtype=col.dtype)
+    if x.size:
+        sizes = _i32(N, C, H, W, kh, kw, stride, padding, Ho, Wo)
+        _launch("col2im", col.dtype, *_grid(H * W, C, N), (col, x) + sizes)
+    return x
+
+
+def _swap_leading_axes(a):
+    """``a`` of shape ``(A, B, ...)`` as a C-contiguous ``(B, A, ...)`` array."""
+    A, B = a.shape[:2]
+    P = int(np.prod(a.shape[2:]))
+    out = xp.empty((B, A) + a.shape[2:], dtype=a.dtype)
+    if out.size:
+        _launch("swap_leading_axes", a.dtype, *_grid(P, B, A), (a, out) + _i32(A, B, P))
+    return out
+
+
+def _dtype(*arrays):
+    dtype = np.result_type(*(a.dtype for a in arrays))
+    if dtype not in CTYPES:
+        raise TypeError(f"the cupy backend computes in float32 or float64, not {dtype}")
+    return dtype
+
+
+# --------------------------------------------------------------------------- the seam
+
+
+def asarray(a, dtype):
+    """Return ``a`` (host or device) as a C-contiguous device array of ``dtype``."""
+    return xp.ascontiguousarray(xp.asarray(a, dtype=dtype))
+
+
+def to_numpy(a):
+    """Copy a device array to the host (host arrays pass through)."""
+    return cupy.asnumpy(a)
+
+
+def _responses(x, W, stride, padding):
+    """Channel-major responses ``W_mat @ im2col(x)`` of shape ``(K, N*P)`` and ``(Ho, Wo)``."""
+    dtype = _dtype(x, W)
+    x, W = _contiguous(x, dtype), _contiguous(W, dtype)
+    col, out_hw = _im2col(x, W.shape[2:], stride, padding)
+    return _gemm(W.reshape(W.shape[0], -1), col), out_hw
+
+
+def conv2d(x, W, stride, padding):
+    """Linear filter responses of eq. (12), without bias: shape ``(N, K, Ho, Wo)``."""
+    Y, (Ho, Wo) = _responses(x, W, stride, padding)
+    return _swap_leading_axes(Y.reshape(W.shape[0], x.shape[0], Ho, Wo))
+
+
+def conv_relu(x, W, b, stride, padding):
+    """One bottom-up layer, eqs. (13)-(14): ``(F, delta)``, delta a bool device array."""
+    Y, (Ho, Wo) = _responses(x, W, stride, padding)
+    N, K, P = x.shape[0], W.shape[0], Ho * Wo
+    F = xp.empty((N, K, Ho, Wo), dtype=Y.dtype)
+    delta = xp.empty((N, K, Ho, Wo), dtype=bool)
+    if F.size:
+        b = _contiguous(b, Y.dtype)
+        _launch("bias_relu", Y.dtype, *_grid(P, K, N), (Y, b, F, delta) + _i32(N, K, P))
+    return F, delta
+
+
+def gate(B, delta):
+    """Top-down coefficients ``B * delta`` of eq. (16) (an ``ElementwiseKernel``)."""
+    return _pointwise()["gate"](B, delta)
+
+
+def _channel_major(G, dtype):
+    """``G`` of shape ``(N, K, Ho, Wo)`` as the ``(K, N*Ho*Wo)`` matrix of the GEMMs."""
+    G = _swap_leading_axes(_contiguous(G, dtype))
+    return G.reshape(G.shape[0], -1)
+
+
+def conv_transpose(G, W, stride, padding, in_hw):
+    """Top-down deconvolution, eq. (16): filters added up as basis functions, ``(N, C, H, W)``."""
+    dtype = _dtype(G, W)
+    W = _contiguous(W, dtype)
+    N, K, Ho, Wo = G.shape
+    cols = _gemm(W.reshape(K, -1), _channel_major(G, dtype), trans_a=True)
+    return _col2im(cols, (N, W.shape[1]) + tuple(in_hw), W.shape[2:], stride, padding, (Ho, Wo))
+
+
+def conv_weight_grad(x, G, kernel_hw, stride, padding):
+    """``(dW, db)``: the gradient of ``<G, conv2d(x, W) + b>``, summed over the batch."""
+    dtype = _dtype(x, G)
+    col, _ = _im2col(_contiguous(x, dtype), tuple(kernel_hw), stride, padding)
+    Gm = _channel_major(G, dtype)
+    dW = _gemm(Gm, col, trans_b=True)
+    return dW.reshape((G.shape[1], x.shape[1]) + tuple(kernel_hw)), Gm.sum(axis=1)
+
+
+_GENERATORS = OrderedDict()  # id(rng) -> (rng, cupy RandomState); rng kept so ids stay unique
+_MAX_GENERATORS = 16
+
+
+def standard_normal(rng, shape, dtype):
+    """Device noise ``Z ~ N(0, 1)``, from the cuRAND generator paired with the NumPy ``rng``.
+
+    The pair is made on ``rng``'s first use here, seeded with ``rng.integers(2**63)``; the
+    most recently used pairs are kept. Draws are reproducible from the caller's seed.
+    """
+    key = id(rng)
+    if key in _GENERATORS:
+        _GENERATORS.move_to_end(key)
+    else:
+        _GENERATORS[key] = (rng, cupy.random.RandomState(int(rng.integers(2**63))))
+        if len(_GENERATORS) > _MAX_GENERATORS:
+            _GENERATORS.popitem(last=False)
+    return _GENERATORS[key][1].standard_normal(shape, dtype=dtype)
+
+
+def langevin_step(I, B, Z, step_size, sigma):
+    """One Langevin step, eq. (19): ``I - (eps^2 / 2) (I / sigma^2 - B) + eps Z``."""
+    t = np.dtype(I.dtype).type
+    return _pointwise()["langevin"](I, B, Z, t(0.5 * step_size**2), t(sigma**2), t(step_size))
+
+
+@functools.cache
+def _pointwise():
+    return {
+        "gate": cupy.ElementwiseKernel("T B, bool delta", "T G", "G = B * (T)delta", "gcn_gate"),
+        "langevin": cupy.ElementwiseKernel(
+            "T I, T B, T Z, T half_eps2, T sigma2, T eps",
+            "T out",
+            "out = I - half_eps2 * (I / sigma2 - B) + eps * Z",
+            "gcn_langevin",
+        ),
+    }
+
+
+def allow_tf32(enabled):
+    """Let cuBLAS use TF32 tensor cores for float32 products on the current device."""
+    from cupy_backends.cuda.libs import cublas
+
+    mode = cublas.CUBLAS_TF32_TENSOR_OP_MATH if enabled else cublas.CUBLAS_DEFAULT_MATH
+    cublas.setMathMode(cupy.cuda.device.get_cublas_handle(), mode)
