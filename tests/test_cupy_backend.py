@@ -121,6 +121,16 @@ def test_without_device_the_error_says_so(monkeypatch, get_device_count):
         get_backend("cupy")
 
 
+def test_without_cuda_libraries_the_error_says_how_to_install(monkeypatch):
+    def missing():
+        raise ImportError('Failure finding "libcublasLt.so.13"')
+
+    monkeypatch.setattr(cupy_gpu, "cupy", _fake_cupy(lambda: 1))
+    monkeypatch.setattr(cupy_gpu, "_load_libraries", missing)
+    with pytest.raises(RuntimeError, match=r"libcublasLt.*pip install 'cupy-cuda13x\[ctk\]'"):
+        get_backend("cupy")
+
+
 def test_this_machine_gets_the_backend_or_a_clear_error():
     """The real state of this machine, whichever it is."""
     try:

@@ -66,6 +66,21 @@ def check_available():
         ) from exc
     if count < 1:
         raise RuntimeError("backend 'cupy' needs a CUDA device, but no CUDA device was found")
+    try:
+        _load_libraries()
+    except Exception as exc:
+        raise RuntimeError(
+            "backend 'cupy': CuPy cannot load the CUDA libraries it needs (cuBLAS, cuRAND, "
+            f"NVRTC): {exc}. Install them with: pip install 'cupy-cuda13x[ctk]'"
+        ) from exc
+
+
+def _load_libraries():
+    """Load cuBLAS, cuRAND and NVRTC now, which CuPy would otherwise do at first use."""
+    import cupy.cublas  # noqa: F401
+    from cupy_backends.cuda.libs import curand  # noqa: F401
+
+    cupy.cuda.nvrtc.getVersion()
 
 
 # ------------------------------------------------------------------------ device plumbing
@@ -93,10 +108,12 @@ def _gemm(a, b, trans_a=False, trans_b=False):
     Transposed operands are passed to cuBLAS as flags, never copied: the column matrices
     are the largest arrays of the backend.
     """
+    from cupy import cublas
+
     m = a.shape[1] if trans_a else a.shape[0]
     n = b.shape[0] if trans_b else b.shape[1]
     out = cupy.empty((m, n), dtype=a.dtype)
-    return cupy.cublas.gemm("T" if trans_a else "N", "T" if trans_b else "N", a, b, out=out)
+    return cublas.gemm("T" if trans_a else "N", "T" if trans_b else "N", a, b, out=out)
 
 
 def _grid(fast, mid, slow):
