@@ -316,19 +316,23 @@ def test_kernels_on_cpu_equal_reference(emulated, case, dtype):
     assert set(emulated._launch.launched) == set(cupy_gpu.KERNELS)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("top", ("sum", "linear"))
 @pytest.mark.parametrize("seed", range(4))
-def test_nets_on_cpu_kernels_equal_reference(monkeypatch, emulated, seed, top):
+def test_nets_on_cpu_kernels_equal_reference(monkeypatch, emulated, seed, top, dtype):
     """Whole nets through the model, with the wrappers and kernels of the cupy backend."""
     monkeypatch.setattr(cupy_gpu, "check_available", lambda: None)
     for name in ("asarray", "to_numpy", "gate"):
         monkeypatch.setattr(cupy_gpu, name, getattr(reference, name))
-    net, I = random_net(seed, top, backend="cupy")
+    net, I = random_net(seed, top, backend="cupy", dtype=dtype)
+    if dtype == np.float32:
+        _check_float32_net(net, I, seed)
+        return
     ref = GenerativeConvNet(
         net.in_channels, net.layers, top=top, image_size=net.image_size, seed=seed
     )
     ref.set_weights(net.weights)
-    _check_nets_agree(net, ref, I, 1e-10)
+    _check_nets_agree(net, ref, I, TOL[dtype])
 
 
 def _check_nets_agree(net, ref, I, tol):
@@ -430,10 +434,12 @@ def test_gpu_float64_nets_equal_reference(cp, seed, top):
 
 def _pinned_reference(net, I, deltas):
     """Float64 reference passes of ``net``'s weights on ``I`` with the activation pattern
-    fixed to ``deltas``: ``(f, alpha, B, batch-mean grads)``.
+    fixed to ``deltas``: a dict of ``f``, ``alpha``, ``B`` and the batch-mean ``grads``,
+    with ``f_scale`` and ``alpha_scale``, the same sums taken over absolute values.
 
     A float32 net may flip the sign of a pre-activation within rounding of zero; comparing
-    it with a float64 net that did not would test the flip, not the kernels.
+    it with a float64 net that did not would test the flip, not the kernels. And ``f`` and
+    ``alpha`` are sums of terms of both signs: float32 rounding is relative to the terms.
     """
     weights = [(W.astype(np.float64), b.astype(np.float64)) for W, b in net.weights]
     maps = [I]
@@ -443,45 +449,53 @@ def _pinned_reference(net, I, deltas):
     N = I.shape[0]
     grads = []
     if net.top == "sum":
-        f, B, alpha = maps[-1].sum(axis=(1, 2, 3)), np.ones_like(maps[-1]), np.zeros(N)
+        f = f_scale = maps[-1].sum(axis=(1, 2, 3))
+        B, alpha, alpha_scale = np.ones_like(maps[-1]), np.zeros(N), np.zeros(N)
     else:
         w_top, b_top = weights[-1]
         f = (maps[-1] * w_top).sum(axis=(1, 2, 3)) + b_top[0]
-        B, alpha = np.broadcast_to(w_top, maps[-1].shape), np.full(N, b_top[0])
+        f_scale = np.abs(maps[-1] * w_top).sum(axis=(1, 2, 3)) + abs(b_top[0])
+        B = np.broadcast_to(w_top, maps[-1].shape)
+        alpha, alpha_scale = np.full(N, b_top[0]), np.full(N, abs(b_top[0]))
         grads.append((maps[-1].sum(axis=0, keepdims=True) / N, np.ones(1)))
     for l in range(len(net.layers), 0, -1):
         layer, (W, b) = net.layers[l - 1], weights[l - 1]
         G = reference.gate(B, deltas[l - 1])
         alpha = alpha + G.sum(axis=(2, 3)) @ b
+        alpha_scale = alpha_scale + np.abs(G).sum(axis=(2, 3)) @ np.abs(b)
         dW, db = reference.conv_weight_grad(
             maps[l - 1], G, W.shape[2:], layer.stride, layer.padding
         )
         grads.append((dW / N, db / N))
         B = reference.conv_transpose(G, W, layer.stride, layer.padding, maps[l - 1].shape[2:])
-    return f, alpha, B, grads[::-1]
+    return dict(f=f, f_scale=f_scale, alpha=alpha, alpha_scale=alpha_scale, B=B, grads=grads[::-1])
+
+
+def _check_float32_net(net, I, seed):
+    """A float32 net against the float64 reference pinned to the float32 net's pattern."""
+    I = I.astype(np.float32).astype(np.float64)
+    deltas = net.activation_pattern(I)
+    ref = GenerativeConvNet(
+        net.in_channels, net.layers, top=net.top, image_size=net.image_size, seed=seed
+    )
+    ref.set_weights(net.weights)
+    flips = sum(np.sum(a != b) for a, b in zip(deltas, ref.activation_pattern(I), strict=True))
+    assert flips <= 1e-3 * sum(d.size for d in deltas), "patterns differ beyond rounding"
+    want = _pinned_reference(net, I, deltas)
+    tol = TOL[np.float32]
+    assert np.max(np.abs(net.score(I) - want["f"])) <= tol * np.max(want["f_scale"])
+    alpha, B = net.top_down(I)
+    assert rel_err(B, want["B"]) <= tol
+    assert np.max(np.abs(alpha - want["alpha"])) <= tol * np.max(want["alpha_scale"])
+    for (dW, db), (dW_ref, db_ref) in zip(net.weight_gradient(I), want["grads"], strict=True):
+        assert rel_err(dW, dW_ref) <= tol
+        assert rel_err(db, db_ref) <= tol
 
 
 @pytest.mark.parametrize("top", ("sum", "linear"))
 @pytest.mark.parametrize("seed", range(8))
 def test_gpu_float32_nets_equal_reference(cp, seed, top):
-    net, I = random_net(seed, top, backend="cupy", dtype=np.float32)
-    I = I.astype(np.float32).astype(np.float64)
-    deltas = net.activation_pattern(I)
-    ref = GenerativeConvNet(
-        net.in_channels, net.layers, top=top, image_size=net.image_size, seed=seed
-    )
-    ref.set_weights(net.weights)
-    flips = sum(np.sum(a != b) for a, b in zip(deltas, ref.activation_pattern(I), strict=True))
-    assert flips <= 1e-3 * sum(d.size for d in deltas), "patterns differ beyond rounding"
-    f, alpha, B, grads = _pinned_reference(net, I, deltas)
-    tol = TOL[np.float32]
-    assert rel_err(net.score(I), f) <= tol
-    alpha_got, B_got = net.top_down(I)
-    assert rel_err(B_got, B) <= tol
-    assert rel_err(alpha_got, alpha) <= tol
-    for (dW, db), (dW_ref, db_ref) in zip(net.weight_gradient(I), grads, strict=True):
-        assert rel_err(dW, dW_ref) <= tol
-        assert rel_err(db, db_ref) <= tol
+    _check_float32_net(*random_net(seed, top, backend="cupy", dtype=np.float32), seed)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
