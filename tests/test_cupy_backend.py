@@ -506,8 +506,9 @@ extern "C" __global__ void spin(long long cycles) {
 """
 
 
+@pytest.mark.parametrize("top", ("sum", "linear"))
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_gpu_learning_iteration_never_waits_for_the_device(cp, dtype):
+def test_gpu_learning_iteration_never_waits_for_the_device(cp, dtype, top):
     """Langevin steps and the gradients, as the learner runs them, with no host round trip.
 
     The device is kept busy for about a second by a spinning kernel queued first; the
@@ -515,9 +516,8 @@ def test_gpu_learning_iteration_never_waits_for_the_device(cp, dtype):
     (a copy to the host, a synchronization), the spinning kernel would be done when the
     iteration returns.
     """
-    net = GenerativeConvNet(
-        3, [Layer(8, 7, stride=2, padding=2), Layer(6, 3, padding=1)], backend="cupy", dtype=dtype
-    )
+    layers = [Layer(8, 7, stride=2, padding=2), Layer(6, 3, padding=1)]
+    net = GenerativeConvNet(3, layers, top, (24, 20), backend="cupy", dtype=dtype)
     be, rng = net._be, np.random.default_rng(0)
     obs = net.check_images(np.random.default_rng(1).normal(size=(1, 3, 24, 20)))
     spin = cp.RawKernel(SPIN, "spin")
