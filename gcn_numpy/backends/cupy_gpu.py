@@ -97,9 +97,14 @@ def _module():
     return cupy.RawModule(code=kernel_source(), options=("-std=c++17",), name_expressions=names)
 
 
+@functools.cache
+def _function(kernel, ctype):
+    return _module().get_function(f"{kernel}<{ctype}>")
+
+
 def _launch(kernel, dtype, grid, block, args):
     """Run ``kernel<T>`` of ``conv.cu`` for ``T`` matching ``dtype``."""
-    _module().get_function(f"{kernel}<{CTYPES[np.dtype(dtype)]}>")(grid, block, args)
+    _function(kernel, CTYPES[np.dtype(dtype)])(grid, block, args)
 
 
 def _gemm(a, b, trans_a=False, trans_b=False):
