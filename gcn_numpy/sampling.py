@@ -1,0 +1,128 @@
+"""Sampling the generative ConvNet: Langevin dynamics (eq. 19) and descent to a local mode
+(Proposition 2).
+
+With the Gaussian reference ``q`` of variance ``sigma**2`` the energy is
+``U(I) = ||I||^2 / (2 sigma^2) - f(I)``, and its negative gradient ``B(I) - I / sigma^2`` is
+the reconstruction error of the auto-encoder ``I -> delta(I) -> B`` (Theorem 1).
+"""
+
+import numpy as np
+
+__all__ = ["langevin", "descend_to_mode"]
+
+
+def _check_positive(value, what):
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{what} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _check_steps(value, what, minimum=0):
+    if isinstance(value, bool) or int(value) != value or value < minimum:
+        raise ValueError(f"{what} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def langevin_chains(net, I, n_steps, step_size, sigma, rng):
+    """Langevin dynamics on a checked backend array, returning a backend array.
+
+    The loop the learner runs: one bottom-up and one top-down pass per step, the
+    update of eq. (19) as one backend kernel.
+    """
+    be = net._be
+    for _ in range(n_steps):
+        B = net.forward_backward(I, need_B=True)["B"]
+        Z = be.standard_normal(rng, I.shape, net.dtype)
+        I = be.langevin_step(I, B, Z, step_size, sigma)
+    return I
+
+
+def langevin(net, I, n_steps, step_size, sigma=1.0, rng=None):
+    """Run ``n_steps`` of Langevin dynamics, eq. (19), on a batch of chains.
+
+    ``I <- I - (eps^2 / 2) (I / sigma^2 - B(I)) + eps Z``, ``Z ~ N(0, 1)``: the drift is the
+    reconstruction error of the auto-encoder, ``B(I)`` being computed top-down from the
+    activation pattern ``delta(I)``.
+
+    Parameters
+    ----------
+    net : GenerativeConvNet
+    I : ndarray of shape (N, C, H, W)
+        Starting images, one per chain (not modified).
+    n_steps : int
+    step_size : float
+        ``eps``.
+    sigma : float
+        Standard deviation of the Gaussian reference distribution ``q``.
+    rng : numpy.random.Generator, int or None
+        Source of the noise ``Z``.
+
+    Returns
+    -------
+    ndarray of shape (N, C, H, W)
+        The chains after ``n_steps`` steps.
+    """
+    n_steps = _check_steps(n_steps, "n_steps")
+    step_size = _check_positive(step_size, "step_size")
+    sigma = _check_positive(sigma, "sigma")
+    rng = np.random.default_rng(rng)
+    I = net.check_images(I)
+    return net._be.to_numpy(langevin_chains(net, I, n_steps, step_size, sigma, rng))
+
+
+def descend_to_mode(net, I, sigma=1.0, step_size=None, max_steps=10_000, tol=1e-10):
+    """Follow the deterministic part of eq. (19) to a local energy minimum (Proposition 2).
+
+    The attractor dynamics ``I <- I - (eps^2 / 2) (I / sigma^2 - B(I))`` moves each image
+    toward the mean ``B`` of its Gaussian piece. With the default step
+    ``eps^2 / 2 = sigma^2`` each step *is* the auto-encoding ``I <- sigma^2 B(delta(I))``, so
+    the dynamics stops exactly when the activation pattern stops changing: then the image
+    is a fixed point, ``I = sigma^2 B_{w, delta(I)}``, an exact auto-encoding (eq. 20).
+    Smaller steps (``step_size``) approach the mean of the current piece geometrically.
+
+    Where ``f`` is convex in ``I`` (one layer, as in the prototype model, or non-negative
+    weights above the first layer) ``f(J) >= f(I) + <J - I, B(I)>``, so the jump is a
+    majorize-minimize step: ``U(B) <= U(I) - ||I - B||^2 / 2``, the energy falls at every
+    step and the descent ends, after finitely many pieces, at an exact auto-encoding. For
+    a general net ``f`` has concave kinks, the pattern may cycle (the Hopfield-like
+    behaviour the paper mentions) and ``exact`` reports it.
+
+    Parameters
+    ----------
+    net : GenerativeConvNet
+    I : ndarray of shape (N, C, H, W)
+        Starting images.
+    sigma : float
+    step_size : float or None
+        ``eps``; ``None`` means ``eps = sqrt(2) sigma``, the jump to the piece's mean.
+    max_steps : int
+    tol : float
+        Convergence when ``max |I - sigma^2 B| <= tol * max(1, max |I|)`` for every image.
+
+    Returns
+    -------
+    mode : ndarray of shape (N, C, H, W)
+        Where the descent stopped.
+    exact : ndarray of bool, shape (N,)
+        Whether each image auto-encodes exactly: its pattern ``delta`` is reproduced by
+        ``sigma^2 B_{w, delta}``, i.e. ``B_{w,delta}`` lies in its own piece ``A(delta; w)``
+        and the mode equals it to rounding (``tol``).
+    """
+    sigma = _check_positive(sigma, "sigma")
+    if step_size is None:
+        rate = 1.0
+    else:
+        rate = 0.5 * _check_positive(step_size, "step_size") ** 2 / sigma**2
+    max_steps = _check_steps(max_steps, "max_steps", minimum=1)
+    if rate > 1:
+        raise ValueError("step_size overshoots the mean: need eps^2 / 2 <= sigma^2")
+    xp = net._be.xp
+    I = net.check_images(I)
+    for step in range(max_steps + 1):
+        reconstruction = sigma**2 * net.forward_backward(I, need_B=True)["B"]
+        err = xp.abs(I - reconstruction).max(axis=(1, 2, 3))
+        exact = err <= tol * xp.maximum(1.0, xp.abs(I).max(axis=(1, 2, 3)))
+        if step == max_steps or bool(exact.all()):
+            break
+        I = I + rate * (reconstruction - I)
+    return net._be.to_numpy(I), net._be.to_numpy(exact).astype(bool)
