@@ -1,0 +1,150 @@
+"""Training images: the shipped CC0 textures, the user's files, aligned faces.
+
+Images are prepared the release's way: intensities 0-255, the mean subtracted. The mean
+is one value per channel over all training images and pixels (for a single texture the
+pixel-wise mean image would be the image itself); the chains start at 0, which is this
+mean image. :func:`to_uint8` adds it back.
+"""
+
+import glob
+import os
+from importlib import resources
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+TEXTURES = ("brick", "grass", "gravel")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+__all__ = [
+    "TEXTURES",
+    "texture_path",
+    "expand_paths",
+    "load_images",
+    "shipped_texture",
+    "texture_crops",
+    "lfw_faces",
+    "prepare",
+    "to_uint8",
+]
+
+
+class DataError(ValueError):
+    """A problem with the training images, worded for the user."""
+
+
+def texture_path(name):
+    """Path of a shipped texture (see ``gcn_numpy/data/PROVENANCE.md``)."""
+    if name not in TEXTURES:
+        raise DataError(f"unknown texture {name!r}; shipped: {', '.join(TEXTURES)}")
+    return str(resources.files("gcn_numpy") / "data" / f"{name}.png")
+
+
+def expand_paths(specs):
+    """Files named by ``specs``: each a file, a folder (its images) or a glob pattern."""
+    paths = []
+    for spec in specs:
+        if os.path.isdir(spec):
+            found = sorted(
+                os.path.join(spec, n)
+                for n in os.listdir(spec)
+                if n.lower().endswith(IMAGE_SUFFIXES)
+            )
+            if not found:
+                raise DataError(f"folder {spec!r} holds no images")
+        elif os.path.isfile(spec):
+            found = [spec]
+        else:
+            found = sorted(p for p in glob.glob(spec) if os.path.isfile(p))
+            if not found:
+                raise DataError(f"no such file, folder or matching glob: {spec!r}")
+        paths.extend(found)
+    return paths
+
+
+def _resize_crop(image, size):
+    """Scale so the shorter side is ``size``, then crop the centre ``size x size``."""
+    w, h = image.size
+    scale = size / min(w, h)
+    if scale != 1:
+        image = image.resize(
+            (max(size, round(w * scale)), max(size, round(h * scale))), Image.Resampling.LANCZOS
+        )
+    w, h = image.size
+    left, top = (w - size) // 2, (h - size) // 2
+    return image.crop((left, top, left + size, top + size))
+
+
+def load_images(paths, size):
+    """Read image files into an array of shape (M, C, size, size), floats in 0-255.
+
+    Gray if every file is gray, otherwise RGB (C = 3).
+    """
+    images = []
+    for path in paths:
+        try:
+            with Image.open(path) as im:
+                im.load()
+                images.append(im.copy())
+        except (UnidentifiedImageError, OSError) as e:
+            raise DataError(f"{path!r} is not an image Pillow can read") from e
+    gray = all(im.mode in ("L", "I", "I;16", "F", "1", "LA") for im in images)
+    mode = "L" if gray else "RGB"
+    arrays = []
+    for im in images:
+        a = np.asarray(_resize_crop(im.convert(mode), size), dtype=np.float64)
+        arrays.append(a[None] if gray else a.transpose(2, 0, 1))
+    return np.stack(arrays)
+
+
+def shipped_texture(name, size):
+    """One shipped texture, resized to ``size x size``: shape (1, 1, size, size)."""
+    return load_images([texture_path(name)], size)
+
+
+def texture_crops(n, size, seed=0):
+    """``n`` different ``size x size`` crops from the shipped textures (for CD), taken at
+    random places of random textures, each texture's full 512 px seen at half scale."""
+    rng = np.random.default_rng(seed)
+    full = {name: load_images([texture_path(name)], 256)[0] for name in TEXTURES}
+    crops = []
+    for i in range(n):
+        image = full[TEXTURES[i % len(TEXTURES)]]
+        if size > image.shape[-1]:
+            raise DataError(f"crops of {size} px exceed the {image.shape[-1]} px textures")
+        y, x = rng.integers(0, image.shape[-1] - size + 1, size=2)
+        crops.append(image[:, y : y + size, x : x + size])
+    return np.stack(crops)
+
+
+def lfw_faces(n, size):
+    """``n`` aligned faces from scikit-image's LFW subset (the optional ``data`` extra)."""
+    try:
+        from skimage.data import lfw_subset
+    except ImportError:
+        raise DataError(
+            "the faces come from scikit-image: pip install 'gcn_numpy[data]', "
+            "or give your own aligned images with --image"
+        ) from None
+    faces = lfw_subset()[:n]  # (n, 25, 25), floats in [0, 1]
+    images = [
+        Image.fromarray(np.uint8(np.clip(f * 255, 0, 255))).resize(
+            (size, size), Image.Resampling.LANCZOS
+        )
+        for f in faces
+    ]
+    return np.stack([np.asarray(im, dtype=np.float64)[None] for im in images])
+
+
+def prepare(images):
+    """Subtract the per-channel mean: returns ``(centred images, mean of shape (C,))``."""
+    mean = images.mean(axis=(0, 2, 3))
+    return images - mean[None, :, None, None], mean
+
+
+def to_uint8(images, mean):
+    """Model units back to 0-255 pixels: add the mean, clip, round. (N, C, H, W) in,
+    (N, H, W) for gray or (N, H, W, 3) for color out."""
+    a = np.asarray(images, dtype=np.float64) + np.asarray(mean)[None, :, None, None]
+    a = np.uint8(np.clip(np.rint(a), 0, 255))
+    return a[:, 0] if a.shape[1] == 1 else a.transpose(0, 2, 3, 1)

@@ -1,0 +1,293 @@
+"""Learning the generative ConvNet: Algorithm 1, layer growing, contrastive divergence.
+
+Maximum likelihood (eq. 21) ascends ``L(w)`` with gradient ``H_obs - H_syn``: the mean of
+``df/dw`` over the observed images minus its mean over synthesized images, which the
+Langevin dynamics (eq. 19) keeps drawing from the current model (persistent chains,
+started at 0, the mean image). Contrastive divergence starts the chains at the observed
+images instead and runs few steps; by Proposition 3 it then learns to reconstruct them.
+
+Everything here runs on the net's backend arrays (``xp``): on the GPU a learning iteration
+makes no host round trip until its metrics are read at the end.
+"""
+
+import json
+
+import numpy as np
+
+from .model import GenerativeConvNet
+from .sampling import langevin_chains
+
+__all__ = ["Learner", "NonFiniteError", "ReleaseRule", "Adam", "make_rule"]
+
+METRICS = ("f_obs", "f_syn", "energy", "grad_norm", "recon_error")
+
+
+class NonFiniteError(FloatingPointError):
+    """Langevin or learning produced nan or inf; the learner's state was not changed."""
+
+
+class ReleaseRule:
+    """The update rule of the original release (plain gradient ascent).
+
+    Per parameter array: rescale ``g`` so that ``max |g| <= clip``; weights get weight
+    decay; biases get ``bias_lr_mult`` times the learning rate and no decay; then
+    ``v <- momentum v + lr (g - decay w)`` and ``w <- w + v``.
+    """
+
+    def __init__(self, clip=20.0, weight_decay=1e-4, bias_lr_mult=2.0, momentum=0.0):
+        self.clip, self.weight_decay = clip, weight_decay
+        self.bias_lr_mult, self.momentum = bias_lr_mult, momentum
+
+    def init_state(self, params, xp):
+        return [xp.zeros_like(a) for pair in params for a in pair]
+
+    def update(self, params, grads, state, lr, xp):
+        new_params, new_state, i = [], [], 0
+        for (W, b), (gW, gb) in zip(params, grads, strict=True):
+            pair = []
+            for w, g, is_bias in ((W, gW, False), (b, gb, True)):
+                peak = xp.abs(g).max()
+                g = g * xp.minimum(1.0, self.clip / xp.maximum(peak, 1e-30)).astype(g.dtype)
+                rate = lr * (self.bias_lr_mult if is_bias else 1.0)
+                step = g if is_bias else g - self.weight_decay * w
+                v = self.momentum * state[i] + rate * step
+                pair.append(w + v)
+                new_state.append(v)
+                i += 1
+            new_params.append(tuple(pair))
+        return new_params, new_state
+
+
+class Adam:
+    """Adam (Kingma and Ba) for gradient *ascent*, with the release's weight decay."""
+
+    def __init__(self, weight_decay=1e-4, beta1=0.9, beta2=0.999, eps=1e-8):
+        self.weight_decay, self.beta1, self.beta2, self.eps = weight_decay, beta1, beta2, eps
+
+    def init_state(self, params, xp):
+        zeros = [xp.zeros_like(a) for pair in params for a in pair]
+        return [xp.zeros(1, dtype=params[0][0].dtype)] + zeros + [z.copy() for z in zeros]
+
+    def update(self, params, grads, state, lr, xp):
+        n = 2 * len(params)
+        t = state[0] + 1
+        m_all, v_all = state[1 : 1 + n], state[1 + n :]
+        new_params, new_m, new_v, i = [], [], [], 0
+        for (W, b), (gW, gb) in zip(params, grads, strict=True):
+            pair = []
+            for w, g, is_bias in ((W, gW, False), (b, gb, True)):
+                if not is_bias:
+                    g = g - self.weight_decay * w
+                m = self.beta1 * m_all[i] + (1 - self.beta1) * g
+                v = self.beta2 * v_all[i] + (1 - self.beta2) * g * g
+                m_hat = m / (1 - self.beta1**t)
+                v_hat = v / (1 - self.beta2**t)
+                pair.append(w + lr * m_hat / (xp.sqrt(v_hat) + self.eps))
+                new_m.append(m)
+                new_v.append(v)
+                i += 1
+            new_params.append(tuple(pair))
+        return new_params, [t] + new_m + new_v
+
+
+def make_rule(config):
+    """The update rule a :class:`~gcn_numpy.presets.TrainConfig` asks for."""
+    if config.optimizer == "release":
+        return ReleaseRule(config.clip, config.weight_decay, config.bias_lr_mult, config.momentum)
+    if config.optimizer == "adam":
+        return Adam(config.weight_decay)
+    raise ValueError(f"unknown optimizer {config.optimizer!r}; choose release or adam")
+
+
+class Learner:
+    """Algorithm 1 (or CD-k) on a set of observed images, one :meth:`step` per iteration.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    images : ndarray of shape (M, C, H, W)
+        Observed images in model units: intensities 0-255 with the mean subtracted.
+
+    Attributes
+    ----------
+    net : GenerativeConvNet
+        The current net: with ``config.grow`` it has one layer per stage reached.
+    chains : backend array of shape (chains, C, h, w)
+        The synthesized images (persistent for maximum likelihood; for CD the last
+        one-step samples, one per observed image).
+    iteration : int
+        Learning iterations done.
+    """
+
+    def __init__(self, config, images):
+        self.config = config
+        images = np.asarray(images)
+        if images.ndim != 4:
+            raise ValueError(f"images must have shape (M, C, H, W), got {images.shape}")
+        self.n_layers_total = len(config.layers)
+        self.total_iterations = config.iterations * (self.n_layers_total if config.grow else 1)
+        self.rule = make_rule(config)
+        self.rng = np.random.default_rng(config.seed)
+        self.iteration = 0
+        self.lr = config.lr
+        self.net = self._build_net(1 if config.grow else self.n_layers_total, images)
+        self.obs = self.net.check_images(images)
+        self.opt_state = self.rule.init_state(self.net.params, self.net._be.xp)
+        self.chains = self._initial_chains()
+
+    # ------------------------------------------------------------------ set-up
+
+    def _build_net(self, n_layers, images):
+        cfg = self.config
+        C, H, W = images.shape[1:]
+        if cfg.top == "linear" and cfg.synth_size not in (None, H):
+            raise ValueError(
+                "synth_size needs the convolutional (sum) top: a linear top "
+                "filter is tied to the training image size"
+            )
+        return GenerativeConvNet(
+            C,
+            cfg.layer_objects()[:n_layers],
+            top=cfg.top,
+            image_size=(H, W) if cfg.top == "linear" else None,
+            backend=cfg.backend,
+            dtype=np.dtype(cfg.dtype),
+            seed=cfg.seed + n_layers,  # new layers are drawn apart from the Langevin noise
+            init_std=cfg.init_std,
+        )
+
+    def _initial_chains(self):
+        xp, obs = self.net._be.xp, self.obs
+        if self.config.mode == "cd":
+            return obs.copy()
+        C, H, W = obs.shape[1:]
+        if self.config.synth_size:
+            H = W = self.config.synth_size
+        shape = (self.config.chains, C, H, W)
+        self.net.layer_shapes(*shape[2:])  # a canvas below the receptive field is an error
+        return xp.zeros(shape, dtype=self.net.dtype)  # Algorithm 1, line 2: the mean image
+
+    def _grow(self):
+        """Add the next layer (section 7): lower layers keep their filters and go on
+        learning; a ``"linear"`` top gets a new filter sized for the new top map."""
+        old = self.net
+        new = self._build_net(len(old.layers) + 1, self.obs)
+        n_conv = len(old.layers)
+        new.params = list(old.params[:n_conv]) + list(new.params[n_conv:])
+        self.net = new
+        self.lr *= self.config.lr_decay_per_layer
+        self.opt_state = self.rule.init_state(new.params, new._be.xp)
+
+    # ---------------------------------------------------------------- learning
+
+    def _top_positions(self, images):
+        """Spatial size of the top map: gradients are normalised per top-map position, so
+        that chains on a larger canvas than the observed images weigh the same."""
+        if self.net.top == "linear":
+            return 1
+        _, h, w = self.net.layer_shapes(*images.shape[2:])[-1]
+        return h * w
+
+    def step(self):
+        """One learning iteration; returns its metrics as floats.
+
+        Lines 4-6 of Algorithm 1: ``L`` Langevin steps on the chains, then
+        ``w <- w + eta (H_obs - H_syn)``. The state changes only if everything stayed
+        finite; otherwise :class:`NonFiniteError` is raised.
+        """
+        cfg = self.config
+        if cfg.grow and self.iteration > 0 and self.iteration % cfg.iterations == 0:
+            self._grow()
+        net, be = self.net, self.net._be
+        xp = be.xp
+        rng_state = self.rng.bit_generator.state
+        start = self.obs if cfg.mode == "cd" else self.chains
+        syn = langevin_chains(net, start, cfg.langevin_steps, cfg.step_size, cfg.sigma, self.rng)
+        obs_out = net.forward_backward(self.obs, need_B=cfg.mode == "cd", need_grads=True)
+        syn_out = net.forward_backward(syn, need_B=False, need_grads=True)
+        scale_obs = 1.0 / (self.obs.shape[0] * self._top_positions(self.obs))
+        scale_syn = 1.0 / (syn.shape[0] * self._top_positions(syn))
+        grads = [
+            (gWo * scale_obs - gWs * scale_syn, gbo * scale_obs - gbs * scale_syn)
+            for (gWo, gbo), (gWs, gbs) in zip(obs_out["grads"], syn_out["grads"], strict=True)
+        ]
+        params, opt_state = self.rule.update(net.params, grads, self.opt_state, self.lr, xp)
+
+        f_syn = syn_out["f"]
+        energy = (syn * syn).sum(axis=(1, 2, 3)) / (2 * cfg.sigma**2) - f_syn
+        grad_norm = xp.sqrt(sum((g * g).sum() for pair in grads for g in pair))
+        if cfg.mode == "cd":
+            recon = xp.abs(cfg.sigma**2 * obs_out["B"] - self.obs).mean()
+        else:
+            recon = xp.zeros((), dtype=net.dtype)
+        finite = xp.isfinite(syn).all()
+        for W, b in params:
+            finite = finite & xp.isfinite(W).all() & xp.isfinite(b).all()
+        values = [obs_out["f"].mean(), f_syn.mean(), energy.mean(), grad_norm, recon, finite]
+        values = be.to_numpy(xp.stack([xp.asarray(v, dtype=xp.float64) for v in values]))
+        if not values[-1]:
+            self.rng.bit_generator.state = rng_state
+            raise NonFiniteError(
+                f"non-finite values in Langevin sampling or learning at iteration "
+                f"{self.iteration + 1}; try a smaller --step-size or --lr"
+            )
+        net.params, self.opt_state, self.chains = params, opt_state, syn
+        self.iteration += 1
+        return dict(zip(METRICS, (float(v) for v in values[:-1]), strict=True))
+
+    def reconstruct(self, images=None):
+        """The auto-encoding ``I -> delta(I) -> sigma^2 B_{w, delta}`` (Theorem 1) of the
+        observed images (or ``images``), as a NumPy array."""
+        I = self.obs if images is None else self.net.check_images(images)
+        B = self.net.forward_backward(I, need_B=True)["B"]
+        return self.net._be.to_numpy(self.config.sigma**2 * B)
+
+    # -------------------------------------------------------------- checkpoint
+
+    def state_dict(self):
+        """The complete learning state as NumPy arrays and JSON strings."""
+        to_np = self.net._be.to_numpy
+        state = {
+            "iteration": np.array(self.iteration),
+            "n_layers": np.array(len(self.net.layers)),
+            "lr": np.array(self.lr),
+            "chains": to_np(self.chains),
+            "rng": np.array(json.dumps(self.rng.bit_generator.state)),
+            "n_params": np.array(len(self.net.params)),
+            "n_opt": np.array(len(self.opt_state)),
+        }
+        for i, (W, b) in enumerate(self.net.params):
+            state[f"W{i}"], state[f"b{i}"] = to_np(W), to_np(b)
+        for i, a in enumerate(self.opt_state):
+            state[f"opt{i}"] = to_np(a)
+        return state
+
+    def load_state_dict(self, state):
+        """Restore :meth:`state_dict`'s output; ``ValueError`` if it does not fit the config."""
+        try:
+            n_layers = int(state["n_layers"])
+            if not 1 <= n_layers <= self.n_layers_total:
+                raise ValueError(
+                    f"checkpoint has {n_layers} layers, the config {self.n_layers_total}"
+                )
+            net = self._build_net(n_layers, self.obs)
+            weights = [(state[f"W{i}"], state[f"b{i}"]) for i in range(int(state["n_params"]))]
+            net.set_weights(weights)
+            xp, be = net._be.xp, net._be
+            template = self.rule.init_state(net.params, xp)
+            opt_state = [
+                be.asarray(state[f"opt{i}"], net.dtype) for i in range(int(state["n_opt"]))
+            ]
+            if [a.shape for a in opt_state] != [a.shape for a in template]:
+                raise ValueError("optimizer state does not match the update rule")
+            chains = np.asarray(state["chains"])
+            if chains.shape[0] != self.chains.shape[0] or chains.shape[1:] != self.chains.shape[1:]:
+                raise ValueError(f"chains of shape {chains.shape}, expected {self.chains.shape}")
+            rng_state = json.loads(str(state["rng"]))
+            iteration = int(state["iteration"])
+        except KeyError as e:
+            raise ValueError(f"checkpoint lacks {e}") from None
+        self.net, self.opt_state = net, opt_state
+        self.chains = be.asarray(chains, net.dtype)
+        self.rng.bit_generator.state = rng_state
+        self.iteration, self.lr = iteration, float(state["lr"])

@@ -1,0 +1,205 @@
+"""Algorithm 1, the release's update rule, layer growing, contrastive divergence and the
+learner's checkpoint state, on tiny images with the float64 reference backend."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from conftest import rel_err
+
+from gcn_numpy import data, metrics
+from gcn_numpy.learning import Adam, Learner, NonFiniteError, ReleaseRule
+from gcn_numpy.model import Layer
+from gcn_numpy.presets import TrainConfig, get_preset
+
+
+def tiny_config(**changes):
+    base = TrainConfig(
+        preset="tiny",
+        size=16,
+        layers=[
+            dataclasses.asdict(l)
+            for l in (Layer(8, 5, stride=2, padding=2), Layer(8, 3, padding=1))
+        ],
+        chains=6,
+        langevin_steps=5,
+        iterations=40,
+        grow=False,
+        lr=0.002,
+        backend="numpy",
+        dtype="float64",
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def texture(size=16):
+    """A size x size corner of the gravel texture seen at 128 px: enough contrast to learn."""
+    return data.prepare(data.load_images([data.texture_path("gravel")], 128)[:, :, :size, :size])[0]
+
+
+def test_release_rule_clips_decays_and_doubles_bias_rate():
+    rule = ReleaseRule(clip=20.0, weight_decay=0.1, bias_lr_mult=2.0, momentum=0.0)
+    W, b = np.ones((2, 1, 1, 1)), np.ones(2)
+    gW, gb = np.array([40.0, -10.0]).reshape(2, 1, 1, 1), np.array([1.0, 2.0])
+    state = rule.init_state([(W, b)], np)
+    ((W2, b2),) = rule.update([(W, b)], [(gW, gb)], state, 0.5, np)[0]
+    # gW rescaled by 20/40: [20, -5]; minus decay 0.1 * 1; times lr 0.5
+    assert np.allclose(W2.ravel(), 1 + 0.5 * (np.array([20.0, -5.0]) - 0.1))
+    # gb unclipped (max 2 <= 20), no decay, rate 2 * 0.5
+    assert np.allclose(b2, 1 + 1.0 * gb)
+
+
+def test_release_rule_momentum_accumulates():
+    rule = ReleaseRule(clip=1e9, weight_decay=0.0, bias_lr_mult=1.0, momentum=0.9)
+    params = [(np.zeros(1), np.zeros(1))]
+    grads = [(np.ones(1), np.ones(1))]
+    state = rule.init_state(params, np)
+    params, state = rule.update(params, grads, state, 1.0, np)
+    params, state = rule.update(params, grads, state, 1.0, np)
+    assert np.allclose(params[0][0], 1 + 1.9)
+
+
+def test_adam_moves_along_the_gradient_sign():
+    rule = Adam(weight_decay=0.0)
+    params = [(np.zeros(3), np.zeros(1))]
+    grads = [(np.array([5.0, -0.1, 0.0]), np.array([1.0]))]
+    new, _ = rule.update(params, grads, rule.init_state(params, np), 0.01, np)
+    assert np.allclose(new[0][0], [0.01, -0.01, 0.0], atol=1e-6)
+
+
+def test_one_iteration_is_algorithm1_with_per_position_normalisation():
+    """w <- w + eta (H_obs / n_obs - H_syn / n_syn), n = positions of the top map, with the
+    chains on a larger canvas than the observed image."""
+    config = tiny_config(
+        synth_size=24, clip=1e9, weight_decay=0.0, bias_lr_mult=1.0, lr=0.01, init_std=0.2
+    )
+    learner = Learner(config, texture())
+    before = learner.net.weights
+    learner.step()
+    chains = learner.net._be.to_numpy(learner.chains)
+    assert chains.shape == (6, 1, 24, 24)
+    after = learner.net.weights
+    learner.net.set_weights(before)
+    n_obs = np.prod(learner.net.layer_shapes(16, 16)[-1][1:])
+    n_syn = np.prod(learner.net.layer_shapes(24, 24)[-1][1:])
+    assert n_obs != n_syn
+    h_obs = learner.net.weight_gradient(learner.net._be.to_numpy(learner.obs))
+    h_syn = learner.net.weight_gradient(chains)
+    for (W0, b0), (W1, b1), (go, bo), (gs, bs) in zip(before, after, h_obs, h_syn, strict=True):
+        assert rel_err(W1 - W0, 0.01 * (go / n_obs - gs / n_syn)) <= 1e-10
+        assert rel_err(b1 - b0, 0.01 * (bo / n_obs - bs / n_syn)) <= 1e-10
+
+
+def test_tiny_learning_run_moves_samples_toward_the_texture():
+    images = texture()
+    learner = Learner(tiny_config(iterations=40, lr=0.01), images)
+    gaps, first = [], None
+    for _ in range(learner.total_iterations):
+        m = learner.step()
+        gaps.append(abs(m["f_obs"] - m["f_syn"]) / abs(m["f_obs"]))
+        if first is None:
+            first = learner.net._be.to_numpy(learner.chains)
+    last = learner.net._be.to_numpy(learner.chains)
+    # the chains catch up with the data: the relative score gap shrinks ...
+    assert np.mean(gaps[-10:]) < 0.3 * np.mean(gaps[:5])
+    # ... and the samples' statistics move toward the training image's
+    s0, s1 = metrics.texture_stats(first, images), metrics.texture_stats(last, images)
+    assert abs(s1["std_samples"] - s1["std_training"]) < 0.5 * abs(
+        s0["std_samples"] - s0["std_training"]
+    )
+    assert s1["spectrum_distance"] < s0["spectrum_distance"]
+
+
+def test_layers_grow_one_per_stage_and_learning_rate_halves():
+    config = tiny_config(grow=True, iterations=3, lr=0.004)
+    learner = Learner(config, texture())
+    assert len(learner.net.layers) == 1 and learner.total_iterations == 6
+    for _ in range(3):
+        learner.step()
+    first_layer = learner.net.weights[0]
+    learner.step()
+    assert len(learner.net.layers) == 2 and learner.lr == pytest.approx(0.002)
+    # the first layer kept its filters and learned on by one more update
+    assert learner.net.weights[0][0].shape == first_layer[0].shape
+    assert 0 < np.abs(learner.net.weights[0][0] - first_layer[0]).max() < 0.1
+
+
+def test_linear_top_grows_with_a_new_top_filter():
+    config = tiny_config(grow=True, iterations=2, top="linear", chains=4)
+    learner = Learner(config, texture())
+    shapes = [[w.shape for w, _ in learner.net.weights]]
+    for _ in range(4):
+        learner.step()
+    shapes.append([w.shape for w, _ in learner.net.weights])
+    assert shapes[0] == [(8, 1, 5, 5), (1, 8, 8, 8)]
+    assert shapes[1] == [(8, 1, 5, 5), (8, 8, 3, 3), (1, 8, 8, 8)]
+
+
+def test_contrastive_divergence_starts_at_the_data_and_tracks_reconstruction():
+    images = data.prepare(data.texture_crops(3, 16))[0]
+    config = tiny_config(
+        mode="cd", langevin_steps=1, step_size=0.5, momentum=0.9, clip=1.0, iterations=30
+    )
+    learner = Learner(config, images)
+    assert learner.chains.shape == images.shape
+    errors = [learner.step()["recon_error"] for _ in range(30)]
+    assert errors[0] > 0
+    assert np.mean(errors[-5:]) < np.mean(errors[:5])
+    recon = learner.reconstruct()
+    assert recon.shape == images.shape
+    assert np.mean(np.abs(recon - images)) == pytest.approx(
+        np.mean(np.abs(learner.reconstruct() - images))
+    )
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_non_finite_step_raises_and_leaves_the_state_alone():
+    learner = Learner(tiny_config(step_size=1e150), texture())
+    before = learner.state_dict()
+    with pytest.raises(NonFiniteError, match="iteration 1"):
+        learner.step()
+    after = learner.state_dict()
+    assert set(before) == set(after)
+    for key in before:
+        assert np.array_equal(before[key], after[key]), key
+
+
+@pytest.mark.parametrize("optimizer", ["release", "adam"])
+def test_state_dict_round_trip_continues_bit_for_bit(optimizer):
+    config = tiny_config(optimizer=optimizer, grow=True, iterations=2)
+    a = Learner(config, texture())
+    for _ in range(3):
+        a.step()
+    b = Learner(config, texture())
+    b.load_state_dict(a.state_dict())
+    for _ in range(2):
+        a.step()
+        b.step()
+    sa, sb = a.state_dict(), b.state_dict()
+    for key in sa:
+        assert np.array_equal(sa[key], sb[key]), key
+
+
+def test_mismatched_state_is_rejected():
+    a = Learner(tiny_config(), texture())
+    state = a.state_dict()
+    other = Learner(tiny_config(chains=3), texture())
+    with pytest.raises(ValueError, match="chains"):
+        other.load_state_dict(state)
+    del state["W0"]
+    with pytest.raises(ValueError, match="W0"):
+        a.load_state_dict(state)
+
+
+def test_presets_exist_with_the_release_numbers():
+    paper = get_preset("texture-paper")
+    assert (paper.size, paper.chains, paper.langevin_steps, paper.step_size) == (224, 16, 10, 0.3)
+    assert [l["channels"] for l in paper.layers] == [100, 64, 30]
+    assert paper.grow and paper.lr == 0.0005 and paper.clip == 20.0
+    obj = get_preset("object-paper")
+    assert obj.top == "linear" and obj.langevin_steps == 30 and obj.lr == 0.004
+    cd = get_preset("cd-paper")
+    assert cd.mode == "cd" and cd.langevin_steps == 1 and cd.momentum == 0.9
+    assert cd.step_size == 0.5 and not cd.grow and cd.iterations == 1200
+    with pytest.raises(ValueError, match="unknown preset"):
+        get_preset("faces")

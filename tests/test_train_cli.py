@@ -1,0 +1,235 @@
+"""``python -m gcn_numpy.train`` in a subprocess, at tiny sizes: its outputs, its errors,
+Ctrl-C and resuming."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+TINY = ["--backend", "numpy", "--size", "16", "--chains", "3", "--langevin-steps", "2", "--quiet"]
+
+
+def train(*args, cwd, timeout=300):
+    return subprocess.run(
+        [sys.executable, "-m", "gcn_numpy.train", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def checkpoint_arrays(path):
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+def test_texture_run_writes_every_output(tmp_path):
+    out = tmp_path / "run"
+    r = train(
+        *TINY, "--iterations", "4", "--checkpoint-every", "2", "--out", str(out), cwd=tmp_path
+    )
+    assert r.returncode == 0, r.stderr
+    config = json.loads((out / "config.json").read_text())
+    assert config["preset"] == "texture" and config["iterations"] == 4
+    rows = read_csv(out / "metrics.csv")
+    assert [int(r["iteration"]) for r in rows] == [1, 2, 3, 4]
+    for key in ("f_obs", "f_syn", "energy", "grad_norm", "seconds"):
+        assert all(np.isfinite(float(r[key])) for r in rows)
+    chains = sorted(os.listdir(out / "synthesized"))
+    assert chains == ["chain_00.png", "chain_01.png", "chain_02.png"]
+    with Image.open(out / "synthesized" / "chain_00.png") as im:
+        assert im.size == (16, 16) and im.mode == "L"
+    for name in ("grid.png", "curves.png", "filters.png"):
+        with Image.open(out / name) as im:
+            im.verify()
+    with Image.open(out / "chains.gif") as im:
+        assert im.n_frames >= 1
+    state = checkpoint_arrays(out / "checkpoint.npz")
+    assert int(state["iteration"]) == 4 and state["chains"].shape == (3, 1, 16, 16)
+    assert not list(out.glob("*.tmp-*")), "a temporary checkpoint was left behind"
+
+
+def test_cd_run_writes_reconstructions(tmp_path):
+    out = tmp_path / "cd"
+    r = train(*TINY, "--preset", "cd", "--iterations", "3", "--out", str(out), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    with Image.open(out / "reconstructions.png") as im:
+        im.verify()
+    rows = read_csv(out / "metrics.csv")
+    assert all(float(r["recon_error"]) > 0 for r in rows)
+    assert checkpoint_arrays(out / "checkpoint.npz")["chains"].shape[0] == 10
+
+
+def test_object_run_on_a_folder_of_color_images(tmp_path):
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(folder / f"{i}.jpg")
+    out = tmp_path / "obj"
+    r = train(
+        *TINY,
+        "--preset",
+        "object",
+        "--image",
+        str(folder),
+        "--iterations",
+        "2",
+        "--out",
+        str(out),
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    state = checkpoint_arrays(out / "checkpoint.npz")
+    assert state["obs"].shape == (3, 3, 16, 16)
+    with Image.open(out / "synthesized" / "chain_00.png") as im:
+        assert im.mode == "RGB"
+
+
+def test_synth_size_makes_larger_chains(tmp_path):
+    out = tmp_path / "big"
+    r = train(*TINY, "--iterations", "2", "--synth-size", "24", "--out", str(out), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    with Image.open(out / "synthesized" / "chain_00.png") as im:
+        assert im.size == (24, 24)
+
+
+def _bad_inputs(tmp_path):
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    corrupt = tmp_path / "corrupt.npz"
+    corrupt.write_bytes(b"PK\x03\x04 garbage")
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, something=np.zeros(3))
+    return [
+        (["--image", str(tmp_path / "missing.png")], "no such file"),
+        (["--image", str(text)], "not an image"),
+        (["--size", "2"], "receptive field"),
+        (["--chains", "0"], "must be positive"),
+        (["--size", "-1"], "must be positive"),
+        (["--iterations", "many"], "expected an integer"),
+        (["--step-size", "0"], "positive number"),
+        (["--preset", "faces"], "invalid choice"),
+        (["--backend", "tensorflow"], "invalid choice"),
+        (["--resume", str(corrupt)], "corrupt or incompatible checkpoint"),
+        (["--resume", str(foreign)], "corrupt or incompatible checkpoint"),
+        (["--resume", str(tmp_path / "nothing.npz")], "no such checkpoint"),
+        (["--synth-size", "2"], "receptive field"),
+    ]
+
+
+def test_bad_input_exits_2_with_one_line(tmp_path):
+    for args, message in _bad_inputs(tmp_path):
+        r = train(*TINY, "--iterations", "1", "--out", str(tmp_path / "x"), *args, cwd=tmp_path)
+        assert r.returncode == 2, (args, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], (args, r.stderr)
+        assert "Traceback" not in r.stderr
+
+
+def test_resume_rejects_a_changed_configuration(tmp_path):
+    out = tmp_path / "run"
+    assert train(*TINY, "--iterations", "1", "--out", str(out), cwd=tmp_path).returncode == 0
+    r = train("--resume", str(out / "checkpoint.npz"), "--chains", "5", cwd=tmp_path)
+    assert r.returncode == 2 and "only --iterations" in r.stderr
+
+
+def test_object_without_scikit_image_asks_for_the_data_extra(tmp_path):
+    try:
+        import skimage  # noqa: F401
+
+        pytest.skip("scikit-image is installed: the faces load")
+    except ImportError:
+        pass
+    r = train(*TINY, "--preset", "object", "--iterations", "1", cwd=tmp_path)
+    assert r.returncode == 2 and "gcn_numpy[data]" in r.stderr
+
+
+def test_ctrl_c_saves_and_resume_equals_an_uninterrupted_run(tmp_path):
+    args = [*TINY, "--iterations", "12", "--checkpoint-every", "1000"]
+    full = tmp_path / "full"
+    assert train(*args, "--out", str(full), cwd=tmp_path).returncode == 0
+    total = int(checkpoint_arrays(full / "checkpoint.npz")["iteration"])
+
+    part = tmp_path / "part"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gcn_numpy.train", *args, "--out", str(part)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    metrics_csv = part / "metrics.csv"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if metrics_csv.exists() and len(read_csv(metrics_csv)) >= 3:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "resume with" in err and "Traceback" not in err
+    stopped = int(checkpoint_arrays(part / "checkpoint.npz")["iteration"])
+    assert 3 <= stopped < total
+
+    r = train("--resume", str(part / "checkpoint.npz"), "--quiet", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    a, b = checkpoint_arrays(full / "checkpoint.npz"), checkpoint_arrays(part / "checkpoint.npz")
+    assert int(a["iteration"]) == int(b["iteration"]) == total
+    for key in a:
+        if key != "metrics":
+            assert np.array_equal(a[key], b[key]), key
+    ma, mb = a["metrics"], b["metrics"]
+    assert np.array_equal(ma[:, :-1], mb[:, :-1])  # all but the wall-clock seconds
+    assert len(read_csv(part / "metrics.csv")) == total
+
+
+def test_non_finite_values_stop_with_a_message_and_keep_the_last_good_state(tmp_path):
+    out = tmp_path / "nan"
+    r = train(*TINY, "--iterations", "3", "--step-size", "1e150", "--out", str(out), cwd=tmp_path)
+    assert r.returncode == 1
+    assert "iteration 1" in r.stderr and "Traceback" not in r.stderr
+    state = checkpoint_arrays(out / "checkpoint.npz")
+    assert int(state["iteration"]) == 0 and np.all(np.isfinite(state["chains"]))
+
+
+def test_help_explains_every_option():
+    r = subprocess.run(
+        [sys.executable, "-m", "gcn_numpy.train", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0
+    for option in (
+        "--preset",
+        "--image",
+        "--size",
+        "--iterations",
+        "--chains",
+        "--langevin-steps",
+        "--step-size",
+        "--sigma",
+        "--lr",
+        "--backend",
+        "--seed",
+        "--out",
+        "--resume",
+        "--checkpoint-every",
+        "--synth-size",
+    ):
+        assert option in r.stdout
+    assert "texture: 16" in r.stdout  # chains default shown
