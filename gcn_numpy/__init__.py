@@ -7,6 +7,7 @@ An energy-based image model ``p(I; w) ~ exp[f(I; w)] q(I)`` with ``f`` a ReLU Co
 """
 
 from .model import GenerativeConvNet, Layer, prototype_model
+from .sampling import descend_to_mode, langevin
 
-__all__ = ["GenerativeConvNet", "Layer", "prototype_model"]
+__all__ = ["GenerativeConvNet", "Layer", "prototype_model", "langevin", "descend_to_mode"]
 __version__ = "0.1.0"
