@@ -75,7 +75,8 @@ class GenerativeConvNet:
         ``(H, W)`` of the images. Required for ``"linear"``; optional for ``"sum"``,
         where it only makes inputs of another size an error.
     backend : {"numpy", "numba", "cupy"}
-        Which kernels run the passes; ``"numpy"`` is the readable float64 reference.
+        Which kernels run the passes; ``"numba"`` (the default) compiles them for the CPU,
+        ``"numpy"`` is the readable float64 reference.
     dtype : numpy dtype
         Floating type of weights and computation (float64 or float32).
     seed : int or None
@@ -97,7 +98,7 @@ class GenerativeConvNet:
         layers,
         top="sum",
         image_size=None,
-        backend="numpy",
+        backend="numba",
         dtype=np.float64,
         seed=0,
         init_std=0.01,

@@ -1,0 +1,238 @@
+"""The Numba backend against the float64 reference: every seam kernel on random layers
+(kernels 1-7 and 15, strides 1-3, paddings 0-2) and the texture net's first layer, then
+whole nets on both tops; float64 to 1e-10 and float32 to 1e-5, relative to the largest
+entry of the reference. float32 results are compared with the reference run in float64
+on the same float32-representable inputs and weights."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numba
+import numpy as np
+import pytest
+from conftest import random_architecture, random_net, rel_err
+
+from gcn_numpy import GenerativeConvNet, Layer
+from gcn_numpy.backends import get_backend, numba_blas, numba_cpu, reference
+
+TOL = {np.float64: 1e-10, np.float32: 1e-5}
+DTYPES = (np.float64, np.float32)
+TOPS = ("sum", "linear")
+
+FIXED_CASES = [  # (N, C, K, H, W, kernel, stride, padding)
+    (2, 3, 4, 30, 26, 15, 3, 2),  # the texture net's first layer, on a small image
+    (3, 4, 3, 12, 9, 5, 1, 2),
+    (1, 1, 1, 1, 1, 1, 1, 0),
+    (3, 2, 5, 6, 5, 1, 1, 0),
+    (2, 2, 3, 4, 9, 1, 3, 2),
+]
+
+
+def _random_cases(seed):
+    """Every layer of a random architecture from ``conftest``, with its input's shape."""
+    rng = np.random.default_rng(seed)
+    C, layers, (H, W) = random_architecture(rng)
+    N = int(rng.integers(1, 4))
+    cases = []
+    for layer in layers:
+        k, s, p = layer.kernel, layer.stride, layer.padding
+        cases.append((N, C, layer.channels, H, W, k, s, p))
+        H, W = reference.output_size(H, k, s, p), reference.output_size(W, k, s, p)
+        C = layer.channels
+    return cases
+
+
+CASES = FIXED_CASES + [case for seed in range(4) for case in _random_cases(seed)]
+
+
+def _layer_arrays(case, dtype):
+    """Inputs of one layer, rounded to ``dtype``; ``G`` is zero where ``delta`` would be."""
+    N, C, K, H, W, k, s, p = case
+    rng = np.random.default_rng(sum(case))
+    x = rng.normal(size=(N, C, H, W)).astype(dtype)
+    Wt = (rng.normal(size=(K, C, k, k)) / np.sqrt(C * k * k)).astype(dtype)
+    b = rng.uniform(-0.3, 0.3, size=K).astype(dtype)
+    Ho, Wo = reference.output_size(H, k, s, p), reference.output_size(W, k, s, p)
+    G = (rng.normal(size=(N, K, Ho, Wo)) * (rng.random((N, K, Ho, Wo)) < 0.5)).astype(dtype)
+    return x, Wt, b, G
+
+
+def _f64(*arrays):
+    return [np.asarray(a, dtype=np.float64) for a in arrays]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CASES)
+def test_conv_kernels_equal_reference(case, dtype):
+    *_, k, s, p = case
+    x, Wt, b, G = _layer_arrays(case, dtype)
+    x64, W64, b64, G64 = _f64(x, Wt, b, G)
+    tol = TOL[dtype]
+
+    r = numba_cpu.conv2d(x, Wt, s, p)
+    r_ref = reference.conv2d(x64, W64, s, p)
+    assert r.dtype == dtype and rel_err(r, r_ref) <= tol
+
+    F, delta = numba_cpu.conv_relu(x, Wt, b, s, p)
+    pre = r_ref + b64[:, None, None]
+    assert F.dtype == dtype and delta.dtype == bool
+    assert rel_err(F, np.maximum(pre, 0)) <= tol
+    clear = np.abs(pre) > tol * np.abs(pre).max()  # float32 may flip units within rounding of 0
+    assert np.array_equal(delta[clear], pre[clear] > 0)
+
+    B = numba_cpu.conv_transpose(G, Wt, s, p, x.shape[2:])
+    assert B.dtype == dtype and B.shape == x.shape
+    assert rel_err(B, reference.conv_transpose(G64, W64, s, p, x.shape[2:])) <= tol
+
+    dW, db = numba_cpu.conv_weight_grad(x, G, (k, k), s, p)
+    dW_ref, db_ref = reference.conv_weight_grad(x64, G64, (k, k), s, p)
+    assert dW.dtype == dtype and dW.shape == Wt.shape
+    assert rel_err(dW, dW_ref) <= tol and rel_err(db, db_ref) <= tol
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_pointwise_kernels_equal_reference(dtype):
+    rng = np.random.default_rng(3)
+    I, B, Z = (rng.normal(size=(3, 2, 7, 5)).astype(dtype) for _ in range(3))
+    delta = rng.random(B.shape) < 0.5
+    G = numba_cpu.gate(B, delta)
+    assert G.dtype == dtype and np.array_equal(G, reference.gate(B, delta))
+    out = numba_cpu.langevin_step(I, B, Z, 0.3, 1.7)
+    assert out.dtype == dtype
+    assert rel_err(out, reference.langevin_step(*_f64(I, B, Z), 0.3, 1.7)) <= TOL[dtype]
+    draws = numba_cpu.standard_normal(np.random.default_rng(5), (4, 3), dtype)
+    assert np.array_equal(draws, reference.standard_normal(np.random.default_rng(5), (4, 3), dtype))
+
+
+@pytest.mark.parametrize("case", CASES[:8])
+def test_adjoint_identities(case):
+    """``conv_transpose`` and ``conv_weight_grad`` are the transposes of ``conv2d``."""
+    x, Wt, _, G = _layer_arrays(case, np.float64)
+    *_, k, s, p = case
+    r = numba_cpu.conv2d(x, Wt, s, p)
+    scale = np.sum(np.abs(r * G))
+    B = numba_cpu.conv_transpose(G, Wt, s, p, x.shape[2:])
+    assert abs(np.sum(r * G) - np.sum(x * B)) <= 1e-12 * scale
+    dW, db = numba_cpu.conv_weight_grad(x, G, (k, k), s, p)
+    assert abs(np.sum(r * G) - np.sum(Wt * dW)) <= 1e-12 * scale
+    assert rel_err(db, G.sum(axis=(0, 2, 3))) <= 1e-14
+
+
+def test_results_do_not_depend_on_the_thread_count():
+    x, Wt, b, G = _layer_arrays((5, 3, 4, 13, 11, 5, 2, 1), np.float64)
+    before = numba.get_num_threads()
+    outputs = []
+    for n_threads in sorted({1, before}):
+        numba.set_num_threads(n_threads)
+        try:
+            outputs.append(
+                [
+                    numba_cpu.conv_relu(x, Wt, b, 2, 1)[0],
+                    numba_cpu.conv_transpose(G, Wt, 2, 1, x.shape[2:]),
+                    *numba_cpu.conv_weight_grad(x, G, (5, 5), 2, 1),
+                ]
+            )
+        finally:
+            numba.set_num_threads(before)
+    for a, b_ in zip(outputs[0], outputs[-1], strict=True):
+        assert rel_err(a, b_) <= 1e-14
+
+
+def test_blas_thread_count_is_restored():
+    functions = numba_blas._thread_functions()
+    if functions is None:
+        pytest.skip("SciPy's BLAS exports no OpenBLAS thread setter here")
+    get, _ = functions
+    before = get()
+    x, Wt, _, _ = _layer_arrays(FIXED_CASES[1], np.float32)
+    numba_cpu.conv2d(x, Wt, 1, 2)
+    assert get() == before
+
+
+def test_numba_is_the_default_backend():
+    net = GenerativeConvNet(1, [Layer(2, kernel=3)])
+    assert net.backend == "numba" and get_backend("numba") is numba_cpu
+
+
+def _pair(seed, top, dtype):
+    """A numba net of ``dtype``, the numpy float64 net with the same weights, and images
+    that ``dtype`` represents exactly."""
+    net, I = random_net(seed, top, backend="numba", dtype=dtype)
+    ref = GenerativeConvNet(
+        net.in_channels, net.layers, top=top, image_size=net.image_size, backend="numpy"
+    )
+    ref.set_weights(net.weights)
+    return net, ref, I.astype(dtype)
+
+
+def _pre_activations(ref, I):
+    """Pre-activations ``r + b`` of every layer of the float64 reference, bottom-up."""
+    pres, x = [], I.astype(np.float64)
+    for layer, (W, b) in zip(ref.layers, ref.weights, strict=False):
+        pre = reference.conv2d(x, W, layer.stride, layer.padding) + b[:, None, None]
+        pres.append(pre)
+        x = np.maximum(pre, 0)
+    return pres
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("top", TOPS)
+@pytest.mark.parametrize("seed", range(6))
+def test_whole_net_equals_reference(seed, top, dtype):
+    net, ref, I = _pair(seed, top, dtype)
+    tol = TOL[dtype]
+    deltas = net.activation_pattern(I)
+    for delta, pre in zip(deltas, _pre_activations(ref, I), strict=True):
+        # a float32 unit may flip only where the exact pre-activation is within rounding of 0
+        clear = np.abs(pre) > tol * np.abs(pre).max()
+        assert delta.dtype == bool and np.array_equal(delta[clear], pre[clear] > 0)
+    assert rel_err(net.score(I), ref.score(I)) <= tol
+
+    # B, alpha and the gradients are piecewise constant in delta: compare on numba's piece
+    maps, _ = ref.bottom_up(ref.check_images(I))
+    ref.bottom_up = lambda _: (maps, deltas)
+    alpha, B = net.top_down(I)
+    alpha_ref, B_ref = ref.top_down(I)
+    assert B.dtype == dtype and rel_err(B, B_ref) <= tol
+    assert rel_err(alpha, alpha_ref) <= tol
+    grads, grads_ref = net.weight_gradient(I), ref.weight_gradient(I)
+    for (dW, db), (dW_ref, db_ref) in zip(grads, grads_ref, strict=True):
+        assert rel_err(dW, dW_ref) <= tol and rel_err(db, db_ref) <= tol
+
+
+def test_without_jit_the_kernels_still_agree():
+    """``NUMBA_DISABLE_JIT=1`` runs the kernels as Python: a tiny net, both tops."""
+    script = textwrap.dedent(
+        """
+        import numba, numpy as np
+        from gcn_numpy import GenerativeConvNet, Layer
+        assert numba.config.DISABLE_JIT
+        layers = [Layer(2, kernel=3, stride=2, padding=1), Layer(2, kernel=2)]
+        rng = np.random.default_rng(0)
+        I = rng.normal(size=(2, 1, 7, 6))
+        for top in ("sum", "linear"):
+            nets = [GenerativeConvNet(1, layers, top=top, image_size=(7, 6), backend=b)
+                    for b in ("numba", "numpy")]
+            weights = [(rng.normal(size=W.shape), rng.uniform(0.1, 0.5, size=b.shape))
+                       for W, b in nets[0].weights]
+            for net in nets:
+                net.set_weights(weights)
+            (a, B), (a_ref, B_ref) = (net.top_down(I) for net in nets)
+            g, g_ref = (net.weight_gradient(I) for net in nets)
+            assert np.abs(B_ref).max() > 0
+            assert np.allclose(B, B_ref, rtol=0, atol=1e-12 * np.abs(B_ref).max())
+            assert np.allclose(a, a_ref, rtol=1e-12)
+            for (dW, db), (dW_ref, db_ref) in zip(g, g_ref):
+                assert np.allclose(dW, dW_ref, rtol=0, atol=1e-12 * np.abs(dW_ref).max())
+                assert np.allclose(db, db_ref, rtol=1e-12)
+        print("ok")
+        """
+    )
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
