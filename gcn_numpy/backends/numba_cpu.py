@@ -18,19 +18,23 @@ at 1-2 GFLOP/s per core against 25-50 for this, and a hand-written register-bloc
 in Numba reached 55-65% of BLAS. Row blocks keep ``cols`` near :data:`BLOCK_BYTES`, in cache
 between im2col and the product.
 
-Threads: the batch is split between :func:`numba.get_num_threads` threads, image ``n`` going
-to thread ``n % n_threads``, each with its own buffers. The per-thread kernels are plain
-``nogil`` functions started from a thread pool: the same work inside a ``prange`` loop took
-four times longer to compile. BLAS runs one thread per call
-(:mod:`gcn_numpy.backends.numba_blas`). The pointwise kernels are ``prange`` loops.
+Threads: :func:`numba.get_num_threads` threads take the batch's images one at a time, each
+image with its own buffers; BLAS runs one thread per call (:mod:`.numba_blas`). The
+per-image kernels are plain ``nogil`` functions called from a thread pool: the same work
+inside a ``prange`` loop took four times longer to compile, and a static split of the batch
+lost a whole core's share whenever another process shared a core. The pointwise kernels
+are single loops: memory-bound, they cost about 1% of a Langevin step, and a ``prange``
+version was slower whenever another process used a core (measured 8 ms a call instead of
+0.4 on the texture net's first layer).
 """
 
 import concurrent.futures
 import functools
+import itertools
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .numba_blas import single_threaded
 from .reference import output_size
@@ -51,214 +55,212 @@ def to_numpy(a):
     return np.asarray(a)
 
 
-# ---------------------------------------------------------------- copies of one image
+# ------------------------------------------------------------- copies within one image
 #
-# Flat offsets are unsigned (np.uint64) in the innermost loops: Numba then drops its test
-# for negative indices, which would keep those loops from vectorising.
+# One image's maps are copied channels last, ``(H + 2p, W + 2p, C)`` with a zero border,
+# so that each row of a filter's window is one contiguous run of ``kw*C`` numbers. Flat
+# offsets are unsigned (np.uint64) in the innermost loops: Numba then drops its test for
+# negative indices, which would keep those loops from vectorising.
 
 
 @njit(cache=True, nogil=True)
-def _im2col(xpad, kh, kw, stride, i0, i1, Wo, cols):
-    """The input samples met by every filter tap at output rows ``i0 <= i < i1``.
+def _channels_last(x, p, xpad):
+    """``xpad[i + p, j + p, c] = x[c, i, j]``: one image inside the zero border of ``xpad``."""
+    C, H, W = x.shape
+    for i in range(H):
+        for j in range(W):
+            for c in range(C):
+                xpad[i + p, j + p, c] = x[c, i, j]
 
-    ``xpad`` is one image with its zero border, ``(C, H + 2p, W + 2p)``; ``cols`` has shape
-    ``(C*kh*kw, (i1 - i0)*Wo)``::
 
-        for c, u, v:                              # one row of cols per tap
-            for i in i0 .. i1-1, j in 0 .. Wo-1:
-                cols[(c*kh + u)*kw + v, (i - i0)*Wo + j] = xpad[c, i*s + u, j*s + v]
-    """
-    C, Hp, Wp = xpad.shape
-    src, dst = xpad.ravel(), cols.ravel()
-    m = (i1 - i0) * Wo
-    s = np.uint64(stride)
+@njit(cache=True, nogil=True)
+def _channels_first(xpad, p, x):
+    """``x[c, i, j] = xpad[i + p, j + p, c]``: the interior of ``xpad``, channels first."""
+    C, H, W = x.shape
     for c in range(C):
-        for u in range(kh):
-            for v in range(kw):
-                row = (c * kh + u) * kw + v
-                for i in range(i0, i1):
-                    d = np.uint64(row * m + (i - i0) * Wo)
-                    e = np.uint64((c * Hp + i * stride + u) * Wp + v)
-                    for j in range(np.uint64(Wo)):
-                        dst[d + j] = src[e + j * s]
+        for i in range(H):
+            for j in range(W):
+                x[c, i, j] = xpad[i + p, j + p, c]
 
 
 @njit(cache=True, nogil=True)
-def _col2im(cols, kh, kw, stride, i0, i1, Wo, outpad):
-    """Add ``cols`` onto the padded maps ``outpad``: the adjoint of :func:`_im2col`::
+def _patches(xpad, kh, kw, stride, i0, i1, Wo, P):
+    """The window under every output position of rows ``i0 <= i < i1``, one per row of ``P``.
 
-    for c, u, v:
+    Row ``q`` of ``P`` ``((i1 - i0)*Wo, kh*kw*C)`` is what the filters ``w_{k,x}`` meet at
+    ``x = (i, j)``, ordered ``(u, v, c)``::
+
         for i in i0 .. i1-1, j in 0 .. Wo-1:
-            outpad[c, i*s + u, j*s + v] += cols[(c*kh + u)*kw + v, (i - i0)*Wo + j]
+            q = (i - i0)*Wo + j
+            for u in 0 .. kh-1:
+                P[q, u*kw*C : (u+1)*kw*C] = xpad[i*s + u, j*s : j*s + kw, :]
     """
-    C, Hp, Wp = outpad.shape
-    src, dst = cols.ravel(), outpad.ravel()
-    m = (i1 - i0) * Wo
-    s = np.uint64(stride)
-    for c in range(C):
-        for u in range(kh):
-            for v in range(kw):
-                row = (c * kh + u) * kw + v
-                for i in range(i0, i1):
-                    e = np.uint64(row * m + (i - i0) * Wo)
-                    d = np.uint64((c * Hp + i * stride + u) * Wp + v)
-                    for j in range(np.uint64(Wo)):
-                        dst[d + j * s] += src[e + j]
+    Wp, C = xpad.shape[1], xpad.shape[2]
+    src, dst = xpad.ravel(), P.ravel()
+    run = np.uint64(kw * C)
+    for i in range(i0, i1):
+        for j in range(Wo):
+            q = (i - i0) * Wo + j
+            for u in range(kh):
+                d = np.uint64((q * kh + u) * kw * C)
+                e = np.uint64(((i * stride + u) * Wp + j * stride) * C)
+                for a in range(run):
+                    dst[d + a] = src[e + a]
 
 
 @njit(cache=True, nogil=True)
-def _pad(x, p, xpad):
-    """Copy one image's maps ``x`` ``(C, H, W)`` inside the zero border of ``xpad``."""
-    C, H, W = x.shape
-    for c in range(C):
-        for i in range(H):
-            for j in range(W):
-                xpad[c, i + p, j + p] = x[c, i, j]
+def _add_patches(P, kh, kw, stride, i0, i1, Wo, xpad):
+    """Add each row of ``P`` onto the window it came from: the adjoint of :func:`_patches`::
+
+    for i in i0 .. i1-1, j in 0 .. Wo-1:
+        q = (i - i0)*Wo + j
+        for u in 0 .. kh-1:
+            xpad[i*s + u, j*s : j*s + kw, :] += P[q, u*kw*C : (u+1)*kw*C]
+    """
+    Wp, C = xpad.shape[1], xpad.shape[2]
+    src, dst = P.ravel(), xpad.ravel()
+    run = np.uint64(kw * C)
+    for i in range(i0, i1):
+        for j in range(Wo):
+            q = (i - i0) * Wo + j
+            for u in range(kh):
+                e = np.uint64((q * kh + u) * kw * C)
+                d = np.uint64(((i * stride + u) * Wp + j * stride) * C)
+                for a in range(run):
+                    dst[d + a] += src[e + a]
 
 
 @njit(cache=True, nogil=True)
-def _unpad(xpad, p, x):
-    """Copy the interior of ``xpad`` ``(C, H + 2p, W + 2p)`` into ``x`` ``(C, H, W)``."""
-    C, H, W = x.shape
-    for c in range(C):
-        for i in range(H):
-            for j in range(W):
-                x[c, i, j] = xpad[c, i + p, j + p]
-
-
-@njit(cache=True, nogil=True)
-def _block(G_n, q0, g):
-    """``g = G_n[:, q0 : q0 + m]``, a block of positions as a contiguous ``(K, m)`` matrix."""
-    K, m = g.shape
+def _transposed_block(G_n, q0, gT):
+    """``gT[q, k] = G_n[k, q0 + q]``: a block of ``m`` positions as an ``(m, K)`` matrix."""
+    m, K = gT.shape
     for k in range(K):
         for q in range(m):
-            g[k, q] = G_n[k, q0 + q]
+            gT[q, k] = G_n[k, q0 + q]
 
 
-# ------------------------------------------------------ the layers, one thread's images
+# ------------------------------------------------------------- the layers, one image
+#
+# The filters enter as matrices with the window's ``(u, v, c)`` order: ``Wt[(u, v, c), k]
+# = W[k, c, u, v]`` and its transpose ``Wk``. Each product is oriented as measured fastest
+# with OpenBLAS on the texture net's layers.
 
 
 @njit(cache=True, nogil=True)
-def _forward(x, Wm, b, kh, kw, stride, padding, rows, relu, out, delta, t, n_threads):
-    """Responses of eq. (12) into ``out``; with ``relu``, one bottom-up layer of eqs.
-    (13)-(14): ``out = F`` and ``delta``.
+def _forward(x, Wt, b, kh, kw, stride, padding, rows, relu, out, delta):
+    """Responses of eq. (12) of one image ``x`` ``(C, H, W)`` into ``out`` ``(K, Ho, Wo)``;
+    with ``relu``, one bottom-up layer of eqs. (13)-(14): ``out = F`` and ``delta``::
 
-    ``Wm`` is ``W`` as a ``(K, C*kh*kw)`` matrix; ``out`` has shape ``(N, K, Ho, Wo)``::
-
-        for n = t, t + n_threads, ...:
-            xpad = x[n] inside a border of p zeros
-            for each block i0 .. i1-1 of output rows:
-                r = Wm @ im2col(xpad)                     # (K, (i1-i0)*Wo), BLAS
-                if relu: delta = r + b > 0, out[n, :, i0:i1] = delta * (r + b)
-                else:    out[n, :, i0:i1] = r
+        xpad = x, channels last, inside a border of p zeros
+        for each block i0 .. i1-1 of output rows:
+            r = patches(xpad) @ Wt                       # (positions, K), BLAS
+            if relu: delta = r + b > 0, out[:, i0:i1] = delta * (r + b)
+            else:    out[:, i0:i1] = r
     """
-    N, C, H, W = x.shape
-    K, CKK = Wm.shape
-    Ho, Wo = out.shape[2], out.shape[3]
-    xpad = np.zeros((C, H + 2 * padding, W + 2 * padding), dtype=x.dtype)
-    col_buf = np.empty(CKK * rows * Wo, dtype=x.dtype)
-    r_buf = np.empty(K * rows * Wo, dtype=x.dtype)
-    for n in range(t, N, n_threads):
-        _pad(x[n], padding, xpad)
-        out_n = out[n].reshape((K, Ho * Wo))
-        delta_n = delta[n].reshape((K, Ho * Wo)) if relu else delta[0, 0]
-        for i0 in range(0, Ho, rows):
-            i1 = min(Ho, i0 + rows)
-            m, q0 = (i1 - i0) * Wo, i0 * Wo
-            cols = col_buf[: CKK * m].reshape((CKK, m))
-            r = r_buf[: K * m].reshape((K, m))
-            _im2col(xpad, kh, kw, stride, i0, i1, Wo, cols)
-            np.dot(Wm, cols, r)
-            for k in range(K):
-                for q in range(m):
-                    if relu:
-                        pre = r[k, q] + b[k]
-                        delta_n[k, q0 + q] = pre > 0
-                        out_n[k, q0 + q] = pre if pre > 0 else 0
-                    else:
-                        out_n[k, q0 + q] = r[k, q]
+    C, H, W = x.shape
+    CKK, K = Wt.shape
+    Ho, Wo = out.shape[1], out.shape[2]
+    xpad = np.zeros((H + 2 * padding, W + 2 * padding, C), dtype=x.dtype)
+    _channels_last(x, padding, xpad)
+    P_buf = np.empty(rows * Wo * CKK, dtype=x.dtype)
+    r_buf = np.empty(rows * Wo * K, dtype=x.dtype)
+    out_flat = out.reshape((K, Ho * Wo))
+    delta_flat = delta.reshape((K, Ho * Wo)) if relu else delta[0]
+    for i0 in range(0, Ho, rows):
+        i1 = min(Ho, i0 + rows)
+        m, q0 = (i1 - i0) * Wo, i0 * Wo
+        P = P_buf[: m * CKK].reshape((m, CKK))
+        r = r_buf[: m * K].reshape((m, K))
+        _patches(xpad, kh, kw, stride, i0, i1, Wo, P)
+        np.dot(P, Wt, r)
+        for k in range(K):
+            for q in range(m):
+                if relu:
+                    pre = r[q, k] + b[k]
+                    delta_flat[k, q0 + q] = pre > 0
+                    out_flat[k, q0 + q] = pre if pre > 0 else 0
+                else:
+                    out_flat[k, q0 + q] = r[q, k]
 
 
 @njit(cache=True, nogil=True)
-def _transpose(G, Wm, kh, kw, stride, padding, rows, out, t, n_threads):
-    """Top-down deconvolution, eq. (16), into ``out`` of shape ``(N, C, H, W)``::
+def _transpose(G, Wk, kh, kw, stride, padding, rows, out):
+    """Top-down deconvolution, eq. (16), of one image's ``G`` ``(K, Ho, Wo)`` into ``out``
+    ``(C, H, W)``::
 
-    for n = t, t + n_threads, ...:
-        outpad = zeros (C, H + 2p, W + 2p)
+        xpad = zeros (H + 2p, W + 2p, C)
         for each block i0 .. i1-1 of rows of G:
-            cols = Wm.T @ G[n, :, i0:i1]              # (C*kh*kw, (i1-i0)*Wo), BLAS
-            col2im(cols) into outpad                  # the filter copies add up
-        out[n] = outpad without its border
+            P = G[:, i0:i1].T @ Wk                       # (positions, kh*kw*C), BLAS
+            add_patches(P) into xpad                     # the filter copies add up
+        out = xpad without its border, channels first
     """
-    N, K, Ho, Wo = G.shape
-    C, H, W = out.shape[1], out.shape[2], out.shape[3]
-    CKK = Wm.shape[1]
-    outpad = np.empty((C, H + 2 * padding, W + 2 * padding), dtype=out.dtype)
-    col_buf = np.empty(CKK * rows * Wo, dtype=out.dtype)
-    g_buf = np.empty(K * rows * Wo, dtype=out.dtype)
-    for n in range(t, N, n_threads):
-        outpad.fill(0)
-        G_n = G[n].reshape((K, Ho * Wo))
-        for i0 in range(0, Ho, rows):
-            i1 = min(Ho, i0 + rows)
-            m = (i1 - i0) * Wo
-            g = g_buf[: K * m].reshape((K, m))
-            _block(G_n, i0 * Wo, g)
-            cols = col_buf[: CKK * m].reshape((CKK, m))
-            np.dot(Wm.T, g, cols)
-            _col2im(cols, kh, kw, stride, i0, i1, Wo, outpad)
-        _unpad(outpad, padding, out[n])
+    K, Ho, Wo = G.shape
+    C, H, W = out.shape
+    CKK = Wk.shape[1]
+    xpad = np.zeros((H + 2 * padding, W + 2 * padding, C), dtype=out.dtype)
+    P_buf = np.empty(rows * Wo * CKK, dtype=out.dtype)
+    g_buf = np.empty(rows * Wo * K, dtype=out.dtype)
+    G_flat = G.reshape((K, Ho * Wo))
+    for i0 in range(0, Ho, rows):
+        i1 = min(Ho, i0 + rows)
+        m = (i1 - i0) * Wo
+        gT = g_buf[: m * K].reshape((m, K))
+        _transposed_block(G_flat, i0 * Wo, gT)
+        P = P_buf[: m * CKK].reshape((m, CKK))
+        np.dot(gT, Wk, P)
+        _add_patches(P, kh, kw, stride, i0, i1, Wo, xpad)
+    _channels_first(xpad, padding, out)
 
 
 @njit(cache=True, nogil=True)
-def _weight_grad(x, G, kh, kw, stride, padding, rows, dW_parts, db_parts, t, n_threads):
-    """Thread ``t``'s part of ``dW`` (a ``(K, C*kh*kw)`` matrix) and ``db``, batch sums::
+def _weight_grad(x, G, kh, kw, stride, padding, rows, dWt, db):
+    """Add one image's share to ``dWt`` (``dW`` as a ``(kh*kw*C, K)`` matrix like ``Wt``)
+    and to ``db``; ``x`` ``(C, H, W)``, ``G`` ``(K, Ho, Wo)``::
 
-    for n = t, t + n_threads, ...:
-        xpad = x[n] inside a border of p zeros
+        xpad = x, channels last, inside a border of p zeros
         for each block i0 .. i1-1 of rows of G:
-            dW_parts[t] += G[n, :, i0:i1] @ im2col(xpad).T     # BLAS
-            db_parts[t] += G[n, :, i0:i1] summed over positions
+            dWt += patches(xpad).T @ G[:, i0:i1].T       # BLAS
+            db += G[:, i0:i1] summed over positions
     """
-    N, C, H, W = x.shape
-    K, Ho, Wo = G.shape[1], G.shape[2], G.shape[3]
-    CKK = dW_parts.shape[2]
-    dW, db = dW_parts[t], db_parts[t]
-    xpad = np.zeros((C, H + 2 * padding, W + 2 * padding), dtype=x.dtype)
-    col_buf = np.empty(CKK * rows * Wo, dtype=x.dtype)
-    g_buf = np.empty(K * rows * Wo, dtype=x.dtype)
-    block_dW = np.empty((K, CKK), dtype=x.dtype)
-    for n in range(t, N, n_threads):
-        _pad(x[n], padding, xpad)
-        G_n = G[n].reshape((K, Ho * Wo))
-        for i0 in range(0, Ho, rows):
-            i1 = min(Ho, i0 + rows)
-            m = (i1 - i0) * Wo
-            g = g_buf[: K * m].reshape((K, m))
-            _block(G_n, i0 * Wo, g)
-            cols = col_buf[: CKK * m].reshape((CKK, m))
-            _im2col(xpad, kh, kw, stride, i0, i1, Wo, cols)
-            np.dot(g, cols.T, block_dW)
+    C, H, W = x.shape
+    K, Ho, Wo = G.shape
+    CKK = dWt.shape[0]
+    xpad = np.zeros((H + 2 * padding, W + 2 * padding, C), dtype=x.dtype)
+    _channels_last(x, padding, xpad)
+    P_buf = np.empty(rows * Wo * CKK, dtype=x.dtype)
+    g_buf = np.empty(rows * Wo * K, dtype=x.dtype)
+    block = np.empty((CKK, K), dtype=x.dtype)
+    G_flat = G.reshape((K, Ho * Wo))
+    for i0 in range(0, Ho, rows):
+        i1 = min(Ho, i0 + rows)
+        m = (i1 - i0) * Wo
+        gT = g_buf[: m * K].reshape((m, K))
+        _transposed_block(G_flat, i0 * Wo, gT)
+        P = P_buf[: m * CKK].reshape((m, CKK))
+        _patches(xpad, kh, kw, stride, i0, i1, Wo, P)
+        np.dot(P.T, gT, block)
+        for a in range(CKK):
             for k in range(K):
-                db[k] += g[k].sum()
-                for a in range(CKK):
-                    dW[k, a] += block_dW[k, a]
+                dWt[a, k] += block[a, k]
+        for q in range(m):
+            for k in range(K):
+                db[k] += gT[q, k]
 
 
 # ------------------------------------------------------------------- pointwise kernels
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True, nogil=True)
 def _gate(B, delta, G):
     """``G = B * delta`` element by element (flat, contiguous arrays)."""
-    for i in prange(G.size):
+    for i in range(G.size):
         G[i] = B[i] if delta[i] else 0
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True, nogil=True)
 def _langevin(I, B, Z, half_eps2, sigma2, eps, out):
     """``out = I - half_eps2 * (I / sigma2 - B) + eps * Z`` element by element (flat)."""
-    for i in prange(out.size):
+    for i in range(out.size):
         out[i] = I[i] - half_eps2 * (I[i] / sigma2 - B[i]) + eps * Z[i]
 
 
@@ -270,17 +272,25 @@ def _pool(n_threads):
     return concurrent.futures.ThreadPoolExecutor(n_threads, thread_name_prefix="gcn_numba")
 
 
-def _in_threads(kernel, *args):
-    """``kernel(*args, t, n_threads)`` for every thread ``t``, all at once; one BLAS thread
-    per call."""
-    n_threads = numba.get_num_threads()
+def _each_image(N, run):
+    """``run(n, t)`` for every image ``n < N``, on :func:`numba.get_num_threads` threads.
+
+    Thread ``t`` takes the next image whenever it is done, so that a core shared with
+    another process ends up with fewer images. BLAS runs one thread per call.
+    """
+    n_threads = min(numba.get_num_threads(), N)
+    images = itertools.count()
+
+    def work(t):
+        while (n := next(images)) < N:
+            run(n, t)
+
     with single_threaded():
         if n_threads == 1:
-            kernel(*args, 0, 1)
+            work(0)
             return
-        runs = [_pool(n_threads).submit(kernel, *args, t, n_threads) for t in range(n_threads)]
-        for run in runs:
-            run.result()
+        for done in [_pool(n_threads).submit(work, t) for t in range(n_threads)]:
+            done.result()
 
 
 def _dtype(*arrays):
@@ -302,11 +312,16 @@ def _responses(x, W, b, stride, padding, relu):
     K, C, kh, kw = W.shape
     Ho, Wo = output_size(H, kh, stride, padding), output_size(Wd, kw, stride, padding)
     out = np.empty((N, K, Ho, Wo), dtype=dtype)
-    delta = np.empty((N, K, Ho, Wo) if relu else (1, 1, 1, 1), dtype=bool)
+    delta = np.empty((N, K, Ho, Wo) if relu else (1, 1, 1, 1), dtype=bool)  # unused without relu
     if out.size:
         rows = _rows_per_block(C * kh * kw, Wo, dtype)
-        Wm = W.reshape(K, -1)
-        _in_threads(_forward, x, Wm, b, kh, kw, stride, padding, rows, relu, out, delta)
+        Wt = np.ascontiguousarray(W.transpose(2, 3, 1, 0).reshape(kh * kw * C, K))
+        _each_image(
+            N,
+            lambda n, _: _forward(
+                x[n], Wt, b, kh, kw, stride, padding, rows, relu, out[n], delta[n if relu else 0]
+            ),
+        )
     return out, delta
 
 
@@ -342,7 +357,11 @@ def conv_transpose(G, W, stride, padding, in_hw):
     out = np.empty((G.shape[0], C) + tuple(in_hw), dtype=dtype)
     if out.size:
         rows = _rows_per_block(C * kh * kw, G.shape[3], dtype)
-        _in_threads(_transpose, G, W.reshape(K, -1), kh, kw, stride, padding, rows, out)
+        Wk = np.ascontiguousarray(W.transpose(0, 2, 3, 1).reshape(K, kh * kw * C))
+        _each_image(
+            G.shape[0],
+            lambda n, _: _transpose(G[n], Wk, kh, kw, stride, padding, rows, out[n]),
+        )
     return out
 
 
@@ -355,12 +374,18 @@ def conv_weight_grad(x, G, kernel_hw, stride, padding):
     x, G = asarray(x, dtype), asarray(G, dtype)
     (kh, kw), C, K = kernel_hw, x.shape[1], G.shape[1]
     n_threads = numba.get_num_threads()
-    dW_parts = np.zeros((n_threads, K, C * kh * kw), dtype=dtype)
+    dWt_parts = np.zeros((n_threads, kh * kw * C, K), dtype=dtype)
     db_parts = np.zeros((n_threads, K), dtype=dtype)
     if G.size:
         rows = _rows_per_block(C * kh * kw, G.shape[3], dtype)
-        _in_threads(_weight_grad, x, G, kh, kw, stride, padding, rows, dW_parts, db_parts)
-    return dW_parts.sum(axis=0).reshape(K, C, kh, kw), db_parts.sum(axis=0)
+        _each_image(
+            G.shape[0],
+            lambda n, t: _weight_grad(
+                x[n], G[n], kh, kw, stride, padding, rows, dWt_parts[t], db_parts[t]
+            ),
+        )
+    dW = dWt_parts.sum(axis=0).reshape(kh, kw, C, K).transpose(3, 2, 0, 1)
+    return np.ascontiguousarray(dW), db_parts.sum(axis=0)
 
 
 def standard_normal(rng, shape, dtype):
