@@ -24,17 +24,21 @@ SETTERS = (
 
 
 @functools.cache
-def _thread_functions():
-    """``(get, set)`` of the thread count of the BLAS behind ``np.dot`` in Numba, or None.
-
-    The symbols are looked up through ``cython_blas``'s own library handle, which also
-    searches the BLAS it links to.
-    """
+def _library():
+    """``cython_blas``'s library handle, whose symbol lookups also search its BLAS, or None."""
     try:
         from scipy.linalg import cython_blas
 
-        lib = ctypes.CDLL(cython_blas.__file__)
+        return ctypes.CDLL(cython_blas.__file__)
     except (ImportError, OSError):
+        return None
+
+
+@functools.cache
+def _thread_functions():
+    """``(get, set)`` of the thread count of the BLAS behind ``np.dot`` in Numba, or None."""
+    lib = _library()
+    if lib is None:
         return None
     for setter in SETTERS:
         getter = setter.replace("_set_", "_get_")
@@ -44,6 +48,17 @@ def _thread_functions():
             set_.restype, set_.argtypes = None, [ctypes.c_int]
             return get, set_
     return None
+
+
+def describe():
+    """OpenBLAS's own description of the BLAS behind ``np.dot`` in Numba, or ``"unknown"``."""
+    lib = _library()
+    for name in ("scipy_openblas_get_config", "openblas_get_config"):
+        if lib is not None and hasattr(lib, name):
+            get_config = getattr(lib, name)
+            get_config.restype, get_config.argtypes = ctypes.c_char_p, []
+            return get_config().decode()
+    return "unknown"
 
 
 @contextlib.contextmanager

@@ -42,7 +42,7 @@ from .reference import output_size
 name = "numba"
 xp = np
 
-BLOCK_BYTES = 2**21  # target size of one block of the column matrix
+BLOCK_BYTES = 2**22  # target size of one block of patches
 
 
 def asarray(a, dtype):

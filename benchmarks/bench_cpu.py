@@ -1,0 +1,425 @@
+"""The numba backend against PyTorch on the CPU, on the paper's texture net, float32.
+
+    python benchmarks/bench_cpu.py [--quick] [--threads T] [--rounds R] [--json results.json]
+
+The texture net (REFERENCE.md section 1: 100 filters 15x15 stride 3 pad 2, 64 5x5 pad 2,
+30 3x3 pad 2, f = sum of the top responses), 16 chains, gray and color, 64x64 and 128x128.
+For each, three computations through the gcn_numpy API and the same in PyTorch (conv2d +
+autograd, the same weights):
+
+- ``top_down``: ``net.forward_backward(chains, need_B=True)``, the work of one Langevin
+  step; PyTorch: ``B = df/dI`` by autograd;
+- ``weight_gradient``: ``net.forward_backward(chains, need_B=False, need_grads=True)``;
+  PyTorch: autograd of the mean score in the weights;
+- a learning iteration of Algorithm 1: 10 Langevin steps of eq. (19) on the chains
+  (eps = 0.3, sigma = 1, noise included), then the weight gradients on the observed image
+  and on the chains.
+
+Weights are the release's initialisation, N(0, 0.01^2) with zero biases; the observed image
+is uniform in [-128, 128] (0-255, centred); the chains start at 0 and are warmed up first.
+The two sides run interleaved, one call each per round, the order alternating; the table
+gives median times and the median over rounds of the ratio numba / PyTorch. PyTorch uses as
+many threads as Numba (``--threads``). Other processes on the machine distort the ratio (the
+load average is printed): a thread of PyTorch's that waits for a core stalls every
+operation, while Numba's threads take images one at a time and simply do fewer. GFLOP/s
+count every multiply-add of the dense convolutions (also those with a zero coefficient),
+against the float32 matrix-product rate measured in the same run. Also printed: the
+fraction of active units (delta = 1) per layer in the chains, per-layer kernel times, and
+the JIT compile time (a fresh process, empty Numba cache).
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numba
+import numpy as np
+
+from gcn_numpy import GenerativeConvNet, Layer
+from gcn_numpy.backends import numba_blas
+
+LAYERS = (Layer(100, 15, stride=3, padding=2), Layer(64, 5, padding=2), Layer(30, 3, padding=2))
+EPS, SIGMA = 0.3, 1.0
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", type=int, nargs="+", default=[64, 128], help="image sizes")
+    p.add_argument("--channels", type=int, nargs="+", default=[1, 3], help="1 gray, 3 color")
+    p.add_argument("--chains", type=int, default=16, help="Langevin chains")
+    p.add_argument("--steps", type=int, default=10, help="Langevin steps per iteration")
+    p.add_argument("--rounds", type=int, default=9, help="timed rounds per computation")
+    p.add_argument("--threads", type=int, help="threads of both sides (default: Numba's)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed learning iterations first")
+    p.add_argument("--no-kernels", action="store_true", help="skip the per-layer kernel table")
+    p.add_argument("--no-compile", action="store_true", help="skip the JIT compile timing")
+    p.add_argument("--quick", action="store_true", help="smoke test: 32x32 gray, 2 rounds")
+    p.add_argument("--json", help="write the results to this file")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.sizes, args.channels, args.chains, args.steps = [32], [1], 4, 2
+        args.rounds, args.warmup, args.no_kernels, args.no_compile = 2, 1, True, True
+    return args
+
+
+def rel_err(a, b):
+    a, b = (np.asarray(x, dtype=np.float64) for x in (a, b))
+    return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+
+
+def flat_grads(grads):
+    return [g for pair in grads for g in pair]
+
+
+# ----------------------------------------------------------------------------- numba
+
+
+def numba_iteration(net, obs, chains, rng, steps):
+    """One learning iteration through the gcn_numpy API; the chains and both gradients."""
+    be = net._be
+    for _ in range(steps):
+        B = net.forward_backward(chains, need_B=True)["B"]
+        Z = be.standard_normal(rng, chains.shape, net.dtype)
+        chains = be.langevin_step(chains, B, Z, EPS, SIGMA)
+    g_obs = net.forward_backward(obs, need_B=False, need_grads=True)["grads"]
+    g_syn = net.forward_backward(chains, need_B=False, need_grads=True)["grads"]
+    return chains, g_obs, g_syn
+
+
+# ----------------------------------------------------------------------------- torch
+
+
+class TorchNet:
+    """The same net in PyTorch: conv2d + ReLU, ``f`` = sum, ``B`` and gradients by autograd."""
+
+    def __init__(self, torch, weights):
+        self.torch = torch
+        self.F = torch.nn.functional
+        self.frozen = [tuple(torch.tensor(a) for a in pair) for pair in weights]
+        self.leaves = [p.detach().requires_grad_(True) for pair in self.frozen for p in pair]
+
+    def score(self, x, params):
+        h = x
+        for layer, (W, b) in zip(LAYERS, params, strict=True):
+            h = self.F.relu(self.F.conv2d(h, W, b, stride=layer.stride, padding=layer.padding))
+        return h.sum()
+
+    def B(self, x):
+        x = x.detach().requires_grad_(True)
+        return self.torch.autograd.grad(self.score(x, self.frozen), x)[0]
+
+    def grads(self, x):
+        """Gradient of the mean score in the weights."""
+        pairs = list(zip(self.leaves[::2], self.leaves[1::2], strict=True))
+        return self.torch.autograd.grad(self.score(x, pairs) / x.shape[0], self.leaves)
+
+    def iteration(self, obs, chains, gen, steps):
+        for _ in range(steps):
+            B = self.B(chains)
+            Z = self.torch.randn(chains.shape, generator=gen, dtype=chains.dtype)
+            chains = chains - (0.5 * EPS**2) * (chains / SIGMA**2 - B) + EPS * Z
+        return chains, self.grads(obs), self.grads(chains)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def forward_flops(net, size):
+    """Multiply-adds x 2 of the bottom-up pass on one image, per layer."""
+    flops, c_in = [], net.in_channels
+    for layer, (K, Ho, Wo) in zip(LAYERS, net.layer_shapes(size, size), strict=True):
+        flops.append(2 * K * c_in * layer.kernel**2 * Ho * Wo)
+        c_in = K
+    return flops
+
+
+def work(net, size, chains, steps):
+    """Dense flops of each timed computation: B needs every layer's transposed product,
+    the gradient all but the first one's, plus one weight correlation per layer."""
+    layers = forward_flops(net, size)
+    step, grad = 2 * sum(layers), 3 * sum(layers) - layers[0]
+    return {
+        "top_down": chains * step,
+        "weight_gradient": chains * grad,
+        "iteration": steps * chains * step + (1 + chains) * grad,
+    }
+
+
+def matmul_rates(torch, n=1024, reps=10):
+    """GFLOP/s of a float32 n x n matrix product: NumPy's np.dot and torch.mm, best of reps."""
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    ta = torch.from_numpy(a)
+    rates = {}
+    for name, fn in (("np.dot", lambda: a @ a), ("torch.mm", lambda: ta @ ta)):
+        fn()
+        best = min(_seconds(fn) for _ in range(reps))
+        rates[name] = 2 * n**3 / best / 1e9
+    return rates
+
+
+def _seconds(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def interleaved(fns, rounds):
+    """Seconds of each function per round, the order alternating from round to round."""
+    names = list(fns)
+    times = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            times[name].append(_seconds(fns[name]))
+    return times
+
+
+def summary(times, flops):
+    numba_t, torch_t = times["numba"], times["torch"]
+    return {
+        "numba_ms": 1e3 * statistics.median(numba_t),
+        "torch_ms": 1e3 * statistics.median(torch_t),
+        "ratio": statistics.median(a / b for a, b in zip(numba_t, torch_t, strict=True)),
+        "numba_gflops": flops / statistics.median(numba_t) / 1e9,
+        "torch_gflops": flops / statistics.median(torch_t) / 1e9,
+    }
+
+
+def layer_pairs(torch, be, layer, x, W, b, G):
+    """One layer's seam kernels (numba) and PyTorch's counterparts, as pairs of calls."""
+    F, grad = torch.nn.functional, torch.nn.grad
+    s, p = layer.stride, layer.padding
+    xt, Wt, bt, Gt = (torch.from_numpy(a) for a in (x, W, b, G))
+    return {
+        "conv_relu": (
+            lambda: be.conv_relu(x, W, b, s, p),
+            lambda: F.relu(F.conv2d(xt, Wt, bt, stride=s, padding=p)),
+        ),
+        "conv_transpose": (
+            lambda: be.conv_transpose(G, W, s, p, x.shape[2:]),
+            lambda: grad.conv2d_input(xt.shape, Wt, Gt, stride=s, padding=p),
+        ),
+        "conv_weight_grad": (
+            lambda: be.conv_weight_grad(x, G, W.shape[2:], s, p),
+            lambda: grad.conv2d_weight(xt, Wt.shape, Gt, stride=s, padding=p),
+        ),
+    }
+
+
+def kernel_rows(torch, net, chains, reps=5):
+    """Per-layer milliseconds of each seam kernel on the chains and of PyTorch's counterpart."""
+    be = net._be
+    maps, deltas = net.bottom_up(chains)
+    rows = []
+    for l, (layer, (W, b)) in enumerate(zip(LAYERS, net.params, strict=True), start=1):
+        G = be.gate(np.ones_like(maps[l]), deltas[l - 1])
+        pairs = layer_pairs(torch, be, layer, maps[l - 1], W, b, G)
+        for kernel, (numba_fn, torch_fn) in pairs.items():
+            times = interleaved({"numba": numba_fn, "torch": torch_fn}, reps + 1)
+            ms = {k: 1e3 * statistics.median(v[1:]) for k, v in times.items()}
+            rows.append({"layer": l, "kernel": kernel, **{f"{k}_ms": v for k, v in ms.items()}})
+    return rows
+
+
+COMPILE_SCRIPT = """
+import sys, time
+import numpy as np
+sys.path.insert(0, {bench_dir!r})
+from bench_cpu import LAYERS, numba_iteration
+from gcn_numpy import GenerativeConvNet
+
+net = GenerativeConvNet(3, LAYERS, image_size=(64, 64), backend="numba", dtype=np.float32)
+obs = net.check_images(np.random.default_rng(0).uniform(-128, 128, size=(1, 3, 64, 64)))
+chains = net.check_images(np.zeros((4, 3, 64, 64)))
+for _ in range(2):
+    t0 = time.perf_counter()
+    numba_iteration(net, obs, chains, np.random.default_rng(1), 1)
+    print(time.perf_counter() - t0)
+"""
+
+
+def compile_times():
+    """Seconds of the first learning iteration (64x64 color, 4 chains, 1 step) in a fresh
+    process: with an empty Numba cache, then with the cache that run left; and of a second
+    iteration in the same process (nothing left to compile)."""
+    script = COMPILE_SCRIPT.format(bench_dir=os.path.dirname(os.path.abspath(__file__)))
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        runs = []
+        for _ in range(2):
+            out = subprocess.run(
+                [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+            )
+            runs.append([float(line) for line in out.stdout.split()])
+    return {"cold_cache_s": runs[0][0], "disk_cache_s": runs[1][0], "compiled_s": runs[1][1]}
+
+
+def machine(torch):
+    model = platform.processor() or platform.machine()
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as fh:
+            names = [line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")]
+        model = names[0] if names else model
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "threads": numba.get_num_threads(),
+        "numba": numba.__version__,
+        "numpy": np.__version__,
+        "torch": torch.__version__,
+        "blas (numba)": numba_blas.describe(),
+        "python": platform.python_version(),
+    }
+
+
+# ------------------------------------------------------------------------------ main
+
+
+def bench_config(torch, args, C, S):
+    """Every measurement of one image size and channel count."""
+    M = args.chains
+    net = GenerativeConvNet(C, LAYERS, image_size=(S, S), backend="numba", dtype=np.float32)
+    tnet = TorchNet(torch, net.weights)
+    obs = net.check_images(np.random.default_rng(0).uniform(-128.0, 128.0, size=(1, C, S, S)))
+    obs_t = torch.from_numpy(obs)
+    numba_state = [net.check_images(np.zeros((M, C, S, S))), np.random.default_rng(1)]
+    gen = torch.Generator()
+    gen.manual_seed(1)
+    torch_state = [torch.zeros((M, C, S, S)), gen]
+
+    def numba_run():
+        numba_state[0] = numba_iteration(net, obs, *numba_state, args.steps)[0]
+
+    def torch_run():
+        torch_state[0] = tnet.iteration(obs_t, *torch_state, args.steps)[0]
+
+    for _ in range(args.warmup):
+        numba_run()
+        torch_run()
+
+    # correctness first: the same input through both
+    x = np.concatenate([obs, numba_state[0][:3]])
+    out = net.forward_backward(x, need_B=True, need_grads=True)
+    xt = torch.from_numpy(x)
+    agree = {
+        "B": rel_err(out["B"], tnet.B(xt).numpy()),
+        "grads": max(
+            rel_err(g / len(x), t.numpy())
+            for g, t in zip(flat_grads(out["grads"]), tnet.grads(xt), strict=True)
+        ),
+    }
+
+    chains, chains_t = numba_state[0], torch_state[0]
+    flops = work(net, S, M, args.steps)
+    fns = {
+        "top_down": {
+            "numba": lambda: net.forward_backward(chains, need_B=True),
+            "torch": lambda: tnet.B(chains_t),
+        },
+        "weight_gradient": {
+            "numba": lambda: net.forward_backward(chains, need_B=False, need_grads=True),
+            "torch": lambda: tnet.grads(chains_t),
+        },
+        "iteration": {"numba": numba_run, "torch": torch_run},
+    }
+    result = {"image": f"{S}x{S}x{C}", "agreement": agree}
+    for what, pair in fns.items():
+        result[what] = summary(interleaved(pair, args.rounds), flops[what])
+    result["active"] = [float(d.mean()) for d in net.activation_pattern(numba_state[0])]
+    result["active_obs"] = [float(d.mean()) for d in net.activation_pattern(obs)]
+    if not args.no_kernels:
+        result["kernels"] = kernel_rows(torch, net, numba_state[0])
+    return result
+
+
+def print_report(info, rates, results, compiled, args):
+    print(
+        f"texture net, {args.chains} chains, {args.steps} Langevin steps + gradients per "
+        f"iteration, float32; {args.rounds} interleaved rounds after {args.warmup} warm-up"
+    )
+    for key, value in info.items():
+        print(f"  {key}: {value}")
+    print(
+        f"  float32 matrix product (1024^2): np.dot {rates['np.dot']:.0f} GFLOP/s, "
+        f"torch.mm {rates['torch.mm']:.0f} GFLOP/s"
+    )
+    peak = max(rates.values())
+    print(
+        "\n| image | top_down ms numba / torch | ratio | weight_gradient ms | ratio "
+        "| iteration s numba / torch | ratio | numba GFLOP/s (% of matmul) |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for r in results:
+        td, wg, it = r["top_down"], r["weight_gradient"], r["iteration"]
+        print(
+            f"| {r['image']} | {td['numba_ms']:.1f} / {td['torch_ms']:.1f} | {td['ratio']:.2f} "
+            f"| {wg['numba_ms']:.1f} / {wg['torch_ms']:.1f} | {wg['ratio']:.2f} "
+            f"| {it['numba_ms'] / 1e3:.3f} / {it['torch_ms'] / 1e3:.3f} | {it['ratio']:.2f} "
+            f"| {it['numba_gflops']:.0f} ({100 * it['numba_gflops'] / peak:.0f}%) |"
+        )
+    print("(ratio: median over rounds of numba time / PyTorch time; below 1 numba is faster)")
+    print("\nGFLOP/s (dense work / median time), numba / torch:")
+    for r in results:
+        line = ", ".join(
+            f"{w} {r[w]['numba_gflops']:.0f} / {r[w]['torch_gflops']:.0f}"
+            for w in ("top_down", "weight_gradient", "iteration")
+        )
+        print(f"  {r['image']}: {line}")
+    print("\nactive units (delta = 1) per layer, chains after warm-up | observed image:")
+    for r in results:
+        chains = ", ".join(f"{a:.2f}" for a in r["active"])
+        observed = ", ".join(f"{a:.2f}" for a in r["active_obs"])
+        print(f"  {r['image']}: {chains} | {observed}")
+    print("\nagreement with PyTorch on the same input (relative, float32 both):")
+    for r in results:
+        print(f"  {r['image']}: B {r['agreement']['B']:.1e}, grads {r['agreement']['grads']:.1e}")
+    for r in results:
+        if "kernels" in r:
+            print(f"\n{r['image']}: per-layer kernels on the chains, ms numba / torch")
+            for row in r["kernels"]:
+                print(
+                    f"  layer {row['layer']} {row['kernel']:17} "
+                    f"{row['numba_ms']:8.2f} / {row['torch_ms']:8.2f}"
+                )
+    if compiled:
+        print(
+            "\nJIT, first learning iteration in a fresh process (64x64x3, 4 chains, 1 step): "
+            f"{compiled['cold_cache_s']:.1f} s with an empty cache, "
+            f"{compiled['disk_cache_s']:.2f} s from the disk cache, "
+            f"{compiled['compiled_s']:.3f} s once compiled"
+        )
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import torch
+
+    if args.threads:
+        numba.set_num_threads(args.threads)
+    torch.set_num_threads(numba.get_num_threads())
+    info = machine(torch)
+    info["torch threads"] = torch.get_num_threads()
+    load_before = os.getloadavg()
+    rates = matmul_rates(torch)
+    results = [bench_config(torch, args, C, S) for S in args.sizes for C in args.channels]
+    rates_after = matmul_rates(torch)
+    rates = {k: max(v, rates_after[k]) for k, v in rates.items()}
+    info["load average (1 min) before / after"] = f"{load_before[0]:.2f} / {os.getloadavg()[0]:.2f}"
+    compiled = None if args.no_compile else compile_times()
+    print_report(info, rates, results, compiled, args)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(
+                {"machine": info, "matmul_gflops": rates, "results": results, "jit": compiled},
+                fh,
+                indent=1,
+            )
+
+
+if __name__ == "__main__":
+    main()
