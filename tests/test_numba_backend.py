@@ -93,6 +93,23 @@ def test_conv_kernels_equal_reference(case, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", [FIXED_CASES[0], FIXED_CASES[1], (3, 2, 6, 9, 8, 3, 2, 1)])
+def test_silent_filters_are_skipped_exactly(case, dtype):
+    """Filters with no active unit in an image add nothing and get no gradient from it."""
+    *_, k, s, p = case
+    x, Wt, _, G = _layer_arrays(case, dtype)
+    G[0, ::2] = 0  # every other filter silent in the first image
+    G[-1] = 0  # a whole image without an active unit
+    x64, W64, G64 = _f64(x, Wt, G)
+    B = numba_cpu.conv_transpose(G, Wt, s, p, x.shape[2:])
+    assert not B[-1].any()
+    assert rel_err(B, reference.conv_transpose(G64, W64, s, p, x.shape[2:])) <= TOL[dtype]
+    dW, db = numba_cpu.conv_weight_grad(x, G, (k, k), s, p)
+    dW_ref, db_ref = reference.conv_weight_grad(x64, G64, (k, k), s, p)
+    assert rel_err(dW, dW_ref) <= TOL[dtype] and rel_err(db, db_ref) <= TOL[dtype]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_pointwise_kernels_equal_reference(dtype):
     rng = np.random.default_rng(3)
     I, B, Z = (rng.normal(size=(3, 2, 7, 5)).astype(dtype) for _ in range(3))

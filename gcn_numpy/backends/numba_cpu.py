@@ -5,18 +5,22 @@ The default backend. The functions and their conventions are those of
 dtype, and ``cache=True`` keeps the machine code on disk for the next process.
 
 Design. A layer is an explicit im2col followed by a matrix product (BLAS, through Numba's
-``np.dot``), one block of output rows of one image at a time:
+``np.dot``), one block of output rows of one image at a time. The image is copied channels
+last, so that the window under output position ``x`` (what the filters ``w_{k,x}`` of eq.
+11 meet there) is ``kh`` contiguous runs; ``P`` holds one window per row:
 
-- bottom-up, eqs. (12)-(14): ``cols = im2col(x)`` of shape ``(C*kh*kw, rows*Wo)``; the
-  responses ``W_mat @ cols``; bias, ReLU and ``delta`` in the loop that stores them;
-- top-down, eq. (16): ``cols = W_mat.T @ G``, each coefficient ``G_k(x)`` times its
-  filter ``w_k`` (a basis function, eq. 11); ``col2im`` adds the overlapping copies up;
-- weight gradient: ``dW += G @ cols.T``, the correlation of ``G`` with the layer's input.
+- bottom-up, eqs. (12)-(14): responses ``P @ Wt``, one row per position; bias, ReLU and
+  ``delta`` in the loop that stores them;
+- top-down, eq. (16): ``P = G.T @ Wk``, row ``x`` being the sum of the filters weighted
+  by the coefficients ``G_k(x)``; :func:`_add_patches` adds the overlapping windows up;
+- weight gradient: ``dWt += P.T @ G.T``, the correlation of ``G`` with the layer's input.
 
-Measured on the texture net's layers (``benchmarks/results_cpu.md``): a direct loop nest ran
-at 1-2 GFLOP/s per core against 25-50 for this, and a hand-written register-blocked product
-in Numba reached 55-65% of BLAS. Row blocks keep ``cols`` near :data:`BLOCK_BYTES`, in cache
-between im2col and the product.
+Filters with no active unit in an image (``G_k = 0`` everywhere) are left out of that
+image's top-down product and gradient (:func:`_active_channels`). Single units are not:
+with about half the units active, a kernel that skipped them ran slower than BLAS on the
+dense product (measured in ``benchmarks/results_cpu.md``, as the other choices here). A
+direct loop nest ran at 3-17 GFLOP/s per core against 30-75 for im2col and BLAS, and a
+hand-written register-blocked product reached 55-65% of BLAS.
 
 Threads: :func:`numba.get_num_threads` threads take the batch's images one at a time, each
 image with its own buffers; BLAS runs one thread per call (:mod:`.numba_blas`). The
@@ -42,7 +46,7 @@ from .reference import output_size
 name = "numba"
 xp = np
 
-BLOCK_BYTES = 2**22  # target size of one block of patches
+BLOCK_BYTES = 2**22  # target size of ``P``: it stays in cache between its copy and product
 
 
 def asarray(a, dtype):
@@ -131,19 +135,39 @@ def _add_patches(P, kh, kw, stride, i0, i1, Wo, xpad):
 
 
 @njit(cache=True, nogil=True)
-def _transposed_block(G_n, q0, gT):
-    """``gT[q, k] = G_n[k, q0 + q]``: a block of ``m`` positions as an ``(m, K)`` matrix."""
+def _active_channels(G_flat):
+    """The channels ``k`` with some ``G_k(x) != 0`` in one image's ``(K, positions)`` map.
+
+    A filter with no active unit in an image adds no copy of itself to ``B`` (eq. 16) and
+    gets no gradient from that image: in a trained net whole filters fall silent (after
+    120 iterations on a texture, 29 of the top layer's 30), and their work is skipped.
+    """
+    K, n_positions = G_flat.shape
+    channels = np.empty(K, dtype=np.int64)
+    count = 0
+    for k in range(K):
+        for q in range(n_positions):
+            if G_flat[k, q] != 0:
+                channels[count] = k
+                count += 1
+                break
+    return channels[:count]
+
+
+@njit(cache=True, nogil=True)
+def _transposed_block(G_flat, q0, gT):
+    """``gT[q, k] = G_flat[k, q0 + q]``: a block of ``m`` positions as an ``(m, K)`` matrix."""
     m, K = gT.shape
     for k in range(K):
         for q in range(m):
-            gT[q, k] = G_n[k, q0 + q]
+            gT[q, k] = G_flat[k, q0 + q]
 
 
 # ------------------------------------------------------------- the layers, one image
 #
 # The filters enter as matrices with the window's ``(u, v, c)`` order: ``Wt[(u, v, c), k]
 # = W[k, c, u, v]`` and its transpose ``Wk``. Each product is oriented as measured fastest
-# with OpenBLAS on the texture net's layers.
+# with OpenBLAS on the texture net's layers (20-40% faster than the transposed ones).
 
 
 @njit(cache=True, nogil=True)
@@ -189,8 +213,9 @@ def _transpose(G, Wk, kh, kw, stride, padding, rows, out):
     ``(C, H, W)``::
 
         xpad = zeros (H + 2p, W + 2p, C)
+        ks = the active channels
         for each block i0 .. i1-1 of rows of G:
-            P = G[:, i0:i1].T @ Wk                       # (positions, kh*kw*C), BLAS
+            P = G[ks, i0:i1].T @ Wk[ks]                  # (positions, kh*kw*C), BLAS
             add_patches(P) into xpad                     # the filter copies add up
         out = xpad without its border, channels first
     """
@@ -198,13 +223,17 @@ def _transpose(G, Wk, kh, kw, stride, padding, rows, out):
     C, H, W = out.shape
     CKK = Wk.shape[1]
     xpad = np.zeros((H + 2 * padding, W + 2 * padding, C), dtype=out.dtype)
-    P_buf = np.empty(rows * Wo * CKK, dtype=out.dtype)
-    g_buf = np.empty(rows * Wo * K, dtype=out.dtype)
     G_flat = G.reshape((K, Ho * Wo))
-    for i0 in range(0, Ho, rows):
+    channels = _active_channels(G_flat)
+    n = len(channels)
+    if n < K:
+        G_flat, Wk = G_flat[channels], Wk[channels]
+    P_buf = np.empty(rows * Wo * CKK, dtype=out.dtype)
+    g_buf = np.empty(rows * Wo * n, dtype=out.dtype)
+    for i0 in range(0, Ho if n else 0, rows):
         i1 = min(Ho, i0 + rows)
         m = (i1 - i0) * Wo
-        gT = g_buf[: m * K].reshape((m, K))
+        gT = g_buf[: m * n].reshape((m, n))
         _transposed_block(G_flat, i0 * Wo, gT)
         P = P_buf[: m * CKK].reshape((m, CKK))
         np.dot(gT, Wk, P)
@@ -218,33 +247,42 @@ def _weight_grad(x, G, kh, kw, stride, padding, rows, dWt, db):
     and to ``db``; ``x`` ``(C, H, W)``, ``G`` ``(K, Ho, Wo)``::
 
         xpad = x, channels last, inside a border of p zeros
+        ks = the active channels
         for each block i0 .. i1-1 of rows of G:
-            dWt += patches(xpad).T @ G[:, i0:i1].T       # BLAS
-            db += G[:, i0:i1] summed over positions
+            dWt[:, ks] += patches(xpad).T @ G[ks, i0:i1].T     # BLAS
+            db[ks] += G[ks, i0:i1] summed over positions
     """
     C, H, W = x.shape
     K, Ho, Wo = G.shape
     CKK = dWt.shape[0]
+    G_flat = G.reshape((K, Ho * Wo))
+    channels = _active_channels(G_flat)
+    n = len(channels)
+    if n < K:
+        G_flat = G_flat[channels]
     xpad = np.zeros((H + 2 * padding, W + 2 * padding, C), dtype=x.dtype)
     _channels_last(x, padding, xpad)
     P_buf = np.empty(rows * Wo * CKK, dtype=x.dtype)
-    g_buf = np.empty(rows * Wo * K, dtype=x.dtype)
-    block = np.empty((CKK, K), dtype=x.dtype)
-    G_flat = G.reshape((K, Ho * Wo))
-    for i0 in range(0, Ho, rows):
+    g_buf = np.empty(rows * Wo * n, dtype=x.dtype)
+    block = np.empty((CKK, n), dtype=x.dtype)
+    dWt_active = dWt if n == K else np.zeros((CKK, n), dtype=x.dtype)
+    db_active = np.zeros(n, dtype=x.dtype)
+    for i0 in range(0, Ho if n else 0, rows):
         i1 = min(Ho, i0 + rows)
         m = (i1 - i0) * Wo
-        gT = g_buf[: m * K].reshape((m, K))
+        gT = g_buf[: m * n].reshape((m, n))
         _transposed_block(G_flat, i0 * Wo, gT)
         P = P_buf[: m * CKK].reshape((m, CKK))
         _patches(xpad, kh, kw, stride, i0, i1, Wo, P)
         np.dot(P.T, gT, block)
-        for a in range(CKK):
-            for k in range(K):
-                dWt[a, k] += block[a, k]
+        dWt_active += block
         for q in range(m):
-            for k in range(K):
-                db[k] += gT[q, k]
+            db_active += gT[q]
+    for c in range(n):
+        db[channels[c]] += db_active[c]
+    if n < K:
+        for c in range(n):
+            dWt[:, channels[c]] += dWt_active[:, c]
 
 
 # ------------------------------------------------------------------- pointwise kernels
