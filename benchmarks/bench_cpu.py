@@ -25,7 +25,8 @@ operation, while Numba's threads take images one at a time and simply do fewer. 
 count every multiply-add of the dense convolutions (also those with a zero coefficient),
 against the float32 matrix-product rate measured in the same run. Also printed: the
 fraction of active units (delta = 1) per layer in the chains, per-layer kernel times, and
-the JIT compile time (a fresh process, empty Numba cache).
+the JIT compile time (a fresh process, empty Numba cache). ``--trained N`` adds the same
+measurements on a net trained for N iterations, whose activity is no longer half and half.
 """
 
 import argparse
@@ -58,6 +59,13 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, help="threads of both sides (default: Numba's)")
     p.add_argument("--warmup", type=int, default=2, help="untimed learning iterations first")
     p.add_argument("--no-kernels", action="store_true", help="skip the per-layer kernel table")
+    p.add_argument(
+        "--trained",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also measure a texture net after N learning iterations (gray, smallest size)",
+    )
     p.add_argument("--no-compile", action="store_true", help="skip the JIT compile timing")
     p.add_argument("--quick", action="store_true", help="smoke test: 32x32 gray, 2 rounds")
     p.add_argument("--json", help="write the results to this file")
@@ -280,17 +288,40 @@ def machine(torch):
 # ------------------------------------------------------------------------------ main
 
 
-def bench_config(torch, args, C, S):
-    """Every measurement of one image size and channel count."""
+def trained(args, S):
+    """Weights, observed image and chains after ``args.trained`` learning iterations of the
+    texture net on the shipped gravel texture (gray, ``S x S``; the release's update rule,
+    learning rate 0.001, all layers at once), by :class:`gcn_numpy.learning.Learner`."""
+    from gcn_numpy import data
+    from gcn_numpy.learning import Learner
+    from gcn_numpy.presets import get_preset
+
+    config = get_preset("texture-paper")
+    config.size, config.grow, config.lr = S, False, 0.001
+    config.chains, config.langevin_steps, config.dtype = args.chains, args.steps, "float32"
+    learner = Learner(config, data.prepare(data.shipped_texture("gravel", S))[0])
+    for _ in range(args.trained):
+        learner.step()
+    return learner.net.weights, learner.obs, learner.chains
+
+
+def bench_config(torch, args, C, S, start=None):
+    """Every measurement of one image size and channel count; ``start`` = (weights,
+    observed image, chains) instead of the initial weights, a random image and zeros."""
     M = args.chains
     net = GenerativeConvNet(C, LAYERS, image_size=(S, S), backend="numba", dtype=np.float32)
+    obs = np.random.default_rng(0).uniform(-128.0, 128.0, size=(1, C, S, S))
+    chains = np.zeros((M, C, S, S))
+    if start is not None:
+        weights, obs, chains = start
+        net.set_weights(weights)
     tnet = TorchNet(torch, net.weights)
-    obs = net.check_images(np.random.default_rng(0).uniform(-128.0, 128.0, size=(1, C, S, S)))
+    obs = net.check_images(obs)
     obs_t = torch.from_numpy(obs)
-    numba_state = [net.check_images(np.zeros((M, C, S, S))), np.random.default_rng(1)]
+    numba_state = [net.check_images(chains), np.random.default_rng(1)]
     gen = torch.Generator()
     gen.manual_seed(1)
-    torch_state = [torch.zeros((M, C, S, S)), gen]
+    torch_state = [torch.from_numpy(numba_state[0].copy()), gen]
 
     def numba_run():
         numba_state[0] = numba_iteration(net, obs, *numba_state, args.steps)[0]
@@ -327,7 +358,8 @@ def bench_config(torch, args, C, S):
         },
         "iteration": {"numba": numba_run, "torch": torch_run},
     }
-    result = {"image": f"{S}x{S}x{C}", "agreement": agree}
+    label = f"{S}x{S}x{C}" + ("" if start is None else f" trained {args.trained} it.")
+    result = {"image": label, "agreement": agree}
     for what, pair in fns.items():
         result[what] = summary(interleaved(pair, args.rounds), flops[what])
     result["active"] = [float(d.mean()) for d in net.activation_pattern(numba_state[0])]
@@ -407,6 +439,9 @@ def main(argv=None):
     load_before = os.getloadavg()
     rates = matmul_rates(torch)
     results = [bench_config(torch, args, C, S) for S in args.sizes for C in args.channels]
+    if args.trained:
+        S = min(args.sizes)
+        results.append(bench_config(torch, args, 1, S, start=trained(args, S)))
     rates_after = matmul_rates(torch)
     rates = {k: max(v, rates_after[k]) for k, v in rates.items()}
     info["load average (1 min) before / after"] = f"{load_before[0]:.2f} / {os.getloadavg()[0]:.2f}"

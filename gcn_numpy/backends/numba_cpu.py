@@ -307,6 +307,7 @@ def _langevin(I, B, Z, half_eps2, sigma2, eps, out):
 
 @functools.cache
 def _pool(n_threads):
+    """The thread pool of :func:`_each_image`, one per thread count."""
     return concurrent.futures.ThreadPoolExecutor(n_threads, thread_name_prefix="gcn_numba")
 
 
@@ -338,19 +339,20 @@ def _dtype(*arrays):
     return dtype
 
 
-def _rows_per_block(col_rows, Wo, dtype):
-    """Output rows per block so that ``cols`` (``col_rows`` rows) is about BLOCK_BYTES."""
-    return max(1, BLOCK_BYTES // (col_rows * max(Wo, 1) * np.dtype(dtype).itemsize))
+def _rows_per_block(window, Wo, dtype):
+    """Output rows per block: ``P``, ``window`` numbers per position, about BLOCK_BYTES."""
+    return max(1, BLOCK_BYTES // (window * max(Wo, 1) * np.dtype(dtype).itemsize))
 
 
 def _responses(x, W, b, stride, padding, relu):
+    """``(out, delta)`` of :func:`_forward` for the batch (``delta`` a dummy without relu)."""
     dtype = _dtype(x, W, b)
     x, W, b = asarray(x, dtype), asarray(W, dtype), asarray(b, dtype)
     N, _, H, Wd = x.shape
     K, C, kh, kw = W.shape
     Ho, Wo = output_size(H, kh, stride, padding), output_size(Wd, kw, stride, padding)
     out = np.empty((N, K, Ho, Wo), dtype=dtype)
-    delta = np.empty((N, K, Ho, Wo) if relu else (1, 1, 1, 1), dtype=bool)  # unused without relu
+    delta = np.empty((N, K, Ho, Wo) if relu else (1, 1, 1, 1), dtype=bool)
     if out.size:
         rows = _rows_per_block(C * kh * kw, Wo, dtype)
         Wt = np.ascontiguousarray(W.transpose(2, 3, 1, 0).reshape(kh * kw * C, K))
