@@ -140,7 +140,7 @@ class Learner:
     def _build_net(self, n_layers, images):
         cfg = self.config
         C, H, W = images.shape[1:]
-        if cfg.top == "linear" and cfg.synth_size not in (None, H):
+        if cfg.top == "linear" and (cfg.synth_size not in (None, H) or cfg.synth_scale != 1):
             raise ValueError(
                 "synth_size needs the convolutional (sum) top: a linear top "
                 "filter is tied to the training image size"
@@ -163,6 +163,8 @@ class Learner:
         C, H, W = obs.shape[1:]
         if self.config.synth_size:
             H = W = self.config.synth_size
+        else:
+            H, W = round(H * self.config.synth_scale), round(W * self.config.synth_scale)
         shape = (self.config.chains, C, H, W)
         self.net.layer_shapes(*shape[2:])  # a canvas below the receptive field is an error
         return xp.zeros(shape, dtype=self.net.dtype)  # Algorithm 1, line 2: the mean image

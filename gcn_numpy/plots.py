@@ -67,8 +67,8 @@ def save_grid(path, training, samples, max_training=4, max_samples=8):
     training, samples = training[:max_training], samples[:max_samples]
     columns = max(len(training), min(4, len(samples)))
     rows = 1 + int(np.ceil(len(samples) / columns))
-    scale = max(training.shape[1], samples.shape[1]) / 80
-    fig = Figure(figsize=(columns * 1.4 * scale, rows * 1.5 * scale), dpi=100)
+    side = max(1.2, max(training.shape[1], samples.shape[1]) / 60)  # inches per image
+    fig = Figure(figsize=(columns * side, rows * (side + 0.25)), dpi=100)
     for i in range(rows * columns):
         ax = fig.add_subplot(rows, columns, i + 1)
         ax.set_axis_off()

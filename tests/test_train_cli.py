@@ -51,14 +51,14 @@ def test_texture_run_writes_every_output(tmp_path):
     chains = sorted(os.listdir(out / "synthesized"))
     assert chains == ["chain_00.png", "chain_01.png", "chain_02.png"]
     with Image.open(out / "synthesized" / "chain_00.png") as im:
-        assert im.size == (16, 16) and im.mode == "L"
+        assert im.size == (24, 24) and im.mode == "L"  # the texture canvas is 1.5 x --size
     for name in ("grid.png", "curves.png", "filters.png"):
         with Image.open(out / name) as im:
             im.verify()
     with Image.open(out / "chains.gif") as im:
         assert im.n_frames >= 1
     state = checkpoint_arrays(out / "checkpoint.npz")
-    assert int(state["iteration"]) == 4 and state["chains"].shape == (3, 1, 16, 16)
+    assert int(state["iteration"]) == 4 and state["chains"].shape == (3, 1, 24, 24)
     assert not list(out.glob("*.tmp-*")), "a temporary checkpoint was left behind"
 
 
@@ -101,10 +101,10 @@ def test_object_run_on_a_folder_of_color_images(tmp_path):
 
 def test_synth_size_makes_larger_chains(tmp_path):
     out = tmp_path / "big"
-    r = train(*TINY, "--iterations", "2", "--synth-size", "24", "--out", str(out), cwd=tmp_path)
+    r = train(*TINY, "--iterations", "2", "--synth-size", "20", "--out", str(out), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     with Image.open(out / "synthesized" / "chain_00.png") as im:
-        assert im.size == (24, 24)
+        assert im.size == (20, 20)
 
 
 def _bad_inputs(tmp_path):
@@ -232,4 +232,4 @@ def test_help_explains_every_option():
         "--synth-size",
     ):
         assert option in r.stdout
-    assert "texture: 16" in r.stdout  # chains default shown
+    assert "texture: 8" in r.stdout  # the preset's number of chains is shown
