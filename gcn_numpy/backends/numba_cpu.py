@@ -168,10 +168,12 @@ def _transposed_block(G_flat, q0, gT):
 # The filters enter as matrices with the window's ``(u, v, c)`` order: ``Wt[(u, v, c), k]
 # = W[k, c, u, v]`` and its transpose ``Wk``. Each product is oriented as measured fastest
 # with OpenBLAS on the texture net's layers (20-40% faster than the transposed ones).
+# Scratch arrays are the calling thread's, reused from image to image: ``xpad`` (zero
+# border), ``P_buf`` (``rows*Wo*kh*kw*C`` numbers) and ``g_buf`` (``rows*Wo*K``).
 
 
 @njit(cache=True, nogil=True)
-def _forward(x, Wt, b, kh, kw, stride, padding, rows, relu, out, delta):
+def _forward(x, Wt, b, kh, kw, stride, padding, rows, relu, out, delta, xpad, P_buf, g_buf):
     """Responses of eq. (12) of one image ``x`` ``(C, H, W)`` into ``out`` ``(K, Ho, Wo)``;
     with ``relu``, one bottom-up layer of eqs. (13)-(14): ``out = F`` and ``delta``::
 
@@ -181,20 +183,16 @@ def _forward(x, Wt, b, kh, kw, stride, padding, rows, relu, out, delta):
             if relu: delta = r + b > 0, out[:, i0:i1] = delta * (r + b)
             else:    out[:, i0:i1] = r
     """
-    C, H, W = x.shape
     CKK, K = Wt.shape
     Ho, Wo = out.shape[1], out.shape[2]
-    xpad = np.zeros((H + 2 * padding, W + 2 * padding, C), dtype=x.dtype)
     _channels_last(x, padding, xpad)
-    P_buf = np.empty(rows * Wo * CKK, dtype=x.dtype)
-    r_buf = np.empty(rows * Wo * K, dtype=x.dtype)
     out_flat = out.reshape((K, Ho * Wo))
     delta_flat = delta.reshape((K, Ho * Wo)) if relu else delta[0]
     for i0 in range(0, Ho, rows):
         i1 = min(Ho, i0 + rows)
         m, q0 = (i1 - i0) * Wo, i0 * Wo
         P = P_buf[: m * CKK].reshape((m, CKK))
-        r = r_buf[: m * K].reshape((m, K))
+        r = g_buf[: m * K].reshape((m, K))
         _patches(xpad, kh, kw, stride, i0, i1, Wo, P)
         np.dot(P, Wt, r)
         for k in range(K):
@@ -208,7 +206,7 @@ def _forward(x, Wt, b, kh, kw, stride, padding, rows, relu, out, delta):
 
 
 @njit(cache=True, nogil=True)
-def _transpose(G, Wk, kh, kw, stride, padding, rows, out):
+def _transpose(G, Wk, kh, kw, stride, padding, rows, out, xpad, P_buf, g_buf):
     """Top-down deconvolution, eq. (16), of one image's ``G`` ``(K, Ho, Wo)`` into ``out``
     ``(C, H, W)``::
 
@@ -220,16 +218,13 @@ def _transpose(G, Wk, kh, kw, stride, padding, rows, out):
         out = xpad without its border, channels first
     """
     K, Ho, Wo = G.shape
-    C, H, W = out.shape
     CKK = Wk.shape[1]
-    xpad = np.zeros((H + 2 * padding, W + 2 * padding, C), dtype=out.dtype)
+    xpad.fill(0)
     G_flat = G.reshape((K, Ho * Wo))
     channels = _active_channels(G_flat)
     n = len(channels)
     if n < K:
         G_flat, Wk = G_flat[channels], Wk[channels]
-    P_buf = np.empty(rows * Wo * CKK, dtype=out.dtype)
-    g_buf = np.empty(rows * Wo * n, dtype=out.dtype)
     for i0 in range(0, Ho if n else 0, rows):
         i1 = min(Ho, i0 + rows)
         m = (i1 - i0) * Wo
@@ -242,9 +237,10 @@ def _transpose(G, Wk, kh, kw, stride, padding, rows, out):
 
 
 @njit(cache=True, nogil=True)
-def _weight_grad(x, G, kh, kw, stride, padding, rows, dWt, db):
+def _weight_grad(x, G, kh, kw, stride, padding, rows, xpad, P_buf, g_buf, product, dWt, db):
     """Add one image's share to ``dWt`` (``dW`` as a ``(kh*kw*C, K)`` matrix like ``Wt``)
-    and to ``db``; ``x`` ``(C, H, W)``, ``G`` ``(K, Ho, Wo)``::
+    and to ``db``; ``x`` ``(C, H, W)``, ``G`` ``(K, Ho, Wo)``; ``product`` is scratch of
+    ``dWt``'s size::
 
         xpad = x, channels last, inside a border of p zeros
         ks = the active channels
@@ -252,7 +248,6 @@ def _weight_grad(x, G, kh, kw, stride, padding, rows, dWt, db):
             dWt[:, ks] += patches(xpad).T @ G[ks, i0:i1].T     # BLAS
             db[ks] += G[ks, i0:i1] summed over positions
     """
-    C, H, W = x.shape
     K, Ho, Wo = G.shape
     CKK = dWt.shape[0]
     G_flat = G.reshape((K, Ho * Wo))
@@ -260,11 +255,8 @@ def _weight_grad(x, G, kh, kw, stride, padding, rows, dWt, db):
     n = len(channels)
     if n < K:
         G_flat = G_flat[channels]
-    xpad = np.zeros((H + 2 * padding, W + 2 * padding, C), dtype=x.dtype)
     _channels_last(x, padding, xpad)
-    P_buf = np.empty(rows * Wo * CKK, dtype=x.dtype)
-    g_buf = np.empty(rows * Wo * n, dtype=x.dtype)
-    block = np.empty((CKK, n), dtype=x.dtype)
+    block = product.ravel()[: CKK * n].reshape((CKK, n))
     dWt_active = dWt if n == K else np.zeros((CKK, n), dtype=x.dtype)
     db_active = np.zeros(n, dtype=x.dtype)
     for i0 in range(0, Ho if n else 0, rows):
@@ -311,25 +303,28 @@ def _pool(n_threads):
     return concurrent.futures.ThreadPoolExecutor(n_threads, thread_name_prefix="gcn_numba")
 
 
-def _each_image(N, run):
-    """``run(n, t)`` for every image ``n < N``, on :func:`numba.get_num_threads` threads.
+def _each_image(N, run, scratch):
+    """``run(n, *own)`` for every image ``n < N``, on :func:`numba.get_num_threads` threads;
+    ``own = scratch()`` is one thread's arrays, made once. Returns every thread's ``own``.
 
     Thread ``t`` takes the next image whenever it is done, so that a core shared with
     another process ends up with fewer images. BLAS runs one thread per call.
     """
     n_threads = min(numba.get_num_threads(), N)
+    owned = [scratch() for _ in range(n_threads)]
     images = itertools.count()
 
-    def work(t):
+    def work(own):
         while (n := next(images)) < N:
-            run(n, t)
+            run(n, *own)
 
     with single_threaded():
         if n_threads == 1:
-            work(0)
-            return
-        for done in [_pool(n_threads).submit(work, t) for t in range(n_threads)]:
-            done.result()
+            work(owned[0])
+        else:
+            for done in [_pool(n_threads).submit(work, own) for own in owned]:
+                done.result()
+    return owned
 
 
 def _dtype(*arrays):
@@ -339,9 +334,18 @@ def _dtype(*arrays):
     return dtype
 
 
-def _rows_per_block(window, Wo, dtype):
+def _rows_per_block(window, Ho, Wo, dtype):
     """Output rows per block: ``P``, ``window`` numbers per position, about BLOCK_BYTES."""
-    return max(1, BLOCK_BYTES // (window * max(Wo, 1) * np.dtype(dtype).itemsize))
+    return min(Ho, max(1, BLOCK_BYTES // (window * max(Wo, 1) * np.dtype(dtype).itemsize)))
+
+
+def _scratch(C, H, W, padding, window, rows, Wo, K, dtype):
+    """A thread's ``(xpad, P_buf, g_buf)`` for one layer (see the kernels above)."""
+    return (
+        np.zeros((H + 2 * padding, W + 2 * padding, C), dtype=dtype),
+        np.empty(rows * Wo * window, dtype=dtype),
+        np.empty(rows * Wo * K, dtype=dtype),
+    )
 
 
 def _responses(x, W, b, stride, padding, relu):
@@ -354,14 +358,16 @@ def _responses(x, W, b, stride, padding, relu):
     out = np.empty((N, K, Ho, Wo), dtype=dtype)
     delta = np.empty((N, K, Ho, Wo) if relu else (1, 1, 1, 1), dtype=bool)
     if out.size:
-        rows = _rows_per_block(C * kh * kw, Wo, dtype)
+        rows = _rows_per_block(C * kh * kw, Ho, Wo, dtype)
         Wt = np.ascontiguousarray(W.transpose(2, 3, 1, 0).reshape(kh * kw * C, K))
         _each_image(
             N,
-            lambda n, _: _forward(
-                x[n], Wt, b, kh, kw, stride, padding, rows, relu, out[n], delta[n if relu else 0]
+            lambda n, *own: _forward(
+                x[n], Wt, b, kh, kw, stride, padding, rows, relu, out[n], delta[n if relu else 0],
+                *own,
             ),
-        )
+            lambda: _scratch(C, H, Wd, padding, C * kh * kw, rows, Wo, K, dtype),
+        )  # fmt: skip
     return out, delta
 
 
@@ -393,14 +399,17 @@ def conv_transpose(G, W, stride, padding, in_hw):
     """
     dtype = _dtype(G, W)
     G, W = asarray(G, dtype), asarray(W, dtype)
-    K, C, kh, kw = W.shape
-    out = np.empty((G.shape[0], C) + tuple(in_hw), dtype=dtype)
+    N, K, Ho, Wo = G.shape
+    _, C, kh, kw = W.shape
+    H, Wd = in_hw
+    out = np.empty((N, C, H, Wd), dtype=dtype)
     if out.size:
-        rows = _rows_per_block(C * kh * kw, G.shape[3], dtype)
+        rows = _rows_per_block(C * kh * kw, Ho, Wo, dtype)
         Wk = np.ascontiguousarray(W.transpose(0, 2, 3, 1).reshape(K, kh * kw * C))
         _each_image(
-            G.shape[0],
-            lambda n, _: _transpose(G[n], Wk, kh, kw, stride, padding, rows, out[n]),
+            N,
+            lambda n, *own: _transpose(G[n], Wk, kh, kw, stride, padding, rows, out[n], *own),
+            lambda: _scratch(C, H, Wd, padding, C * kh * kw, rows, Wo, K, dtype),
         )
     return out
 
@@ -412,20 +421,29 @@ def conv_weight_grad(x, G, kernel_hw, stride, padding):
     """
     dtype = _dtype(x, G)
     x, G = asarray(x, dtype), asarray(G, dtype)
-    (kh, kw), C, K = kernel_hw, x.shape[1], G.shape[1]
-    n_threads = numba.get_num_threads()
-    dWt_parts = np.zeros((n_threads, kh * kw * C, K), dtype=dtype)
-    db_parts = np.zeros((n_threads, K), dtype=dtype)
+    (kh, kw), (N, C, H, Wd), (_, K, Ho, Wo) = kernel_hw, x.shape, G.shape
+    window = kh * kw * C
+    dWt, db = np.zeros((window, K), dtype=dtype), np.zeros(K, dtype=dtype)
     if G.size:
-        rows = _rows_per_block(C * kh * kw, G.shape[3], dtype)
-        _each_image(
-            G.shape[0],
-            lambda n, t: _weight_grad(
-                x[n], G[n], kh, kw, stride, padding, rows, dWt_parts[t], db_parts[t]
-            ),
+        rows = _rows_per_block(window, Ho, Wo, dtype)
+
+        def scratch():  # and the thread's product, dWt and db
+            return _scratch(C, H, Wd, padding, window, rows, Wo, K, dtype) + (
+                np.empty((window, K), dtype=dtype),
+                np.zeros((window, K), dtype=dtype),
+                np.zeros(K, dtype=dtype),
+            )
+
+        owned = _each_image(
+            N,
+            lambda n, *own: _weight_grad(x[n], G[n], kh, kw, stride, padding, rows, *own),
+            scratch,
         )
-    dW = dWt_parts.sum(axis=0).reshape(kh, kw, C, K).transpose(3, 2, 0, 1)
-    return np.ascontiguousarray(dW), db_parts.sum(axis=0)
+        for own in owned:
+            dWt += own[-2]
+            db += own[-1]
+    dW = dWt.reshape(kh, kw, C, K).transpose(3, 2, 0, 1)
+    return np.ascontiguousarray(dW), db
 
 
 def standard_normal(rng, shape, dtype):
