@@ -17,7 +17,8 @@ autograd, the same weights):
 
 Weights are the release's initialisation, N(0, 0.01^2) with zero biases; the observed image
 is uniform in [-128, 128] (0-255, centred); the chains start at 0 and are warmed up first.
-The two sides run interleaved, one call each per round, the order alternating; the table
+The two sides run interleaved, one timed call each per round, the order alternating, each
+right after an untimed call of the same side (see ``interleaved``); the table
 gives median times and the median over rounds of the ratio numba / PyTorch. PyTorch uses as
 many threads as Numba (``--threads``). Other processes on the machine distort the ratio (the
 load average is printed): a thread of PyTorch's that waits for a core stalls every
@@ -177,12 +178,22 @@ def _seconds(fn):
     return time.perf_counter() - t0
 
 
-def interleaved(fns, rounds):
-    """Seconds of each function per round, the order alternating from round to round."""
+def interleaved(fns, rounds, warm=True):
+    """Seconds of each function per round, the order alternating from round to round.
+
+    With ``warm``, each timed call comes right after an untimed one of the same function.
+    PyTorch's OpenMP threads spin for several milliseconds after their work (measured: a
+    3.4 ms layer-3 kernel of numba's took 6.1 ms right after a PyTorch call), and threads
+    woken from sleep start slowly (PyTorch's 2.3 ms layer took 13 ms after 50 ms idle): the
+    untimed call absorbs both, as in a training loop, where each side runs back to back.
+    Without it (the learning iterations, seconds long) that costs each side a few ms.
+    """
     names = list(fns)
     times = {name: [] for name in names}
     for r in range(rounds):
         for name in names if r % 2 == 0 else names[::-1]:
+            if warm:
+                fns[name]()
             times[name].append(_seconds(fns[name]))
     return times
 
@@ -228,8 +239,8 @@ def kernel_rows(torch, net, chains, reps=5):
         G = be.gate(np.ones_like(maps[l]), deltas[l - 1])
         pairs = layer_pairs(torch, be, layer, maps[l - 1], W, b, G)
         for kernel, (numba_fn, torch_fn) in pairs.items():
-            times = interleaved({"numba": numba_fn, "torch": torch_fn}, reps + 1)
-            ms = {k: 1e3 * statistics.median(v[1:]) for k, v in times.items()}
+            times = interleaved({"numba": numba_fn, "torch": torch_fn}, reps)
+            ms = {k: 1e3 * statistics.median(v) for k, v in times.items()}
             rows.append({"layer": l, "kernel": kernel, **{f"{k}_ms": v for k, v in ms.items()}})
     return rows
 
@@ -361,7 +372,8 @@ def bench_config(torch, args, C, S, start=None):
     label = f"{S}x{S}x{C}" + ("" if start is None else f" trained {args.trained} it.")
     result = {"image": label, "agreement": agree}
     for what, pair in fns.items():
-        result[what] = summary(interleaved(pair, args.rounds), flops[what])
+        times = interleaved(pair, args.rounds, warm=what != "iteration")
+        result[what] = summary(times, flops[what])
     result["active"] = [float(d.mean()) for d in net.activation_pattern(numba_state[0])]
     result["active_obs"] = [float(d.mean()) for d in net.activation_pattern(obs)]
     if not args.no_kernels:
