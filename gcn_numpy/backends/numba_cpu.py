@@ -19,7 +19,7 @@ Filters with no active unit in an image (``G_k = 0`` everywhere) are left out of
 image's top-down product and gradient (:func:`_active_channels`). Single units are not:
 with about half the units active, a kernel that skipped them ran slower than BLAS on the
 dense product (measured in ``benchmarks/results_cpu.md``, as the other choices here). A
-direct loop nest ran at 3-17 GFLOP/s per core against 30-75 for im2col and BLAS, and a
+direct loop nest ran at 3-17 GFLOP/s per core against 28-72 for im2col and BLAS, and a
 hand-written register-blocked product reached 55-65% of BLAS.
 
 Threads: :func:`numba.get_num_threads` threads take the batch's images one at a time, each
