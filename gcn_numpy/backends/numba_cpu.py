@@ -336,7 +336,7 @@ def _dtype(*arrays):
 
 def _rows_per_block(window, Ho, Wo, dtype):
     """Output rows per block: ``P``, ``window`` numbers per position, about BLOCK_BYTES."""
-    return min(Ho, max(1, BLOCK_BYTES // (window * max(Wo, 1) * np.dtype(dtype).itemsize)))
+    return max(1, min(Ho, BLOCK_BYTES // (window * max(Wo, 1) * np.dtype(dtype).itemsize)))
 
 
 def _scratch(C, H, W, padding, window, rows, Wo, K, dtype):
