@@ -19,8 +19,6 @@ import argparse
 import os
 import time
 
-import numpy as np
-
 from gcn_numpy import data, metrics, plots
 from gcn_numpy.learning import Learner
 from gcn_numpy.presets import get_preset
@@ -29,7 +27,7 @@ from gcn_numpy.presets import get_preset
 def measure(preset, texture, out):
     config = get_preset(preset)
     config.data = f"texture:{texture}"
-    images, mean = data.prepare(data.shipped_texture(texture, config.size))
+    images, mean = data.prepare(data.shipped_texture(texture, config.size, config.texture_scale))
     learner = Learner(config, images)
     t0 = time.perf_counter()
     while learner.iteration < learner.total_iterations:
@@ -40,13 +38,11 @@ def measure(preset, texture, out):
     stats = metrics.texture_stats(samples, images)
     if out:
         os.makedirs(out, exist_ok=True)
-        sheet = plots.tile(
-            np.concatenate([data.to_uint8(images, mean), data.to_uint8(samples[:7], mean)]),
-            columns=8,
+        plots.save_grid(
+            os.path.join(out, f"{preset}-{texture}.png"),
+            data.to_uint8(images, mean),
+            data.to_uint8(samples, mean),
         )
-        from PIL import Image
-
-        Image.fromarray(sheet).save(os.path.join(out, f"{preset}-{texture}.png"))
     return {
         "texture": texture,
         "seconds": seconds,

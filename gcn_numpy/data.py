@@ -97,9 +97,22 @@ def load_images(paths, size):
     return np.stack(arrays)
 
 
-def shipped_texture(name, size):
-    """One shipped texture, resized to ``size x size``: shape (1, 1, size, size)."""
-    return load_images([texture_path(name)], size)
+def shipped_texture(name, size, scale=None):
+    """One shipped texture (512 x 512 px), shape (1, 1, size, size).
+
+    ``scale=None`` resizes the whole photograph to ``size`` (the release's way with its
+    224 px images); a number first scales the photograph by that factor (1.0: its own
+    pixels) and then crops the centre ``size x size``, keeping the stones or blades of
+    grass large enough to learn at small sizes.
+    """
+    if scale is None:
+        return load_images([texture_path(name)], size)
+    full = round(512 * scale)
+    if full < size:
+        raise DataError(f"a {size} px crop does not fit the texture scaled to {full} px")
+    image = load_images([texture_path(name)], full)
+    top = (full - size) // 2
+    return image[:, :, top : top + size, top : top + size]
 
 
 def texture_crops(n, size, seed=0):

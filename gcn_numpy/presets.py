@@ -29,6 +29,8 @@ class TrainConfig:
 
     preset: str = "texture"
     data: str = "texture:gravel"  # "texture:<name>", "lfw", "texture-crops" or "files"
+    texture_scale: float | None = None  # shipped texture: None = whole photo resized to size,
+    # else scaled by this factor and centre-cropped (see gcn_numpy.data.shipped_texture)
     images: list = field(default_factory=list)  # user paths (files, folders, globs)
     n_images: int = 1
     size: int = 64
@@ -121,6 +123,7 @@ PRESETS["texture"] = dataclasses.replace(
     PRESETS["texture-paper"],
     preset="texture",
     size=64,
+    texture_scale=1.0,  # a 64 px crop at the photograph's own resolution: 3-4 stones across
     synth_scale=1.5,
     chains=8,
     layers=_layers(

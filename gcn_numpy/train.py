@@ -184,7 +184,7 @@ def load_training_images(config):
     if kind == "files":
         return data.load_images(data.expand_paths(config.images), config.size)
     if kind.startswith("texture:"):
-        return data.shipped_texture(kind.split(":", 1)[1], config.size)
+        return data.shipped_texture(kind.split(":", 1)[1], config.size, config.texture_scale)
     if kind == "texture-crops":
         return data.texture_crops(config.n_images, config.size, seed=config.seed)
     if kind == "lfw":
