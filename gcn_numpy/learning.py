@@ -191,7 +191,9 @@ class Learner:
         return h * w
 
     def step(self):
-        """One learning iteration; returns its metrics as floats.
+        """One learning iteration; returns its metrics as floats: ``f_obs`` and ``f_syn``
+        (mean scores per position of the top map), ``energy`` (mean over the chains),
+        ``grad_norm``, ``recon_error`` (CD: mean ``|sigma^2 B - I|``, 0-255 units).
 
         Lines 4-6 of Algorithm 1: ``L`` Langevin steps on the chains, then
         ``w <- w + eta (H_obs - H_syn)``. The state changes only if everything stayed
@@ -225,7 +227,10 @@ class Learner:
         finite = xp.isfinite(syn).all()
         for W, b in params:
             finite = finite & xp.isfinite(W).all() & xp.isfinite(b).all()
-        values = [obs_out["f"].mean(), f_syn.mean(), energy.mean(), grad_norm, recon, finite]
+        # scores per top-map position, comparable between canvases of different sizes
+        f_obs_mean = obs_out["f"].mean() / self._top_positions(self.obs)
+        f_syn_mean = f_syn.mean() / self._top_positions(syn)
+        values = [f_obs_mean, f_syn_mean, energy.mean(), grad_norm, recon, finite]
         values = be.to_numpy(xp.stack([xp.asarray(v, dtype=xp.float64) for v in values]))
         if not values[-1]:
             self.rng.bit_generator.state = rng_state

@@ -363,7 +363,6 @@ def run_training(config, out, resume_state=None, quiet=False):
 
     total = learner.total_iterations
     progress = Progress(total, learner.iteration, quiet)
-    per_position = 1.0 / learner._top_positions(learner.obs)
     with _Interrupt() as interrupt:
         while learner.iteration < total and not interrupt.requested:
             t0 = time.perf_counter()
@@ -381,8 +380,7 @@ def run_training(config, out, resume_state=None, quiet=False):
                 run["frames"].append(_frame(learner, run["mean"]))
             if learner.iteration % config.checkpoint_every == 0:
                 save_checkpoint(ckpt, learner, run)
-            gap = (m["f_obs"] - m["f_syn"]) * per_position
-            progress.update(learner.iteration, len(learner.net.layers), gap)
+            progress.update(learner.iteration, len(learner.net.layers), m["f_obs"] - m["f_syn"])
         progress.close()
         save_checkpoint(ckpt, learner, run)
         write_outputs(out, learner, run)
