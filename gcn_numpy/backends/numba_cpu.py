@@ -427,21 +427,22 @@ def conv_weight_grad(x, G, kernel_hw, stride, padding):
     if G.size:
         rows = _rows_per_block(window, Ho, Wo, dtype)
 
-        def scratch():  # and the thread's product, dWt and db
+        def scratch():  # and the thread's product
             return _scratch(C, H, Wd, padding, window, rows, Wo, K, dtype) + (
                 np.empty((window, K), dtype=dtype),
-                np.zeros((window, K), dtype=dtype),
-                np.zeros(K, dtype=dtype),
             )
 
-        owned = _each_image(
+        # Each image adds into its own slice, summed below in image order: the result
+        # does not depend on which thread took which image (runs are reproducible).
+        dWt_each, db_each = np.zeros((N, window, K), dtype=dtype), np.zeros((N, K), dtype=dtype)
+        _each_image(
             N,
-            lambda n, *own: _weight_grad(x[n], G[n], kh, kw, stride, padding, rows, *own),
+            lambda n, *own: _weight_grad(
+                x[n], G[n], kh, kw, stride, padding, rows, *own, dWt_each[n], db_each[n]
+            ),
             scratch,
         )
-        for own in owned:
-            dWt += own[-2]
-            db += own[-1]
+        dWt, db = dWt_each.sum(axis=0), db_each.sum(axis=0)
     dW = dWt.reshape(kh, kw, C, K).transpose(3, 2, 0, 1)
     return np.ascontiguousarray(dW), db
 
