@@ -23,6 +23,7 @@ import time
 import numpy as np
 
 from gcn_numpy import GenerativeConvNet, Layer
+from gcn_numpy.sampling import langevin_chains
 
 LAYERS = (Layer(100, 15, stride=3, padding=2), Layer(64, 5, padding=2), Layer(30, 3, padding=2))
 EPS, SIGMA = 0.3, 1.0
@@ -52,11 +53,7 @@ def rel_err(a, b):
 
 def cupy_iteration(net, obs, chains, rng, steps):
     """One learning iteration on the device; returns the chains and both gradients."""
-    be = net._be
-    for _ in range(steps):
-        B = net.forward_backward(chains, need_B=True)["B"]
-        Z = be.standard_normal(rng, chains.shape, net.dtype)
-        chains = be.langevin_step(chains, B, Z, EPS, SIGMA)
+    chains = langevin_chains(net, chains, steps, EPS, SIGMA, rng)
     g_obs = net.forward_backward(obs, need_B=False, need_grads=True)["grads"]
     g_syn = net.forward_backward(chains, need_B=False, need_grads=True)["grads"]
     return chains, g_obs, g_syn
