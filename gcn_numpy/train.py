@@ -65,8 +65,8 @@ def build_parser():
         prog="python -m gcn_numpy.train",
         description="Learn a generative ConvNet (Xie et al., ICML 2016) from images with "
         "Algorithm 1 or contrastive divergence, and synthesize new images by Langevin "
-        "dynamics. Options left out take the preset's value (shown for 'texture').",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "dynamics. Options left out take the preset's value; the value shown in brackets is "
+        "the default preset's ('texture').",
     )
     p.add_argument(
         "--preset",
@@ -74,7 +74,7 @@ def build_parser():
         choices=sorted(PRESETS),
         metavar="NAME",
         help="configuration: texture | object | cd (CPU scale) or texture-paper | "
-        "object-paper | cd-paper (the release's numbers, 224 px, for a GPU)",
+        "object-paper | cd-paper (the release's numbers, 224 px, for a GPU) (default: texture)",
     )
     p.add_argument(
         "--image",
@@ -86,7 +86,8 @@ def build_parser():
     p.add_argument(
         "--size",
         type=_positive_int,
-        help=f"training images are resized and centre-cropped to SIZE x SIZE (texture: {d.size})",
+        help="training images are resized (shorter side) and centre-cropped to SIZE x SIZE; "
+        f"shipped textures are cropped at the preset's scale (texture: {d.size})",
     )
     p.add_argument(
         "--iterations",
@@ -113,6 +114,12 @@ def build_parser():
         help=f"standard deviation of the Gaussian reference q (texture: {d.sigma})",
     )
     p.add_argument("--lr", type=_positive_float, help=f"learning rate eta (texture: {d.lr})")
+    p.add_argument(
+        "--optimizer",
+        choices=("release", "adam"),
+        help=f"release: the original update rule (rescaled gradient ascent); adam "
+        f"(texture: {d.optimizer})",
+    )
     p.add_argument(
         "--backend",
         choices=BACKENDS,
@@ -157,6 +164,7 @@ OPTION_FIELDS = (
     "step_size",
     "sigma",
     "lr",
+    "optimizer",
     "backend",
     "seed",
     "checkpoint_every",

@@ -224,6 +224,7 @@ def test_help_explains_every_option():
         "--step-size",
         "--sigma",
         "--lr",
+        "--optimizer",
         "--backend",
         "--seed",
         "--out",
