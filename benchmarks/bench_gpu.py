@@ -21,6 +21,7 @@ import statistics
 import time
 
 import numpy as np
+from torch_peer import TorchNet
 
 from gcn_numpy import GenerativeConvNet, Layer
 from gcn_numpy.sampling import langevin_chains
@@ -57,42 +58,6 @@ def cupy_iteration(net, obs, chains, rng, steps):
     g_obs = net.forward_backward(obs, need_B=False, need_grads=True)["grads"]
     g_syn = net.forward_backward(chains, need_B=False, need_grads=True)["grads"]
     return chains, g_obs, g_syn
-
-
-# ----------------------------------------------------------------------------- torch
-
-
-class TorchNet:
-    """The same net in PyTorch: conv2d + ReLU, ``f`` = sum, ``B`` and gradients by autograd."""
-
-    def __init__(self, torch, weights, dtype):
-        self.torch = torch
-        self.F = torch.nn.functional
-        self.frozen = [
-            tuple(torch.tensor(a, dtype=dtype, device=DEVICE) for a in pair) for pair in weights
-        ]
-        self.leaves = [p.detach().requires_grad_(True) for pair in self.frozen for p in pair]
-
-    def score(self, x, params):
-        h = x
-        for layer, (W, b) in zip(LAYERS, params, strict=True):
-            h = self.F.relu(self.F.conv2d(h, W, b, stride=layer.stride, padding=layer.padding))
-        return h.sum()
-
-    def B(self, x):
-        x = x.detach().requires_grad_(True)
-        return self.torch.autograd.grad(self.score(x, self.frozen), x)[0]
-
-    def grads(self, x):
-        pairs = list(zip(self.leaves[::2], self.leaves[1::2], strict=True))
-        return self.torch.autograd.grad(self.score(x, pairs), self.leaves)
-
-    def iteration(self, obs, chains, gen, steps):
-        for _ in range(steps):
-            B = self.B(chains)
-            Z = self.torch.randn(chains.shape, generator=gen, device=DEVICE, dtype=chains.dtype)
-            chains = chains - (0.5 * EPS**2) * (chains / SIGMA**2 - B) + EPS * Z
-        return chains, self.grads(obs), self.grads(chains)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -218,7 +183,7 @@ def main(argv=None):
     be = net._be
     host = np.random.default_rng(0)
     obs = net.check_images(host.uniform(-128.0, 128.0, size=(1, 3, S, S)))  # 0-255, centred
-    tnet = TorchNet(torch, net.weights, torch.float32)
+    tnet = TorchNet(torch, net.weights, LAYERS, EPS, SIGMA, torch.float32, DEVICE)
     state = {
         "cupy fp32": [be.asarray(np.zeros((M, 3, S, S)), np.float32), np.random.default_rng(1)],
         "torch fp32": [torch.zeros((M, 3, S, S), device=DEVICE), torch.Generator(DEVICE)],
