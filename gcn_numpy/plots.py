@@ -103,7 +103,7 @@ def save_curves(path, metrics, stage_starts=()):
         ax.set_xlabel("iteration")
         if len(keys) > 1:
             ax.legend(fontsize=8)
-        if key == "grad_norm":
+        if keys == ("grad_norm",):
             ax.set_yscale("log")
     fig.tight_layout()
     fig.savefig(path)

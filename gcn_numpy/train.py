@@ -325,17 +325,14 @@ def write_outputs(out, learner, run):
         plots.save_reconstructions(os.path.join(out, "reconstructions.png"), training, recon)
 
 
-def _write_csv(path, rows):
-    with open(path, "w", newline="") as f:
+def _write_csv(path, rows, mode="w"):
+    """Write ``metrics.csv`` anew with its header (``mode="w"``) or append ``rows``."""
+    with open(path, mode, newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(CSV_COLUMNS)
+        if mode == "w":
+            writer.writerow(CSV_COLUMNS)
         for row in rows:
             writer.writerow([int(row[0]), int(row[1])] + [f"{v:.6g}" for v in row[2:]])
-
-
-def _append_csv(path, row):
-    with open(path, "a", newline="") as f:
-        csv.writer(f).writerow([int(row[0]), int(row[1])] + [f"{v:.6g}" for v in row[2:]])
 
 
 def run_training(config, out, resume_state=None, quiet=False):
@@ -383,7 +380,7 @@ def run_training(config, out, resume_state=None, quiet=False):
             row = [learner.iteration, len(learner.net.layers)] + [m[k] for k in METRICS]
             row.append(time.perf_counter() - t0)
             run["metrics"].append(row)
-            _append_csv(csv_path, row)
+            _write_csv(csv_path, [row], mode="a")
             if learner.iteration % config.snapshot_every == 0:
                 run["frames"].append(_frame(learner, run["mean"]))
             if learner.iteration % config.checkpoint_every == 0:
