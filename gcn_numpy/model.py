@@ -14,19 +14,17 @@ density is the Gaussian ``N(B, sigma**2 * 1)`` restricted to that piece (Theorem
 """
 
 from dataclasses import dataclass
-from numbers import Integral
 
 import numpy as np
 
+from ._validate import positive_float
+from ._validate import positive_int as _positive_int
 from .backends import get_backend
+from .backends.reference import output_size
+
+__all__ = ["GenerativeConvNet", "Layer", "prototype_model", "energy_from_score", "TOPS"]
 
 TOPS = ("sum", "linear")
-
-
-def _positive_int(value, what, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-        raise ValueError(f"{what} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 @dataclass(frozen=True)
@@ -169,8 +167,8 @@ class GenerativeConvNet:
         shapes = []
         h, w = H, W
         for l, layer in enumerate(self.layers, start=1):
-            h = (h + 2 * layer.padding - layer.kernel) // layer.stride + 1
-            w = (w + 2 * layer.padding - layer.kernel) // layer.stride + 1
+            h = output_size(h, layer.kernel, layer.stride, layer.padding)
+            w = output_size(w, layer.kernel, layer.stride, layer.padding)
             if h < 1 or w < 1:
                 raise ValueError(
                     f"image of size {H}x{W} is smaller than the net's receptive field: "
@@ -193,22 +191,54 @@ class GenerativeConvNet:
             shapes.append(((1, K, Ht, Wt), (1,)))
         return shapes
 
+    # --------------------------------------------------------- backend access
+
+    @property
+    def kernels(self):
+        """The backend module that runs the passes (it implements
+        :class:`gcn_numpy.backends.Backend`): its kernels, for code that works below the
+        model, such as the Langevin loop."""
+        return self._be
+
+    @property
+    def xp(self):
+        """The array module of the backend: ``numpy``, or ``cupy`` on the GPU."""
+        return self._be.xp
+
+    def asarray(self, a):
+        """``a`` as a backend array (on the device for CuPy) of the net's dtype."""
+        return self._be.asarray(a, self.dtype)
+
+    def to_numpy(self, a):
+        """A host NumPy array of the backend array ``a``."""
+        return self._be.to_numpy(a)
+
+    @property
+    def params(self):
+        """The parameters as backend arrays, a tuple of ``(W, b)`` pairs shaped like
+        :attr:`weights`: what the learning loop updates without a host round trip. Replace
+        them with :meth:`set_params` (backend arrays) or :meth:`set_weights` (any arrays)."""
+        return self._params
+
     @property
     def weights(self):
         """List of ``(W, b)`` NumPy arrays: one per conv layer, then the top filter for
         ``"linear"``. Copies: change weights with :meth:`set_weights`."""
-        to_np = self._be.to_numpy
-        return [(np.array(to_np(W)), np.array(to_np(b))) for W, b in self.params]
+        return [(np.array(self.to_numpy(W)), np.array(self.to_numpy(b))) for W, b in self._params]
 
     def set_weights(self, weights):
-        """Replace all weights after checking their number, shapes and values."""
+        """Replace all weights after checking their number, shapes and values.
+
+        ``weights`` is a sequence of ``(W, b)`` pairs of any arrays (NumPy, or device
+        arrays on the GPU backend); they are copied to the backend in the net's dtype.
+        """
         expected = self._expected_shapes()
         weights = list(weights)
         if len(weights) != len(expected):
             raise ValueError(f"expected {len(expected)} (W, b) pairs, got {len(weights)}")
         params = []
         for i, (pair, (w_shape, b_shape)) in enumerate(zip(weights, expected, strict=True)):
-            W, b = (np.asarray(self._be.to_numpy(a)) for a in pair)
+            W, b = (np.asarray(self.to_numpy(a)) for a in pair)
             if W.shape != w_shape or b.shape != b_shape:
                 raise ValueError(
                     f"weights[{i}]: expected W of shape {w_shape} and b of shape {b_shape}, "
@@ -216,14 +246,37 @@ class GenerativeConvNet:
                 )
             if not (np.all(np.isfinite(W)) and np.all(np.isfinite(b))):
                 raise ValueError(f"weights[{i}] holds non-finite values")
-            params.append((self._be.asarray(W, self.dtype), self._be.asarray(b, self.dtype)))
-        self.params = params
+            params.append((self.asarray(W), self.asarray(b)))
+        self._params = tuple(params)
+
+    def set_params(self, params):
+        """Replace the parameters by backend arrays, kept where they are (no copy, no host
+        round trip): the learning loop's update. Number, shapes, dtype and array type are
+        checked; values are not (that would cost a device synchronisation), so the caller
+        checks finiteness, as :class:`gcn_numpy.learning.Learner` does.
+        """
+        expected = self._expected_shapes()
+        params = tuple(tuple(pair) for pair in params)
+        if len(params) != len(expected):
+            raise ValueError(f"expected {len(expected)} (W, b) pairs, got {len(params)}")
+        for i, (pair, shapes) in enumerate(zip(params, expected, strict=True)):
+            for a, shape, what in zip(pair, shapes, ("W", "b"), strict=True):
+                if not isinstance(a, self.xp.ndarray) or a.dtype != self.dtype:
+                    raise ValueError(
+                        f"params[{i}] {what}: expected a {self.xp.__name__} array of "
+                        f"{self.dtype}, got {type(a).__name__} of {getattr(a, 'dtype', None)}"
+                    )
+                if a.shape != shape:
+                    raise ValueError(
+                        f"params[{i}] {what}: expected shape {shape}, got {tuple(a.shape)}"
+                    )
+        self._params = params
 
     # ------------------------------------------------------------------ inputs
 
     def check_images(self, I):
         """Return ``I`` as a backend array of the net's dtype, or raise ``ValueError``."""
-        xp = self._be.xp
+        xp = self.xp
         if not hasattr(I, "shape"):
             I = np.asarray(I)
         if I.ndim != 4:
@@ -238,43 +291,85 @@ class GenerativeConvNet:
                 f"images are {H}x{W}, the net was built for image_size={self.image_size}"
             )
         self.layer_shapes(H, W)
-        I = self._be.asarray(I, self.dtype)
+        I = self.asarray(I)
         if not bool(xp.all(xp.isfinite(I))):
             raise ValueError("images hold non-finite values (nan or inf)")
         return I
 
+    def check_pattern(self, deltas, image_shape):
+        """Return a given activation pattern as backend bool arrays, or raise ``ValueError``.
+
+        ``deltas`` holds one array per layer ``l = 1..L``, of shape ``(N, K_l, H_l, W_l)``
+        for images of shape ``image_shape = (N, C, H, W)``.
+        """
+        N, _, H, W = image_shape
+        deltas = list(deltas)
+        shapes = [(N,) + shape for shape in self.layer_shapes(H, W)]
+        if len(deltas) != len(shapes):
+            raise ValueError(
+                f"deltas: expected {len(shapes)} arrays (one per layer), got {len(deltas)}"
+            )
+        checked = []
+        for l, (d, shape) in enumerate(zip(deltas, shapes, strict=True), start=1):
+            if tuple(d.shape) != shape:
+                raise ValueError(
+                    f"deltas[{l - 1}] (layer {l}): expected shape {shape}, got {tuple(d.shape)}"
+                )
+            checked.append(self._be.asarray(d, bool))
+        return checked
+
     # -------------------------------------------------------------- the passes
 
     def _conv_params(self):
-        return self.params[: len(self.layers)]
+        return self._params[: len(self.layers)]
 
-    def bottom_up(self, I):
+    def bottom_up(self, I, deltas=None):
         """Bottom-up pass, eqs. (13)-(14), on a checked backend array.
 
         Returns ``(maps, deltas)``: ``maps[0] = I`` and ``maps[l] = F^{(l)} * I``;
-        ``deltas[l-1] = delta^{(l)}``.
+        ``deltas[l-1] = delta^{(l)}``. With a given pattern ``deltas`` (checked, see
+        :meth:`check_pattern`) the maps are those of the piece ``A(delta; w)`` continued
+        linearly, ``F^{(l)} = delta^{(l)} (<w^{(l)}_{k,x}, F^{(l-1)}> + b_{l,k})``: on that
+        piece they equal the ReLU maps, and elsewhere they define the linear ``f`` of
+        eq. (17) for that ``delta``.
         """
         be = self._be
-        maps, deltas = [I], []
-        for layer, (W, b) in zip(self.layers, self._conv_params(), strict=True):
-            F, delta = be.conv_relu(maps[-1], W, b, layer.stride, layer.padding)
+        maps, pattern = [I], []
+        for l, (layer, (W, b)) in enumerate(zip(self.layers, self._conv_params(), strict=True)):
+            if deltas is None:
+                F, delta = be.conv_relu(maps[-1], W, b, layer.stride, layer.padding)
+            else:
+                delta = deltas[l]
+                pre = be.conv2d(maps[-1], W, layer.stride, layer.padding) + b[:, None, None]
+                F = be.gate(pre, delta)
             maps.append(F)
-            deltas.append(delta)
-        return maps, deltas
+            pattern.append(delta)
+        return maps, pattern
 
-    def _top(self, F_top):
-        """Score and the top coefficients ``B^{(L)}`` with the offset ``alpha_L``."""
-        xp = self._be.xp
+    def _top_coefficients(self, top_shape, B_top):
+        """``(B^{(L)}, alpha_L)`` of eq. (15) at the top; ``B^{(L)}`` is ``None`` for the
+        ``"sum"`` top, whose coefficients are all 1 (then ``G^{(L)} = delta^{(L)}``)."""
+        xp, N = self.xp, top_shape[0]
+        if B_top is not None:
+            B = xp.broadcast_to(self.asarray(B_top), top_shape)
+            return self.asarray(B), xp.zeros(N, dtype=self.dtype)
         if self.top == "sum":
             # eq. (6): f = sum_{k,x} F^{(L)}_k(x), so B^{(L)} = 1 and alpha_L = 0 (eq. 15).
-            f = F_top.sum(axis=(1, 2, 3))
-            return f, xp.ones_like(F_top), xp.zeros_like(f)
-        w_top, b_top = self.params[-1]
+            return None, xp.zeros(N, dtype=self.dtype)
         # eq. (2): f = <w_top, F^{(L)}> + b_top, so B^{(L)} = w_top and alpha_L = b_top.
-        f = (F_top * w_top).sum(axis=(1, 2, 3)) + b_top[0]
-        return f, xp.broadcast_to(w_top, F_top.shape), xp.full_like(f, b_top[0])
+        w_top, b_top = self._params[-1]
+        return xp.broadcast_to(w_top, top_shape), xp.full(N, b_top[0], dtype=self.dtype)
 
-    def forward_backward(self, I, need_B=True, need_grads=False):
+    def forward_backward(
+        self,
+        I,
+        need_B=True,
+        need_grads=False,
+        need_f=True,
+        deltas=None,
+        B_top=None,
+        need_layers=False,
+    ):
         """One bottom-up and one top-down pass on a checked backend array ``I``.
 
         The top-down recursion runs from ``l = L`` to ``1`` with ``G^{(l)} = B^{(l)} *
@@ -301,81 +396,198 @@ class GenerativeConvNet:
         ``df/dW^{(l)}_{k,c,u,v} = sum_x G^{(l)}_k(x) F^{(l-1)}_c(x*s + (u, v) - p)`` and
         ``df/db_{l,k} = sum_x G^{(l)}_k(x)``.
 
+        Parameters
+        ----------
+        I : backend array of shape (N, C, H, W)
+            Checked images (:meth:`check_images`).
+        need_B : bool
+            Compute ``B = B^{(0)}`` (one more deconvolution, the bottom layer's).
+        need_grads : bool
+            Compute the weight gradient.
+        need_f : bool
+            Compute ``f`` and ``alpha``; the Langevin loop needs neither.
+        deltas : list of arrays, optional
+            A given activation pattern, one ``(N, K_l, H_l, W_l)`` array per layer, instead
+            of ``delta(I)``: the pass is then that of the linear ``f = alpha_{w,delta} +
+            <I, B_{w,delta}>`` of eq. (17), whatever piece ``I`` lies in. ``B`` and
+            ``alpha`` depend on ``delta`` and ``w`` alone; with ``need_f`` and
+            ``need_grads`` off, ``I`` only gives the shapes.
+        B_top : array, optional
+            Top coefficients ``B^{(L)}``, broadcastable to the top map ``(N, K_L, H_L,
+            W_L)``, instead of the model's (1 for ``"sum"``, ``w_top`` for ``"linear"``):
+            the pass then differentiates ``phi(I) = <B_top, F^{(L)}(I)>`` (``alpha_L =
+            0``), and ``grads`` has the conv layers only. With ``B_top = c_n`` per image it
+            gives ``sum_n c_n df(I_n)/dw``.
+        need_layers : bool
+            Also return every layer's coefficients and offsets (implies ``need_B``).
+
         Returns
         -------
-        dict with ``f`` (N,), ``alpha`` (N,), ``deltas`` (list), ``B`` (N, C, H, W) if
-        ``need_B``, and if ``need_grads`` ``grads``: a list shaped like ``params`` of
-        batch *sums* of ``(df/dW, df/db)``.
+        dict with ``deltas`` (list), and as asked: ``f`` and ``alpha`` (N,); ``B`` (N, C,
+        H, W); ``grads``, a list shaped like ``params`` of batch *sums* of ``(df/dW,
+        df/db)``; ``maps`` (``F^{(0..L)}``), ``B_layers`` (``B^{(0..L)}``, with
+        ``B^{(L)}`` broadcast) and ``alphas`` (``alpha_0..alpha_L``).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from gcn_numpy import GenerativeConvNet, Layer
+        >>> net = GenerativeConvNet(1, [Layer(4, 3), Layer(2, 3)], backend="numpy", seed=1)
+        >>> I = net.check_images(np.random.default_rng(0).normal(size=(2, 1, 8, 8)))
+        >>> out = net.forward_backward(I)
+        >>> bool(np.allclose(out["f"], out["alpha"] + (I * out["B"]).sum(axis=(1, 2, 3))))
+        True
         """
-        be = self._be
-        maps, deltas = self.bottom_up(I)
-        f, B, alpha = self._top(maps[-1])
+        be, xp = self._be, self.xp
+        need_B = need_B or need_layers
+        N, _, H, W = I.shape
+        if deltas is not None:
+            deltas = self.check_pattern(deltas, I.shape)
+        top_shape = (N,) + self.layer_shapes(H, W)[-1]
+        if deltas is None or need_f or need_grads:
+            maps, deltas = self.bottom_up(I, deltas)
+        else:  # B_{w,delta} needs delta and w only
+            maps = None
+        in_hw = [(H, W)] + [s[1:] for s in self.layer_shapes(H, W)[:-1]]
+        B, alpha = self._top_coefficients(top_shape, B_top)
+        out = {"deltas": deltas}
+        if need_f:
+            F_top = maps[-1]
+            f = F_top.sum(axis=(1, 2, 3)) if B is None else (F_top * B).sum(axis=(1, 2, 3))
+            out["f"] = f + alpha
         grads = []
-        if need_grads and self.top == "linear":
-            N = I.shape[0]
-            grads.append((maps[-1].sum(axis=0, keepdims=True), be.xp.full((1,), N, self.dtype)))
+        if need_grads and self.top == "linear" and B_top is None:
+            grads.append((maps[-1].sum(axis=0, keepdims=True), xp.full((1,), N, self.dtype)))
+        if need_layers:
+            out["maps"] = maps
+            B_layers = [xp.ones(top_shape, self.dtype) if B is None else B]
+            alphas = [alpha]
         lowest = 0 if need_B else 1  # B^{(0)} costs one more deconvolution
         for l in range(len(self.layers), 0, -1):
-            layer, (W, b) = self.layers[l - 1], self.params[l - 1]
-            G = be.gate(B, deltas[l - 1])
-            alpha = alpha + G.sum(axis=(2, 3)) @ b
+            layer, (W, b) = self.layers[l - 1], self._params[l - 1]
+            # at a "sum" top, G^{(L)} = 1 * delta^{(L)}: no product needed
+            G = deltas[l - 1].astype(self.dtype) if B is None else be.gate(B, deltas[l - 1])
+            if need_f or need_layers:
+                alpha = alpha + G.sum(axis=(2, 3)) @ b
             if need_grads:
                 grads.append(
                     be.conv_weight_grad(maps[l - 1], G, W.shape[2:], layer.stride, layer.padding)
                 )
             if l - 1 >= lowest:
-                B = be.conv_transpose(G, W, layer.stride, layer.padding, maps[l - 1].shape[2:])
-        out = {"f": f, "alpha": alpha, "deltas": deltas}
+                B = be.conv_transpose(G, W, layer.stride, layer.padding, in_hw[l - 1])
+            if need_layers:
+                B_layers.insert(0, B)
+                alphas.insert(0, alpha)
+        if need_f:
+            out["alpha"] = alpha
         if need_B:
             out["B"] = B
         if need_grads:
             out["grads"] = grads[::-1]
+        if need_layers:
+            out["B_layers"], out["alphas"] = B_layers, alphas
         return out
 
     # ------------------------------------------------------------- public API
 
     def score(self, I):
-        """``f(I; w)`` for a batch: ndarray of shape (N,), ``I`` of shape (N, C, H, W)."""
-        I = self.check_images(I)
-        maps, _ = self.bottom_up(I)
-        return self._be.to_numpy(self._top(maps[-1])[0])
+        """``f(I; w)`` for a batch: ndarray of shape (N,), ``I`` of shape (N, C, H, W).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from gcn_numpy import prototype_model
+        >>> net = prototype_model(K=3, size=2, backend="numpy")
+        >>> net.score(np.zeros((1, 1, 2, 2)))  # biases start at 0: every unit is off
+        array([0.])
+        """
+        return self.to_numpy(self.forward_backward(self.check_images(I), need_B=False)["f"])
 
     def activation_pattern(self, I):
         """The activation pattern ``delta(I; w)`` of eq. (13): one bool array of shape
-        ``(N, K_l, H_l, W_l)`` per layer ``l = 1..L``."""
-        _, deltas = self.bottom_up(self.check_images(I))
-        return [self._be.to_numpy(d).astype(bool) for d in deltas]
+        ``(N, K_l, H_l, W_l)`` per layer ``l = 1..L``.
 
-    def top_down(self, I):
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from gcn_numpy import GenerativeConvNet, Layer
+        >>> net = GenerativeConvNet(1, [Layer(4, 3, stride=2)], backend="numpy")
+        >>> [d.shape for d in net.activation_pattern(np.ones((2, 1, 9, 9)))]
+        [(2, 4, 4, 4)]
+        """
+        _, deltas = self.bottom_up(self.check_images(I))
+        return [self.to_numpy(d).astype(bool) for d in deltas]
+
+    def top_down(self, I, deltas=None):
         """``(alpha, B)`` of eq. (17): ``f(I) = alpha + <I, B>`` on the piece of ``I``.
 
         ``B`` (shape (N, C, H, W)) is built by the top-down deconvolution of eq. (16) gated
         by the bottom-up ``delta``; ``alpha`` (shape (N,)) by the recursion derived in
         :meth:`forward_backward`. ``B`` is the mean of the Gaussian piece (Theorem 1) and
-        equals ``df/dI``.
+        equals ``df/dI``. With ``deltas`` given (one array per layer, as
+        :meth:`activation_pattern` returns), it is ``(alpha_{w,delta}, B_{w,delta})`` of
+        that pattern's piece instead, which depends on ``delta`` and ``w`` alone.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from gcn_numpy import GenerativeConvNet, Layer
+        >>> net = GenerativeConvNet(1, [Layer(4, 3), Layer(2, 3)], backend="numpy", seed=1)
+        >>> I = np.random.default_rng(0).normal(size=(1, 1, 8, 8))
+        >>> alpha, B = net.top_down(I)
+        >>> bool(np.allclose(net.score(I), alpha + (I * B).sum()))
+        True
         """
-        out = self.forward_backward(self.check_images(I), need_B=True)
-        return self._be.to_numpy(out["alpha"]), self._be.to_numpy(out["B"])
+        I = self.check_images(I)
+        out = self.forward_backward(I, deltas=deltas)
+        return self.to_numpy(out["alpha"]), self.to_numpy(out["B"])
 
     def weight_gradient(self, I):
         """Batch mean of ``(df/dW, df/db)`` per layer, shaped like :attr:`weights`.
 
         Hand-written backprop reusing the top-down coefficients ``B^{(l)} * delta^{(l)}``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from gcn_numpy import GenerativeConvNet, Layer
+        >>> net = GenerativeConvNet(3, [Layer(4, 5, stride=2)], backend="numpy")
+        >>> [(dW.shape, db.shape) for dW, db in net.weight_gradient(np.ones((2, 3, 9, 9)))]
+        [((4, 3, 5, 5), (4,))]
         """
         I = self.check_images(I)
-        grads = self.forward_backward(I, need_B=False, need_grads=True)["grads"]
+        grads = self.forward_backward(I, need_B=False, need_f=False, need_grads=True)["grads"]
         n = I.shape[0]
-        to_np = self._be.to_numpy
-        return [(to_np(dW) / n, to_np(db) / n) for dW, db in grads]
+        return [(self.to_numpy(dW) / n, self.to_numpy(db) / n) for dW, db in grads]
 
     def energy(self, I, sigma=1.0):
-        """``U(I) = ||I||^2 / (2 sigma^2) - f(I)``, so that ``p(I) ~ exp(-U(I))``; shape (N,)."""
-        if not sigma > 0:
-            raise ValueError(f"sigma must be positive, got {sigma!r}")
+        """``U(I) = ||I||^2 / (2 sigma^2) - f(I)``, so that ``p(I) ~ exp(-U(I))``; shape (N,).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from gcn_numpy import prototype_model
+        >>> net = prototype_model(K=1, size=2, backend="numpy")
+        >>> net.set_weights([(np.ones((1, 1, 2, 2)), np.zeros(1))])
+        >>> net.energy(np.ones((1, 1, 2, 2)))  # ||I||^2 / 2 - max(0, <I, w>) = 2 - 4
+        array([-2.])
+        """
+        sigma = positive_float(sigma, "sigma")
         I = self.check_images(I)
-        maps, _ = self.bottom_up(I)
-        f = self._top(maps[-1])[0]
-        return self._be.to_numpy((I * I).sum(axis=(1, 2, 3)) / (2 * sigma**2) - f)
+        f = self.forward_backward(I, need_B=False)["f"]
+        return self.to_numpy(energy_from_score(I, f, sigma))
+
+
+def energy_from_score(I, f, sigma):
+    """``U(I) = ||I||^2 / (2 sigma^2) - f(I)`` from scores already computed (backend arrays).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> energy_from_score(np.ones((1, 1, 2, 2)), np.array([1.0]), 1.0)
+    array([1.])
+    """
+    return (I * I).sum(axis=(1, 2, 3)) / (2 * sigma**2) - f
 
 
 def prototype_model(K, size, channels=1, **kwargs):

@@ -8,32 +8,33 @@ the reconstruction error of the auto-encoder ``I -> delta(I) -> B`` (Theorem 1).
 
 import numpy as np
 
-__all__ = ["langevin", "descend_to_mode"]
+from ._validate import positive_float, positive_int
 
-
-def _check_positive(value, what):
-    if not (np.isfinite(value) and value > 0):
-        raise ValueError(f"{what} must be a positive number, got {value!r}")
-    return float(value)
-
-
-def _check_steps(value, what, minimum=0):
-    if isinstance(value, bool) or int(value) != value or value < minimum:
-        raise ValueError(f"{what} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+__all__ = ["langevin", "descend_to_mode", "langevin_chains"]
 
 
 def langevin_chains(net, I, n_steps, step_size, sigma, rng):
     """Langevin dynamics on a checked backend array, returning a backend array.
 
-    The loop the learner runs: one bottom-up and one top-down pass per step, the
-    update of eq. (19) as one backend kernel.
+    The loop the learner runs: one bottom-up and one top-down pass per step (without
+    ``f`` and ``alpha``, which the update does not need), the update of eq. (19) as one
+    backend kernel. The noise is drawn from the NumPy Generator ``rng`` on every backend,
+    so that it is a function of ``rng``'s state alone.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gcn_numpy import GenerativeConvNet, Layer
+    >>> net = GenerativeConvNet(1, [Layer(2, 3)], backend="numpy")
+    >>> I = net.check_images(np.zeros((2, 1, 6, 6)))
+    >>> langevin_chains(net, I, 3, 0.3, 1.0, np.random.default_rng(0)).shape
+    (2, 1, 6, 6)
     """
-    be = net._be
+    kernels = net.kernels
     for _ in range(n_steps):
-        B = net.forward_backward(I, need_B=True)["B"]
-        Z = be.standard_normal(rng, I.shape, net.dtype)
-        I = be.langevin_step(I, B, Z, step_size, sigma)
+        B = net.forward_backward(I, need_B=True, need_f=False)["B"]
+        Z = kernels.standard_normal(rng, I.shape, net.dtype)
+        I = kernels.langevin_step(I, B, Z, step_size, sigma)
     return I
 
 
@@ -62,12 +63,12 @@ def langevin(net, I, n_steps, step_size, sigma=1.0, rng=None):
     ndarray of shape (N, C, H, W)
         The chains after ``n_steps`` steps.
     """
-    n_steps = _check_steps(n_steps, "n_steps")
-    step_size = _check_positive(step_size, "step_size")
-    sigma = _check_positive(sigma, "sigma")
+    n_steps = positive_int(n_steps, "n_steps", minimum=0)
+    step_size = positive_float(step_size, "step_size")
+    sigma = positive_float(sigma, "sigma")
     rng = np.random.default_rng(rng)
     I = net.check_images(I)
-    return net._be.to_numpy(langevin_chains(net, I, n_steps, step_size, sigma, rng))
+    return net.to_numpy(langevin_chains(net, I, n_steps, step_size, sigma, rng))
 
 
 def descend_to_mode(net, I, sigma=1.0, step_size=None, max_steps=10_000, tol=1e-10):
@@ -108,21 +109,21 @@ def descend_to_mode(net, I, sigma=1.0, step_size=None, max_steps=10_000, tol=1e-
         ``sigma^2 B_{w, delta}``, i.e. ``B_{w,delta}`` lies in its own piece ``A(delta; w)``
         and the mode equals it to rounding (``tol``).
     """
-    sigma = _check_positive(sigma, "sigma")
+    sigma = positive_float(sigma, "sigma")
     if step_size is None:
         rate = 1.0
     else:
-        rate = 0.5 * _check_positive(step_size, "step_size") ** 2 / sigma**2
-    max_steps = _check_steps(max_steps, "max_steps", minimum=1)
+        rate = 0.5 * positive_float(step_size, "step_size") ** 2 / sigma**2
+    max_steps = positive_int(max_steps, "max_steps")
     if rate > 1:
         raise ValueError("step_size overshoots the mean: need eps^2 / 2 <= sigma^2")
-    xp = net._be.xp
+    xp = net.xp
     I = net.check_images(I)
     for step in range(max_steps + 1):
-        reconstruction = sigma**2 * net.forward_backward(I, need_B=True)["B"]
+        reconstruction = sigma**2 * net.forward_backward(I, need_B=True, need_f=False)["B"]
         err = xp.abs(I - reconstruction).max(axis=(1, 2, 3))
         exact = err <= tol * xp.maximum(1.0, xp.abs(I).max(axis=(1, 2, 3)))
         if step == max_steps or bool(exact.all()):
             break
         I = I + rate * (reconstruction - I)
-    return net._be.to_numpy(I), net._be.to_numpy(exact).astype(bool)
+    return net.to_numpy(I), net.to_numpy(exact).astype(bool)
