@@ -33,7 +33,7 @@ def measure(preset, texture, out):
     while learner.iteration < learner.total_iterations:
         learner.step()
     seconds = time.perf_counter() - t0
-    samples = learner.net._be.to_numpy(learner.chains)
+    samples = learner.net.to_numpy(learner.chains)
     novelty = metrics.novelty(samples, images)
     stats = metrics.texture_stats(samples, images)
     if out:

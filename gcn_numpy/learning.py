@@ -14,7 +14,7 @@ import json
 
 import numpy as np
 
-from .model import GenerativeConvNet
+from .model import GenerativeConvNet, energy_from_score
 from .sampling import langevin_chains
 
 __all__ = ["Learner", "NonFiniteError", "ReleaseRule", "Adam", "make_rule"]
@@ -132,7 +132,7 @@ class Learner:
         self.lr = config.lr
         self.net = self._build_net(1 if config.grow else self.n_layers_total, images)
         self.obs = self.net.check_images(images)
-        self.opt_state = self.rule.init_state(self.net.params, self.net._be.xp)
+        self.opt_state = self.rule.init_state(self.net.params, self.net.xp)
         self.chains = self._initial_chains()
 
     # ------------------------------------------------------------------ set-up
@@ -157,7 +157,7 @@ class Learner:
         )
 
     def _initial_chains(self):
-        xp, obs = self.net._be.xp, self.obs
+        obs = self.obs
         if self.config.mode == "cd":
             return obs.copy()
         C, H, W = obs.shape[1:]
@@ -167,7 +167,7 @@ class Learner:
             H, W = round(H * self.config.synth_scale), round(W * self.config.synth_scale)
         shape = (self.config.chains, C, H, W)
         self.net.layer_shapes(*shape[2:])  # a canvas below the receptive field is an error
-        return xp.zeros(shape, dtype=self.net.dtype)  # Algorithm 1, line 2: the mean image
+        return self.net.xp.zeros(shape, dtype=self.net.dtype)  # Algorithm 1, line 2: mean image
 
     def _grow(self):
         """Add the next layer (section 7): lower layers keep their filters and go on
@@ -175,10 +175,15 @@ class Learner:
         old = self.net
         new = self._build_net(len(old.layers) + 1, self.obs)
         n_conv = len(old.layers)
-        new.params = list(old.params[:n_conv]) + list(new.params[n_conv:])
+        new.set_params(old.params[:n_conv] + new.params[n_conv:])
         self.net = new
         self.lr *= self.config.lr_decay_per_layer
-        self.opt_state = self.rule.init_state(new.params, new._be.xp)
+        self.opt_state = self.rule.init_state(new.params, new.xp)
+
+    def _grow_if_due(self):
+        cfg = self.config
+        if cfg.grow and self.iteration > 0 and self.iteration % cfg.iterations == 0:
+            self._grow()
 
     # ---------------------------------------------------------------- learning
 
@@ -190,35 +195,40 @@ class Learner:
         _, h, w = self.net.layer_shapes(*images.shape[2:])[-1]
         return h * w
 
-    def step(self):
-        """One learning iteration; returns its metrics as floats: ``f_obs`` and ``f_syn``
-        (mean scores per position of the top map), ``energy`` (mean over the chains),
-        ``grad_norm``, ``recon_error`` (CD: mean ``|sigma^2 B - I|``, 0-255 units).
-
-        Lines 4-6 of Algorithm 1: ``L`` Langevin steps on the chains, then
-        ``w <- w + eta (H_obs - H_syn)``. The state changes only if everything stayed
-        finite; otherwise :class:`NonFiniteError` is raised.
-        """
+    def synthesize(self):
+        """Line 4 of Algorithm 1: ``L`` Langevin steps (eq. 19) from the persistent chains,
+        or, for contrastive divergence, from the observed images. Returns the new chains
+        (the learner's state is not changed)."""
         cfg = self.config
-        if cfg.grow and self.iteration > 0 and self.iteration % cfg.iterations == 0:
-            self._grow()
-        net, be = self.net, self.net._be
-        xp = be.xp
-        rng_state = self.rng.bit_generator.state
         start = self.obs if cfg.mode == "cd" else self.chains
-        syn = langevin_chains(net, start, cfg.langevin_steps, cfg.step_size, cfg.sigma, self.rng)
-        obs_out = net.forward_backward(self.obs, need_B=cfg.mode == "cd", need_grads=True)
+        return langevin_chains(
+            self.net, start, cfg.langevin_steps, cfg.step_size, cfg.sigma, self.rng
+        )
+
+    def statistics(self, syn):
+        """Line 5 of Algorithm 1: one pass over the observed images and one over the
+        synthesized ones, each with its scores and its batch sum of ``df/dw``; for CD the
+        observed pass also gives ``B``, the reconstruction."""
+        net, cd = self.net, self.config.mode == "cd"
+        obs_out = net.forward_backward(self.obs, need_B=cd, need_grads=True)
         syn_out = net.forward_backward(syn, need_B=False, need_grads=True)
+        return obs_out, syn_out
+
+    def gradient(self, obs_out, syn_out, syn):
+        """``H_obs - H_syn`` of eq. (21), each side a mean over its images and over the
+        positions of its top map."""
         scale_obs = 1.0 / (self.obs.shape[0] * self._top_positions(self.obs))
         scale_syn = 1.0 / (syn.shape[0] * self._top_positions(syn))
-        grads = [
+        return [
             (gWo * scale_obs - gWs * scale_syn, gbo * scale_obs - gbs * scale_syn)
             for (gWo, gbo), (gWs, gbs) in zip(obs_out["grads"], syn_out["grads"], strict=True)
         ]
-        params, opt_state = self.rule.update(net.params, grads, self.opt_state, self.lr, xp)
 
-        f_syn = syn_out["f"]
-        energy = (syn * syn).sum(axis=(1, 2, 3)) / (2 * cfg.sigma**2) - f_syn
+    def _metrics(self, obs_out, syn_out, syn, grads, params):
+        """The iteration's metrics and whether everything stayed finite, in one host read:
+        ``[f_obs, f_syn, energy, grad_norm, recon_error, finite]``."""
+        cfg, net, xp = self.config, self.net, self.net.xp
+        energy = energy_from_score(syn, syn_out["f"], cfg.sigma)
         grad_norm = xp.sqrt(sum((g * g).sum() for pair in grads for g in pair))
         if cfg.mode == "cd":
             recon = xp.abs(cfg.sigma**2 * obs_out["B"] - self.obs).mean()
@@ -228,17 +238,38 @@ class Learner:
         for W, b in params:
             finite = finite & xp.isfinite(W).all() & xp.isfinite(b).all()
         # scores per top-map position, comparable between canvases of different sizes
-        f_obs_mean = obs_out["f"].mean() / self._top_positions(self.obs)
-        f_syn_mean = f_syn.mean() / self._top_positions(syn)
-        values = [f_obs_mean, f_syn_mean, energy.mean(), grad_norm, recon, finite]
-        values = be.to_numpy(xp.stack([xp.asarray(v, dtype=xp.float64) for v in values]))
+        f_obs = obs_out["f"].mean() / self._top_positions(self.obs)
+        f_syn = syn_out["f"].mean() / self._top_positions(syn)
+        values = [f_obs, f_syn, energy.mean(), grad_norm, recon, finite]
+        return net.to_numpy(xp.stack([xp.asarray(v, dtype=xp.float64) for v in values]))
+
+    def step(self):
+        """One learning iteration; returns its metrics as floats: ``f_obs`` and ``f_syn``
+        (mean scores per position of the top map), ``energy`` (mean over the chains),
+        ``grad_norm``, ``recon_error`` (CD: mean ``|sigma^2 B - I|``, 0-255 units).
+
+        Lines 4-6 of Algorithm 1: :meth:`synthesize`, :meth:`statistics` and
+        :meth:`gradient`, then ``w <- w + eta (H_obs - H_syn)`` by the update rule. The
+        state changes only if everything stayed finite; otherwise
+        :class:`NonFiniteError` is raised.
+        """
+        self._grow_if_due()
+        rng_state = self.rng.bit_generator.state
+        syn = self.synthesize()
+        obs_out, syn_out = self.statistics(syn)
+        grads = self.gradient(obs_out, syn_out, syn)
+        params, opt_state = self.rule.update(
+            self.net.params, grads, self.opt_state, self.lr, self.net.xp
+        )
+        values = self._metrics(obs_out, syn_out, syn, grads, params)
         if not values[-1]:
             self.rng.bit_generator.state = rng_state
             raise NonFiniteError(
                 f"non-finite values in Langevin sampling or learning at iteration "
                 f"{self.iteration + 1}; try a smaller --step-size or --lr"
             )
-        net.params, self.opt_state, self.chains = params, opt_state, syn
+        self.net.set_params(params)
+        self.opt_state, self.chains = opt_state, syn
         self.iteration += 1
         return dict(zip(METRICS, (float(v) for v in values[:-1]), strict=True))
 
@@ -246,14 +277,14 @@ class Learner:
         """The auto-encoding ``I -> delta(I) -> sigma^2 B_{w, delta}`` (Theorem 1) of the
         observed images (or ``images``), as a NumPy array."""
         I = self.obs if images is None else self.net.check_images(images)
-        B = self.net.forward_backward(I, need_B=True)["B"]
-        return self.net._be.to_numpy(self.config.sigma**2 * B)
+        B = self.net.forward_backward(I, need_B=True, need_f=False)["B"]
+        return self.net.to_numpy(self.config.sigma**2 * B)
 
     # -------------------------------------------------------------- checkpoint
 
     def state_dict(self):
         """The complete learning state as NumPy arrays and JSON strings."""
-        to_np = self.net._be.to_numpy
+        to_np = self.net.to_numpy
         state = {
             "iteration": np.array(self.iteration),
             "n_layers": np.array(len(self.net.layers)),
@@ -280,11 +311,8 @@ class Learner:
             net = self._build_net(n_layers, self.obs)
             weights = [(state[f"W{i}"], state[f"b{i}"]) for i in range(int(state["n_params"]))]
             net.set_weights(weights)
-            xp, be = net._be.xp, net._be
-            template = self.rule.init_state(net.params, xp)
-            opt_state = [
-                be.asarray(state[f"opt{i}"], net.dtype) for i in range(int(state["n_opt"]))
-            ]
+            template = self.rule.init_state(net.params, net.xp)
+            opt_state = [net.asarray(state[f"opt{i}"]) for i in range(int(state["n_opt"]))]
             if [a.shape for a in opt_state] != [a.shape for a in template]:
                 raise ValueError("optimizer state does not match the update rule")
             chains = np.asarray(state["chains"])
@@ -295,6 +323,6 @@ class Learner:
         except KeyError as e:
             raise ValueError(f"checkpoint lacks {e}") from None
         self.net, self.opt_state = net, opt_state
-        self.chains = be.asarray(chains, net.dtype)
+        self.chains = net.asarray(chains)
         self.rng.bit_generator.state = rng_state
         self.iteration, self.lr = iteration, float(state["lr"])

@@ -207,7 +207,7 @@ def save_checkpoint(path, learner, run):
     """Write ``checkpoint.npz`` atomically: a temporary file, then a rename."""
     state = learner.state_dict()
     state["config"] = np.array(json.dumps(learner.config.to_dict()))
-    state["obs"] = learner.net._be.to_numpy(learner.obs)
+    state["obs"] = learner.net.to_numpy(learner.obs)
     state["mean"] = run["mean"]
     state["metrics"] = np.array(run["metrics"], dtype=np.float64).reshape(-1, len(CSV_COLUMNS))
     state["frames"] = np.array(run["frames"], dtype=np.uint8)
@@ -297,7 +297,7 @@ FRAME_PIXELS = 384
 
 def _frame(learner, mean):
     """One frame of chains.gif: up to 16 chains, the sheet at most FRAME_PIXELS wide."""
-    chains = learner.net._be.to_numpy(learner.chains)[:16]
+    chains = learner.net.to_numpy(learner.chains)[:16]
     sheet = plots.tile(data.to_uint8(chains, mean), columns=min(4, len(chains)))
     return plots.fit(sheet, FRAME_PIXELS)
 
@@ -305,8 +305,8 @@ def _frame(learner, mean):
 def write_outputs(out, learner, run):
     """Samples, pictures and curves from the current state."""
     mean = run["mean"]
-    obs = learner.net._be.to_numpy(learner.obs)
-    chains = learner.net._be.to_numpy(learner.chains)
+    obs = learner.net.to_numpy(learner.obs)
+    chains = learner.net.to_numpy(learner.chains)
     samples, training = data.to_uint8(chains, mean), data.to_uint8(obs, mean)
     plots.save_images(os.path.join(out, "synthesized"), samples)
     plots.save_grid(os.path.join(out, "grid.png"), training, samples)

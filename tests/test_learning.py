@@ -76,14 +76,14 @@ def test_one_iteration_is_algorithm1_with_per_position_normalisation():
     learner = Learner(config, texture())
     before = learner.net.weights
     learner.step()
-    chains = learner.net._be.to_numpy(learner.chains)
+    chains = learner.net.to_numpy(learner.chains)
     assert chains.shape == (6, 1, 24, 24)
     after = learner.net.weights
     learner.net.set_weights(before)
     n_obs = np.prod(learner.net.layer_shapes(16, 16)[-1][1:])
     n_syn = np.prod(learner.net.layer_shapes(24, 24)[-1][1:])
     assert n_obs != n_syn
-    h_obs = learner.net.weight_gradient(learner.net._be.to_numpy(learner.obs))
+    h_obs = learner.net.weight_gradient(learner.net.to_numpy(learner.obs))
     h_syn = learner.net.weight_gradient(chains)
     for (W0, b0), (W1, b1), (go, bo), (gs, bs) in zip(before, after, h_obs, h_syn, strict=True):
         assert rel_err(W1 - W0, 0.01 * (go / n_obs - gs / n_syn)) <= 1e-10
@@ -98,8 +98,8 @@ def test_tiny_learning_run_moves_samples_toward_the_texture():
         m = learner.step()
         gaps.append(abs(m["f_obs"] - m["f_syn"]) / abs(m["f_obs"]))
         if first is None:
-            first = learner.net._be.to_numpy(learner.chains)
-    last = learner.net._be.to_numpy(learner.chains)
+            first = learner.net.to_numpy(learner.chains)
+    last = learner.net.to_numpy(learner.chains)
     # the chains catch up with the data: the relative score gap shrinks ...
     assert np.mean(gaps[-10:]) < 0.3 * np.mean(gaps[:5])
     # ... and the samples' statistics move toward the training image's
