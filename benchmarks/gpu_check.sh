@@ -15,7 +15,7 @@
 #   4. the texture-paper preset through the training CLI: --iterations 100 per layer stage
 #      (300 in all, the net grown to its 3 layers), one checkpoint at the end.
 #
-# Time: each step has a limit, 10 + 90 + 60 + 75 + 60 = 295 s together (compilation
+# Time: each step has a limit, 20 + 110 + 50 + 65 + 50 = 295 s together (compilation
 # included; CuPy keeps compiled kernels on disk, so later steps reuse step 1's), so that the
 # check, a rerun and the machine's start fit a 15-minute device lease. At its limit a step
 # gets SIGINT (the training CLI then checkpoints and exits; pytest and Python print where
@@ -71,7 +71,7 @@ note "== 0. environment =="
     date -u
     command -v nvidia-smi >/dev/null &&
         nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-    timeout 60 "$PY" - <<'EOF'
+    timeout 20 "$PY" - <<'EOF'
 import sys
 print("python", sys.version.split()[0], sys.executable)
 for mod in ("numpy", "cupy", "torch"):
@@ -96,7 +96,7 @@ EOF
 } 2>&1 | tee -a "$summary"
 
 note "== 1. GPU tests =="
-GCN_REQUIRE_GPU=1 step "GPU tests" 90 "$OUT/pytest.txt" \
+GCN_REQUIRE_GPU=1 step "GPU tests" 110 "$OUT/pytest.txt" \
     "$PY" -m pytest -q -rs --durations=5 -p no:cacheprovider tests/test_cupy_gpu.py
 tail -n 1 "$OUT/pytest.txt" | tee -a "$summary"
 
@@ -104,7 +104,7 @@ note "== 2. compute-sanitizer memcheck =="
 if [ -n "$sanitizer" ]; then
     # API errors are CuPy's to raise (a failed launch fails the test); memcheck is after
     # accesses outside an allocation, which the test's pool-less allocations make visible
-    GCN_REQUIRE_GPU=1 step "memcheck" 60 "$OUT/sanitizer.txt" \
+    GCN_REQUIRE_GPU=1 step "memcheck" 50 "$OUT/sanitizer.txt" \
         "$sanitizer" --tool memcheck --error-exitcode 3 --report-api-errors no \
         --print-limit 20 "$PY" -m pytest -q -p no:cacheprovider tests/test_cupy_gpu.py \
         -k test_gpu_small_case_for_the_sanitizer
@@ -116,14 +116,14 @@ else
 fi
 
 note "== 3. benchmark against PyTorch + cuDNN =="
-step "benchmark" 75 "$OUT/bench.txt" \
+step "benchmark" 65 "$OUT/bench.txt" \
     "$PY" benchmarks/bench_gpu.py --tf32 --sizes 64 112 224 --json "$OUT/bench.json"
 sed -n '1,/^per kernel/p' "$OUT/bench.txt" | grep -v '^per kernel' >>"$summary"
 grep '^FAIL' "$OUT/bench.txt" | tee -a "$summary"
 
 note "== 4. texture-paper preset, 100 iterations per layer stage =="
 work=$(mktemp -d)
-step "paper-preset run" 60 "$OUT/train.txt" \
+step "paper-preset run" 50 "$OUT/train.txt" \
     "$PY" -m gcn_numpy.train --preset texture-paper --backend cupy --iterations 100 \
     --checkpoint-every 100000 --out "$work/run"
 if [ -f "$work/run/metrics.csv" ]; then
