@@ -26,6 +26,8 @@ __all__ = [
     "lfw_faces",
     "prepare",
     "to_uint8",
+    "load_training_images",
+    "training_photo",
 ]
 
 
@@ -62,24 +64,26 @@ def expand_paths(specs):
     return paths
 
 
-def _resize_crop(image, size):
-    """Scale so the shorter side is ``size``, then crop the centre ``size x size``."""
+def _resize(image, size):
+    """Scale so the shorter side is ``size``."""
     w, h = image.size
     scale = size / min(w, h)
     if scale != 1:
         image = image.resize(
             (max(size, round(w * scale)), max(size, round(h * scale))), Image.Resampling.LANCZOS
         )
+    return image
+
+
+def _resize_crop(image, size):
+    """Scale so the shorter side is ``size``, then crop the centre ``size x size``."""
+    image = _resize(image, size)
     w, h = image.size
     left, top = (w - size) // 2, (h - size) // 2
     return image.crop((left, top, left + size, top + size))
 
 
-def load_images(paths, size):
-    """Read image files into an array of shape (M, C, size, size), floats in 0-255.
-
-    Gray if every file is gray, otherwise RGB (C = 3).
-    """
+def _read(paths):
     images = []
     for path in paths:
         try:
@@ -89,12 +93,21 @@ def load_images(paths, size):
         except (UnidentifiedImageError, OSError) as e:
             raise DataError(f"{path!r} is not an image Pillow can read") from e
     gray = all(im.mode in ("L", "I", "I;16", "F", "1", "LA") for im in images)
-    mode = "L" if gray else "RGB"
-    arrays = []
-    for im in images:
-        a = np.asarray(_resize_crop(im.convert(mode), size), dtype=np.float64)
-        arrays.append(a[None] if gray else a.transpose(2, 0, 1))
-    return np.stack(arrays)
+    return images, "L" if gray else "RGB"
+
+
+def _array(image, mode):
+    a = np.asarray(image.convert(mode), dtype=np.float64)
+    return a[None] if mode == "L" else a.transpose(2, 0, 1)
+
+
+def load_images(paths, size):
+    """Read image files into an array of shape (M, C, size, size), floats in 0-255.
+
+    Gray if every file is gray, otherwise RGB (C = 3).
+    """
+    images, mode = _read(paths)
+    return np.stack([_array(_resize_crop(im, size), mode) for im in images])
 
 
 def shipped_texture(name, size, scale=None):
@@ -161,3 +174,37 @@ def to_uint8(images, mean):
     a = np.asarray(images, dtype=np.float64) + np.asarray(mean)[None, :, None, None]
     a = np.uint8(np.clip(np.rint(a), 0, 255))
     return a[:, 0] if a.shape[1] == 1 else a.transpose(0, 2, 3, 1)
+
+
+def load_training_images(config):
+    """The training images a :class:`~gcn_numpy.presets.TrainConfig` names, in 0-255, shape
+    ``(M, C, size, size)``."""
+    kind = config.data
+    if kind == "files":
+        return load_images(expand_paths(config.images), config.size)
+    if kind.startswith("texture:"):
+        return shipped_texture(kind.split(":", 1)[1], config.size, config.texture_scale)
+    if kind == "texture-crops":
+        return texture_crops(config.n_images, config.size, seed=config.seed)
+    if kind == "lfw":
+        return lfw_faces(config.n_images, config.size)
+    raise DataError(f"unknown data source {kind!r}")
+
+
+def training_photo(config):
+    """The photograph a texture is learned from, at the training scale and uncropped, shape
+    ``(C, H, W)`` in 0-255: the source of real crops to compare samples with (the frame
+    score's reference). ``None`` for data that is not one texture photograph."""
+    kind = config.data
+    if kind.startswith("texture:"):
+        name = kind.split(":", 1)[1]
+        scale = config.texture_scale
+        full = config.size if scale is None else round(512 * scale)
+        return load_images([texture_path(name)], full)[0]
+    if kind == "files":
+        paths = expand_paths(config.images)
+        if len(paths) != 1:
+            return None
+        images, mode = _read(paths)
+        return _array(_resize(images[0], config.size), mode)
+    return None

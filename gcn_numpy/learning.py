@@ -20,6 +20,9 @@ from .sampling import langevin_chains
 __all__ = ["Learner", "NonFiniteError", "ReleaseRule", "Adam", "make_rule"]
 
 METRICS = ("f_obs", "f_syn", "energy", "grad_norm", "recon_error")
+CLIP_MODES = ("abs", "signed")
+POSITIONS = ("all", "clean")  # which top positions f sums: every one, or those free of
+# the boundary (their receptive field inside the image)
 
 
 class NonFiniteError(FloatingPointError):
@@ -29,14 +32,20 @@ class NonFiniteError(FloatingPointError):
 class ReleaseRule:
     """The update rule of the original release (plain gradient ascent).
 
-    Per parameter array: rescale ``g`` so that ``max |g| <= clip``; weights get weight
-    decay; biases get ``bias_lr_mult`` times the learning rate and no decay; then
-    ``v <- momentum v + lr (g - decay w)`` and ``w <- w + v``.
+    Per parameter array: rescale ``g`` so that ``max |g| <= clip`` (``clip_mode="abs"``,
+    maximum likelihood) or so that the signed ``max g <= clip`` (``"signed"``, the release's
+    test for contrastive divergence); weights get weight decay; biases get ``bias_lr_mult``
+    times the learning rate and no decay; then ``v <- momentum v + lr (g - decay w)`` and
+    ``w <- w + v``.
     """
 
-    def __init__(self, clip=20.0, weight_decay=1e-4, bias_lr_mult=2.0, momentum=0.0):
+    def __init__(
+        self, clip=20.0, weight_decay=1e-4, bias_lr_mult=2.0, momentum=0.0, clip_mode="abs"
+    ):
+        if clip_mode not in CLIP_MODES:
+            raise ValueError(f"unknown clip_mode {clip_mode!r}; choose abs or signed")
         self.clip, self.weight_decay = clip, weight_decay
-        self.bias_lr_mult, self.momentum = bias_lr_mult, momentum
+        self.bias_lr_mult, self.momentum, self.clip_mode = bias_lr_mult, momentum, clip_mode
 
     def init_state(self, params, xp):
         return [xp.zeros_like(a) for pair in params for a in pair]
@@ -46,7 +55,7 @@ class ReleaseRule:
         for (W, b), (gW, gb) in zip(params, grads, strict=True):
             pair = []
             for w, g, is_bias in ((W, gW, False), (b, gb, True)):
-                peak = xp.abs(g).max()
+                peak = g.max() if self.clip_mode == "signed" else xp.abs(g).max()
                 g = g * xp.minimum(1.0, self.clip / xp.maximum(peak, 1e-30)).astype(g.dtype)
                 rate = lr * (self.bias_lr_mult if is_bias else 1.0)
                 step = g if is_bias else g - self.weight_decay * w
@@ -93,7 +102,13 @@ class Adam:
 def make_rule(config):
     """The update rule a :class:`~gcn_numpy.presets.TrainConfig` asks for."""
     if config.optimizer == "release":
-        return ReleaseRule(config.clip, config.weight_decay, config.bias_lr_mult, config.momentum)
+        return ReleaseRule(
+            config.clip,
+            config.weight_decay,
+            config.bias_lr_mult,
+            config.momentum,
+            config.clip_mode,
+        )
     if config.optimizer == "adam":
         return Adam(config.weight_decay)
     raise ValueError(f"unknown optimizer {config.optimizer!r}; choose release or adam")
@@ -124,6 +139,12 @@ class Learner:
         images = np.asarray(images)
         if images.ndim != 4:
             raise ValueError(f"images must have shape (M, C, H, W), got {images.shape}")
+        for side in ("observed_positions", "synthesized_positions"):
+            value = getattr(config, side)
+            if value not in POSITIONS:
+                raise ValueError(f"unknown {side} {value!r}; choose all or clean")
+            if value == "clean" and config.top != "sum":
+                raise ValueError(f'{side}="clean" needs the convolutional (sum) top')
         self.n_layers_total = len(config.layers)
         self.total_iterations = config.iterations * (self.n_layers_total if config.grow else 1)
         self.rule = make_rule(config)
@@ -154,6 +175,7 @@ class Learner:
             dtype=np.dtype(cfg.dtype),
             seed=cfg.seed + n_layers,  # new layers are drawn apart from the Langevin noise
             init_std=cfg.init_std,
+            boundary=cfg.boundary,
         )
 
     def _initial_chains(self):
@@ -163,8 +185,9 @@ class Learner:
         C, H, W = obs.shape[1:]
         if self.config.synth_size:
             H = W = self.config.synth_size
-        else:
-            H, W = round(H * self.config.synth_scale), round(W * self.config.synth_scale)
+        else:  # a canvas of the chosen scale that the net's strides divide
+            step = self._canvas_step()
+            H, W = (max(step, step * round(n * self.config.synth_scale / step)) for n in (H, W))
         shape = (self.config.chains, C, H, W)
         self.net.layer_shapes(*shape[2:])  # a canvas below the receptive field is an error
         return self.net.xp.zeros(shape, dtype=self.net.dtype)  # Algorithm 1, line 2: mean image
@@ -187,11 +210,56 @@ class Learner:
 
     # ---------------------------------------------------------------- learning
 
-    def _top_positions(self, images):
-        """Spatial size of the top map: gradients are normalised per top-map position, so
-        that chains on a larger canvas than the observed images weigh the same."""
+    def _canvas_step(self):
+        """Canvas sizes must be multiples of this: the product of the strides on a torus."""
+        if self.config.boundary != "circular":
+            return 1
+        return int(np.prod([layer["stride"] for layer in self.config.layers]))
+
+    def _mask(self, images, positions):
+        """``B_top`` for a side whose ``positions`` setting is ``"clean"``: only the top
+        positions whose receptive field lies inside the image enter its ``f``, and with it
+        its ``H``; ``None`` (every position) for ``"all"``."""
+        if positions != "clean":
+            return None
+        key = (self.net, images.shape[2:])
+        cache = self.__dict__.setdefault("_masks", {})
+        if key not in cache:
+            mask = self.net.clean_positions(*images.shape[2:])[-1]
+            if not mask.any():
+                raise ValueError(
+                    f"no top-map position of a {images.shape[2]}x{images.shape[3]} image is "
+                    "free of the boundary: the receptive field is larger than the image"
+                )
+            cache.clear()  # one net at a time
+            cache[key] = mask[None, None].astype(self.net.dtype)
+        return cache[key]
+
+    def _observed_mask(self):
+        return self._mask(self.obs, self.config.observed_positions)
+
+    def _synthesized_mask(self, syn):
+        return self._mask(syn, self.config.synthesized_positions)
+
+    def _positions(self, images, mask=None):
+        """Per parameter array pair, the size of the map it acts on: each conv layer's
+        own output map (the release's normalisation), 1 for a linear top's single
+        filter. With a ``mask`` on the top map, each size is scaled by the fraction of the
+        top positions that ``f`` sums."""
+        shapes = self.net.layer_shapes(*images.shape[2:])
+        sizes = [h * w for _, h, w in shapes]
+        if mask is not None:
+            share = float(mask.sum()) / sizes[-1]
+            sizes = [n * share for n in sizes]
+        return sizes + ([1] if self.net.top == "linear" else [])
+
+    def _summed_top_positions(self, images, mask=None):
+        """How many top-map positions ``f`` sums: 1 for the linear top (one filter over
+        the whole map), the masked count, or the whole map."""
         if self.net.top == "linear":
             return 1
+        if mask is not None:
+            return float(mask.sum())
         _, h, w = self.net.layer_shapes(*images.shape[2:])[-1]
         return h * w
 
@@ -202,7 +270,13 @@ class Learner:
         cfg = self.config
         start = self.obs if cfg.mode == "cd" else self.chains
         return langevin_chains(
-            self.net, start, cfg.langevin_steps, cfg.step_size, cfg.sigma, self.rng
+            self.net,
+            start,
+            cfg.langevin_steps,
+            cfg.step_size,
+            cfg.sigma,
+            self.rng,
+            B_top=self._synthesized_mask(start),
         )
 
     def statistics(self, syn):
@@ -210,19 +284,29 @@ class Learner:
         synthesized ones, each with its scores and its batch sum of ``df/dw``; for CD the
         observed pass also gives ``B``, the reconstruction."""
         net, cd = self.net, self.config.mode == "cd"
-        obs_out = net.forward_backward(self.obs, need_B=cd, need_grads=True)
-        syn_out = net.forward_backward(syn, need_B=False, need_grads=True)
+        obs_out = net.forward_backward(
+            self.obs, need_B=cd, need_grads=True, B_top=self._observed_mask()
+        )
+        syn_out = net.forward_backward(
+            syn, need_B=False, need_grads=True, B_top=self._synthesized_mask(syn)
+        )
         return obs_out, syn_out
 
     def gradient(self, obs_out, syn_out, syn):
-        """``H_obs - H_syn`` of eq. (21), each side a mean over its images and over the
-        positions of its top map."""
-        scale_obs = 1.0 / (self.obs.shape[0] * self._top_positions(self.obs))
-        scale_syn = 1.0 / (syn.shape[0] * self._top_positions(syn))
-        return [
-            (gWo * scale_obs - gWs * scale_syn, gbo * scale_obs - gbs * scale_syn)
-            for (gWo, gbo), (gWs, gbs) in zip(obs_out["grads"], syn_out["grads"], strict=True)
-        ]
+        """``H_obs - H_syn`` of eq. (21) as the release normalises it: for each layer, each
+        side is a mean over its images and over the positions of that layer's own output
+        map (the observed and synthesized maps differ when the chains' canvas is larger;
+        a linear top's filter has one position)."""
+        n_obs, n_syn = self.obs.shape[0], syn.shape[0]
+        sizes_obs = self._positions(self.obs, self._observed_mask())
+        sizes_syn = self._positions(syn, self._synthesized_mask(syn))
+        grads = []
+        for (gWo, gbo), (gWs, gbs), m_obs, m_syn in zip(
+            obs_out["grads"], syn_out["grads"], sizes_obs, sizes_syn, strict=True
+        ):
+            a, c = 1.0 / (n_obs * m_obs), 1.0 / (n_syn * m_syn)
+            grads.append((gWo * a - gWs * c, gbo * a - gbs * c))
+        return grads
 
     def _metrics(self, obs_out, syn_out, syn, grads, params):
         """The iteration's metrics and whether everything stayed finite, in one host read:
@@ -238,8 +322,8 @@ class Learner:
         for W, b in params:
             finite = finite & xp.isfinite(W).all() & xp.isfinite(b).all()
         # scores per top-map position, comparable between canvases of different sizes
-        f_obs = obs_out["f"].mean() / self._top_positions(self.obs)
-        f_syn = syn_out["f"].mean() / self._top_positions(syn)
+        f_obs = obs_out["f"].mean() / self._summed_top_positions(self.obs, self._observed_mask())
+        f_syn = syn_out["f"].mean() / self._summed_top_positions(syn, self._synthesized_mask(syn))
         values = [f_obs, f_syn, energy.mean(), grad_norm, recon, finite]
         return net.to_numpy(xp.stack([xp.asarray(v, dtype=xp.float64) for v in values]))
 

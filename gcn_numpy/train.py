@@ -183,23 +183,6 @@ def config_from_args(args):
     return config
 
 
-# ------------------------------------------------------------------------ data
-
-
-def load_training_images(config):
-    """The configured training images in 0-255, shape (M, C, size, size)."""
-    kind = config.data
-    if kind == "files":
-        return data.load_images(data.expand_paths(config.images), config.size)
-    if kind.startswith("texture:"):
-        return data.shipped_texture(kind.split(":", 1)[1], config.size, config.texture_scale)
-    if kind == "texture-crops":
-        return data.texture_crops(config.n_images, config.size, seed=config.seed)
-    if kind == "lfw":
-        return data.lfw_faces(config.n_images, config.size)
-    raise UsageError(f"unknown data source {kind!r}")
-
-
 # ------------------------------------------------------------------ checkpoint
 
 
@@ -341,7 +324,7 @@ def run_training(config, out, resume_state=None, quiet=False):
     if resume_state is not None:
         obs, mean = resume_state["obs"], resume_state["mean"]
     else:
-        raw = load_training_images(config)
+        raw = data.load_training_images(config)
         obs, mean = data.prepare(raw)
     try:
         learner = Learner(config, obs)
