@@ -10,7 +10,7 @@ import functools
 import numpy as np
 from conftest import KERNELS, rel_err
 
-from gcn_numpy import GenerativeConvNet
+from gcn_numpy import GenerativeConvNet, Layer
 from gcn_numpy.backends import cupy_gpu, reference
 from gcn_numpy.presets import TrainConfig
 
@@ -136,10 +136,29 @@ def check_layer_kernels(be, case, dtype, seed, to_np=np.asarray, put=np.asarray,
 def reference_copy(net):
     """A float64 NumPy-backend net with ``net``'s weights."""
     ref = GenerativeConvNet(
-        net.in_channels, net.layers, top=net.top, image_size=net.image_size, backend="numpy"
+        net.in_channels,
+        net.layers,
+        top=net.top,
+        image_size=net.image_size,
+        backend="numpy",
+        boundary=net.boundary,
     )
     ref.set_weights(net.weights)
     return ref
+
+
+def boundary_net(boundary, top, backend, dtype=np.float64, seed=0):
+    """A two-layer net with a stride, on a boundary other than zeros, random non-zero
+    weights, and a batch of images (sizes even: a torus must fit the strides)."""
+    from conftest import random_weights
+
+    layers = [Layer(4, 5, stride=2, padding=2), Layer(3, 3, padding=1)]
+    net = GenerativeConvNet(
+        2, layers, top, (14, 10), backend=backend, dtype=dtype, boundary=boundary
+    )
+    rng = np.random.default_rng(seed)
+    random_weights(net, rng)
+    return net, rng.normal(size=(2, 2, 14, 10))
 
 
 def check_nets_agree(net, ref, I, tol):

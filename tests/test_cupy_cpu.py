@@ -30,6 +30,7 @@ from test_cupy_cases import (
     TOL,
     assert_noise_matches,
     assert_states_equal,
+    boundary_net,
     case_arrays,
     check_float32_net,
     check_layer_kernels,
@@ -392,6 +393,14 @@ def test_nets_on_cpu_kernels_equal_reference(emulated_backend, seed, top, dtype)
         check_float32_net(net, I)
     else:
         check_nets_agree(net, reference_copy(net), I, TOL[dtype])
+
+
+@pytest.mark.parametrize("top", ("sum", "linear"))
+@pytest.mark.parametrize("boundary", ("circular", "reflect"))
+def test_boundary_nets_on_cpu_kernels_equal_reference(emulated_backend, boundary, top):
+    """The padding and folding the model does above the kernels, with the backend's arrays."""
+    net, I = boundary_net(boundary, top, backend="cupy")
+    check_nets_agree(net, reference_copy(net), I, TOL[np.float64])
 
 
 # ----------------------------------------------------------------- column reuse

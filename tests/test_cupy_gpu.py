@@ -26,6 +26,7 @@ from test_cupy_cases import (
     TOL,
     assert_noise_matches,
     assert_states_equal,
+    boundary_net,
     check_float32_net,
     check_layer_kernels,
     check_nets_agree,
@@ -213,6 +214,18 @@ def test_gpu_tf32_nets_within_1e_2(cp, be, seed, top):
     net, I = random_net(seed, top, backend="cupy", dtype=np.float32)
     with be.tf32():  # TF32 rounds to 10-bit mantissas: more units within rounding of zero
         check_float32_net(net, I, tol=TF32_TOL, max_flips=1e-2)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("top", ("sum", "linear"))
+@pytest.mark.parametrize("boundary", ("circular", "reflect"))
+def test_gpu_boundary_nets_equal_reference(cp, boundary, top, dtype):
+    """Padding and folding above the kernels (cupy.pad, in-place adds on device views)."""
+    net, I = boundary_net(boundary, top, backend="cupy", dtype=dtype)
+    if dtype == np.float32:
+        check_float32_net(net, I)
+    else:
+        check_nets_agree(net, reference_copy(net), I, TOL[np.float64])
 
 
 def test_gpu_column_reuse_gives_the_same_gradient(cp, be):
