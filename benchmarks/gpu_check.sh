@@ -69,6 +69,7 @@ sanitizer=$(command -v compute-sanitizer || true)
 note "== 0. environment =="
 {
     date -u
+    echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
     command -v nvidia-smi >/dev/null &&
         nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
     timeout 20 "$PY" - <<'EOF'

@@ -24,7 +24,7 @@
 // outside and the channels c inside each einsum; the Numba backend orders its rows (u, v, c)
 // instead, because it copies the image channels-last so that a window row is contiguous.
 //
-// Launch geometry, common to all kernels: blocks of blockDim.x threads along the fastest axis
+// Launch geometry, common to the convolution kernels: blocks of blockDim.x threads along the fastest axis
 // (output or input pixels), gridDim.y and gridDim.z index the two leading axes, so a thread
 // finds its (channel, image) without any division and its pixel with one. A map of more than
 // blockDim.x pixels takes several blocks, the last one partly idle.
