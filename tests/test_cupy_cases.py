@@ -6,6 +6,7 @@ reach what the kernels' launch geometry makes hard.
 """
 
 import functools
+import json
 
 import numpy as np
 from conftest import KERNELS, rel_err
@@ -311,3 +312,42 @@ def assert_noise_matches(got, seed):
         assert np.max(np.abs(got - want), initial=0) <= 1e-13
     else:  # the double rounded: off by at most one float ulp where libms differ
         assert np.all(np.abs(got - want) <= np.spacing(np.abs(want).astype(np.float32)))
+
+
+def check_rollback_draws_new_noise(monkeypatch, to_numpy):
+    """After a non-finite iteration the learner keeps its weights and chains but not the
+    rng's past: the next attempt draws new device noise, as on the CPU backends (no
+    replay); and since the noise is a function of the NumPy rng's state alone, a second
+    identical run draws exactly the same noise."""
+    from gcn_numpy.learning import Learner
+
+    runs, draw = [], cupy_gpu.standard_normal
+    for _ in range(2):
+        draws = []
+
+        def recorded(rng, shape, dtype, draws=draws):
+            state = json.dumps(rng.bit_generator.state)
+            z = draw(rng, shape, dtype)
+            draws.append((state, to_numpy(z)))
+            return z
+
+        monkeypatch.setattr(cupy_gpu, "standard_normal", recorded)
+        learner = Learner(learner_config(), learner_images())
+        update, updates = learner.rule.update, []
+
+        def fails_once(params, grads, state, lr, xp, update=update, updates=updates):
+            new_params, new_state = update(params, grads, state, lr, xp)
+            updates.append(lr)
+            if len(updates) == 2:
+                new_params = [(W * np.nan, b) for W, b in new_params]
+            return new_params, new_state
+
+        learner.rule.update = fails_once
+        rolled = [bool(learner.step()["rollback"]) for _ in range(3)]
+        assert rolled == [False, True, False] and learner.iteration == 2
+        assert updates[2] == updates[1] / 2  # the learning rate was halved
+        states = [state for state, _ in draws]
+        assert len(set(states)) == len(states), "an rng state was drawn from twice: a replay"
+        runs.append(draws)
+    for (s0, z0), (s1, z1) in zip(*runs, strict=True):
+        assert s0 == s1 and np.array_equal(z0, z1)

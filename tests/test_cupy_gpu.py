@@ -12,7 +12,6 @@ the memory pool, for ``compute-sanitizer --tool memcheck``.
 """
 
 import dataclasses
-import json
 import os
 
 import numpy as np
@@ -30,6 +29,7 @@ from test_cupy_cases import (
     check_float32_net,
     check_layer_kernels,
     check_nets_agree,
+    check_rollback_draws_new_noise,
     learner_config,
     learner_images,
     reference_copy,
@@ -37,7 +37,7 @@ from test_cupy_cases import (
 
 from gcn_numpy import GenerativeConvNet, Layer
 from gcn_numpy.backends import cupy_gpu, get_backend, reference
-from gcn_numpy.learning import Learner, NonFiniteError
+from gcn_numpy.learning import Learner
 
 
 @pytest.fixture(scope="module")
@@ -335,42 +335,8 @@ def test_gpu_learner_resume_equals_an_uninterrupted_run(cp, dtype):
     assert_states_equal(second.state_dict(), whole.state_dict())
 
 
-def test_gpu_learner_rollback_replays_the_noise_of_the_restored_rng(cp, monkeypatch):
-    """After a non-finite iteration the learner restores the NumPy rng's state; the device
-    noise drawn next is that of the failed attempt, as on the CPU backends."""
-    draws = []
-    draw = cupy_gpu.standard_normal
-
-    def recorded(rng, shape, dtype):
-        state = json.dumps(rng.bit_generator.state)
-        z = draw(rng, shape, dtype)
-        draws.append((state, cp.asnumpy(z)))
-        return z
-
-    monkeypatch.setattr(cupy_gpu, "standard_normal", recorded)
-    learner = Learner(learner_config(), learner_images())
-    update, updates = learner.rule.update, []
-
-    def fails_once(params, grads, state, lr, xp):
-        new_params, new_state = update(params, grads, state, lr, xp)
-        updates.append(lr)
-        if len(updates) == 2:
-            new_params = [(W * np.nan, b) for W, b in new_params]
-        return new_params, new_state
-
-    learner.rule.update = fails_once
-    for _ in range(3):
-        try:
-            learner.step()
-        except NonFiniteError:
-            pass
-    by_state = {}
-    for state, z in draws:
-        by_state.setdefault(state, []).append(z)
-    replayed = [zs for zs in by_state.values() if len(zs) > 1]
-    assert replayed, "no rng state was drawn from twice: nothing was rolled back"
-    for zs in replayed:
-        assert all(np.array_equal(zs[0], z) for z in zs[1:])
+def test_gpu_learner_rollback_draws_new_noise_reproducibly(cp, monkeypatch):
+    check_rollback_draws_new_noise(monkeypatch, cp.asnumpy)
 
 
 # ------------------------------------------------------------------ the sanitizer
