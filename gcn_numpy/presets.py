@@ -1,9 +1,9 @@
 """Training configurations: the paper's three experiments at the release's scale
 (``*-paper``, meant for a GPU) and at a CPU scale that finishes in minutes.
 
-The release's numbers are listed in section 1 of the project's REFERENCE.md and in the
-paper's section 7; where the paper is silent (the object net's padding, the CD learning
-rate) the choice is ours and says so.
+The release's numbers are listed in ``docs/reference.md`` and in the paper's section 7;
+where the paper is silent (the object net's padding, the CD learning rate) the choice is
+ours and says so, and ``docs/reference.md`` lists where gcn_numpy departs from the release.
 """
 
 import copy
