@@ -185,33 +185,45 @@ class GenerativeConvNet:
         )
 
     def min_image_size(self):
-        """Smallest ``(H, W)`` (equal here) for which every layer's map is at least 1x1."""
+        """Smallest ``(H, W)`` (equal here) for which every layer has a map: at least 1x1,
+        larger than a reflecting padding, divisible by the strides on a torus."""
         need = 1
         for layer in reversed(self.layers):
-            if self.boundary == "circular":  # a torus of any size divisible by the strides
-                need *= layer.stride
-            else:
-                need = max(1, (need - 1) * layer.stride + layer.kernel - 2 * layer.padding)
-        return need, need
+            need = max(1, (need - 1) * layer.stride + layer.kernel - 2 * layer.padding)
+        while True:  # the other boundaries' conditions, checked on sizes from there up
+            try:
+                self._shapes(need, need)
+                return need, need
+            except ValueError:
+                need += 1
 
-    def layer_shapes(self, H, W):
-        """Map shape ``(K_l, H_l, W_l)`` of each layer ``l = 1..L`` for an ``H x W`` image.
-
-        Raises ``ValueError`` if the image is smaller than the net's receptive field.
-        """
-        H, W = _positive_int(H, "image height"), _positive_int(W, "image width")
+    def _shapes(self, H, W):
         shapes = []
         h, w = H, W
         for l, layer in enumerate(self.layers, start=1):
             h, w = (map_size(n, layer, self.boundary) for n in (h, w))
             if h < 1 or w < 1:
-                raise ValueError(
-                    f"image of size {H}x{W} is smaller than the net's receptive field: "
-                    f"layer {l} would have no output; the smallest image is "
-                    f"{self.min_image_size()[0]}x{self.min_image_size()[1]}"
-                )
+                raise ValueError(f"layer {l} would have no output")
             shapes.append((layer.channels, h, w))
         return shapes
+
+    def layer_shapes(self, H, W):
+        """Map shape ``(K_l, H_l, W_l)`` of each layer ``l = 1..L`` for an ``H x W`` image.
+
+        Raises ``ValueError`` if the image is smaller than the net's receptive field, or
+        does not fit the boundary (see :func:`gcn_numpy.boundary.map_size`).
+        """
+        H, W = _positive_int(H, "image height"), _positive_int(W, "image width")
+        try:
+            return self._shapes(H, W)
+        except ValueError as e:
+            need = self.min_image_size()[0]
+            if min(H, W) < need:
+                raise ValueError(
+                    f"image of size {H}x{W} is smaller than the net's receptive field ({e}); "
+                    f"the smallest image is {need}x{need}"
+                ) from None
+            raise ValueError(f"image of size {H}x{W} does not fit the net: {e}") from None
 
     # ----------------------------------------------------------------- weights
 

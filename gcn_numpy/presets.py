@@ -94,7 +94,12 @@ def _layers(*layers):
 
 PRESETS = {
     # Experiment 1 at the release's scale: one 224x224 image, layers grown one by one.
-    "texture-paper": TrainConfig(preset="texture-paper", size=224, iterations=700),
+    # The layers' padding mirrors the image instead of adding zeros (the release's): zero
+    # padding gives every sample a frame along its border (docs/frame.md measures the
+    # candidates); --boundary zero restores the release's setting.
+    "texture-paper": TrainConfig(
+        preset="texture-paper", size=224, iterations=700, boundary="reflect"
+    ),
     # Experiment 2: ~10 aligned images, a single top filter over the whole top map.
     # The paper gives no padding for the object net; we keep the texture net's 2.
     "object-paper": TrainConfig(
