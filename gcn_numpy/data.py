@@ -8,6 +8,7 @@ mean image. :func:`to_uint8` adds it back.
 
 import glob
 import os
+import warnings
 from importlib import resources
 
 import numpy as np
@@ -26,6 +27,10 @@ __all__ = [
     "lfw_faces",
     "prepare",
     "to_uint8",
+    "load_training_images",
+    "training_photo",
+    "DataError",
+    "UpsamplingWarning",
 ]
 
 
@@ -62,39 +67,123 @@ def expand_paths(specs):
     return paths
 
 
-def _resize_crop(image, size):
-    """Scale so the shorter side is ``size``, then crop the centre ``size x size``."""
+GRAY_MODES = ("1", "L", "LA", "La", "I", "F") + tuple(f"I;16{e}" for e in ("", "B", "L", "N"))
+UPSAMPLING_WARNED = 2.0  # a warning when an image is enlarged by more than this factor
+
+
+class UpsamplingWarning(UserWarning):
+    """A training image much smaller than the training size, enlarged (and blurred)."""
+
+
+def _resize(image, size, path=None):
+    """Scale so the shorter side is ``size``."""
     w, h = image.size
     scale = size / min(w, h)
+    if path is not None and scale > UPSAMPLING_WARNED:
+        warnings.warn(
+            f"{path} is {w}x{h} px: it is upsampled {scale:.1f}x to {size} px, and learned "
+            "blurred; give a larger image or a smaller --size",
+            UpsamplingWarning,
+            stacklevel=3,
+        )
     if scale != 1:
         image = image.resize(
             (max(size, round(w * scale)), max(size, round(h * scale))), Image.Resampling.LANCZOS
         )
+    return image
+
+
+def _resize_crop(image, size, path=None):
+    """Scale so the shorter side is ``size``, then crop the centre ``size x size``."""
+    image = _resize(image, size, path)
     w, h = image.size
     left, top = (w - size) // 2, (h - size) // 2
     return image.crop((left, top, left + size, top + size))
 
 
+def _open(path):
+    """The image in ``path``, fully read; :class:`DataError` for what Pillow cannot read,
+    a truncated file, or a decompression bomb (an image larger than Pillow's limit)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im.load()
+                return im.copy()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise DataError(
+            f"{path} has more pixels than this program reads (Pillow's limit, "
+            f"{Image.MAX_IMAGE_PIXELS} pixels): shrink it first"
+        ) from None
+    except UnidentifiedImageError:
+        raise DataError(f"{path} is not an image Pillow can read") from None
+    except OSError as e:
+        raise DataError(f"{path} is truncated or damaged (Pillow: {e})") from None
+
+
+def _is_gray(image):
+    if image.mode in GRAY_MODES:
+        return True
+    if image.mode in ("P", "PA"):  # a palette of greys only
+        palette = np.asarray(image.convert("RGB"))
+        return bool(np.all(palette == palette[..., :1]))
+    return False
+
+
+def _channels(image, gray):
+    """The image as float planes in 0-255 (one for gray, R, G, B otherwise).
+
+    Conversions: alpha is dropped (pixels as stored, not composited); palettes, CMYK and
+    other colour spaces become RGB; bilevel images 0 and 255; 16-bit images are divided by
+    257 (65535 -> 255) and 32-bit integer ones too when they exceed 255; floating-point
+    images in [0, 1] are multiplied by 255, others taken as they are.
+    """
+    mode = image.mode
+    if mode.startswith("I") or mode == "F":
+        a = np.asarray(image, dtype=np.float64)
+        if mode == "F":
+            a = a * 255 if a.size and np.nanmax(a) <= 1.0 else a
+        elif mode.startswith("I;16") or (a.size and a.max() > 255):
+            a = a / 257.0
+        return [a] if gray else [a, a, a]
+    if gray:
+        return [np.asarray(image.convert("L"), dtype=np.float64)]
+    return list(np.asarray(image.convert("RGB"), dtype=np.float64).transpose(2, 0, 1))
+
+
+def _planes_to_images(planes):
+    return [Image.fromarray(p.astype(np.float32), mode="F") for p in planes]
+
+
+def _prepared(image, gray, size, path, crop=True):
+    """One image as an array ``(C, size, size)`` (``crop``) or ``(C, H, W)`` with the
+    shorter side ``size``, in 0-255."""
+    fit = _resize_crop if crop else _resize
+    if image.mode in ("L", "RGB") or (not image.mode.startswith("I") and image.mode != "F"):
+        eight_bit = image.convert("L" if gray else "RGB")
+        a = np.asarray(fit(eight_bit, size, path), dtype=np.float64)
+        return a[None] if gray else a.transpose(2, 0, 1)
+    planes = [np.asarray(fit(p, size, path)) for p in _planes_to_images(_channels(image, gray))]
+    return np.clip(np.stack(planes).astype(np.float64), 0.0, 255.0)  # Lanczos overshoots
+
+
+def _read(paths):
+    images = [_open(path) for path in paths]
+    return images, all(_is_gray(im) for im in images)
+
+
 def load_images(paths, size):
     """Read image files into an array of shape (M, C, size, size), floats in 0-255.
 
-    Gray if every file is gray, otherwise RGB (C = 3).
+    Gray if every file is gray, otherwise RGB (C = 3): see :func:`_channels` for how
+    palettes, alpha, 16-bit and floating-point images are converted. Bad files raise
+    :class:`DataError`; images enlarged more than ``UPSAMPLING_WARNED`` times warn
+    (:class:`UpsamplingWarning`).
     """
-    images = []
-    for path in paths:
-        try:
-            with Image.open(path) as im:
-                im.load()
-                images.append(im.copy())
-        except (UnidentifiedImageError, OSError) as e:
-            raise DataError(f"{path!r} is not an image Pillow can read") from e
-    gray = all(im.mode in ("L", "I", "I;16", "F", "1", "LA") for im in images)
-    mode = "L" if gray else "RGB"
-    arrays = []
-    for im in images:
-        a = np.asarray(_resize_crop(im.convert(mode), size), dtype=np.float64)
-        arrays.append(a[None] if gray else a.transpose(2, 0, 1))
-    return np.stack(arrays)
+    images, gray = _read(paths)
+    return np.stack(
+        [_prepared(im, gray, size, path) for im, path in zip(images, paths, strict=True)]
+    )
 
 
 def shipped_texture(name, size, scale=None):
@@ -161,3 +250,37 @@ def to_uint8(images, mean):
     a = np.asarray(images, dtype=np.float64) + np.asarray(mean)[None, :, None, None]
     a = np.uint8(np.clip(np.rint(a), 0, 255))
     return a[:, 0] if a.shape[1] == 1 else a.transpose(0, 2, 3, 1)
+
+
+def load_training_images(config):
+    """The training images a :class:`~gcn_numpy.presets.TrainConfig` names, in 0-255, shape
+    ``(M, C, size, size)``."""
+    kind = config.data
+    if kind == "files":
+        return load_images(expand_paths(config.images), config.size)
+    if kind.startswith("texture:"):
+        return shipped_texture(kind.split(":", 1)[1], config.size, config.texture_scale)
+    if kind == "texture-crops":
+        return texture_crops(config.n_images, config.size, seed=config.seed)
+    if kind == "lfw":
+        return lfw_faces(config.n_images, config.size)
+    raise DataError(f"unknown data source {kind!r}")
+
+
+def training_photo(config):
+    """The photograph a texture is learned from, at the training scale and uncropped, shape
+    ``(C, H, W)`` in 0-255: the source of real crops to compare samples with (the frame
+    score's reference). ``None`` for data that is not one texture photograph."""
+    kind = config.data
+    if kind.startswith("texture:"):
+        name = kind.split(":", 1)[1]
+        scale = config.texture_scale
+        full = config.size if scale is None else round(512 * scale)
+        return load_images([texture_path(name)], full)[0]
+    if kind == "files":
+        paths = expand_paths(config.images)
+        if len(paths) != 1:
+            return None
+        images, gray = _read(paths)
+        return _prepared(images[0], gray, config.size, None, crop=False)
+    return None

@@ -20,7 +20,7 @@ import numpy as np
 from ._validate import positive_float
 from ._validate import positive_int as _positive_int
 from .backends import get_backend
-from .backends.reference import output_size
+from .boundary import BOUNDARIES, clean_positions, fold, layer_padding, map_size, pad
 
 __all__ = ["GenerativeConvNet", "Layer", "prototype_model", "energy_from_score", "TOPS"]
 
@@ -82,6 +82,12 @@ class GenerativeConvNet:
         in the original release.
     init_std : float
         Standard deviation of the initial weights.
+    boundary : {"zero", "circular", "reflect"}
+        What each layer's filters see beyond the edge of its input (see
+        :mod:`gcn_numpy.boundary`): ``"zero"`` pads with ``Layer.padding`` zeros (the
+        release, PyTorch's ``conv2d``); ``"circular"`` makes every map a torus (sizes must
+        divide by the strides; ``Layer.padding`` is not used); ``"reflect"`` mirrors the
+        ``Layer.padding`` edge rows.
 
     Notes
     -----
@@ -100,6 +106,7 @@ class GenerativeConvNet:
         dtype=np.float64,
         seed=0,
         init_std=0.01,
+        boundary="zero",
     ):
         self.in_channels = _positive_int(in_channels, "in_channels")
         self.layers = tuple(layers)
@@ -111,6 +118,11 @@ class GenerativeConvNet:
         if top not in TOPS:
             raise ValueError(f"unknown top {top!r}; choose one of {', '.join(TOPS)}")
         self.top = top
+        if boundary not in BOUNDARIES:
+            raise ValueError(
+                f"unknown boundary {boundary!r}; choose one of {', '.join(BOUNDARIES)}"
+            )
+        self.boundary = boundary
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
@@ -148,14 +160,17 @@ class GenerativeConvNet:
         return (
             f"GenerativeConvNet(in_channels={self.in_channels}, layers=[{layers}], "
             f"top={self.top!r}, image_size={self.image_size}, backend={self.backend!r}, "
-            f"dtype={self.dtype.name})"
+            f"dtype={self.dtype.name}, boundary={self.boundary!r})"
         )
 
     def min_image_size(self):
         """Smallest ``(H, W)`` (equal here) for which every layer's map is at least 1x1."""
         need = 1
         for layer in reversed(self.layers):
-            need = max(1, (need - 1) * layer.stride + layer.kernel - 2 * layer.padding)
+            if self.boundary == "circular":  # a torus of any size divisible by the strides
+                need *= layer.stride
+            else:
+                need = max(1, (need - 1) * layer.stride + layer.kernel - 2 * layer.padding)
         return need, need
 
     def layer_shapes(self, H, W):
@@ -167,8 +182,7 @@ class GenerativeConvNet:
         shapes = []
         h, w = H, W
         for l, layer in enumerate(self.layers, start=1):
-            h = output_size(h, layer.kernel, layer.stride, layer.padding)
-            w = output_size(w, layer.kernel, layer.stride, layer.padding)
+            h, w = (map_size(n, layer, self.boundary) for n in (h, w))
             if h < 1 or w < 1:
                 raise ValueError(
                     f"image of size {H}x{W} is smaller than the net's receptive field: "
@@ -323,6 +337,40 @@ class GenerativeConvNet:
     def _conv_params(self):
         return self._params[: len(self.layers)]
 
+    def _kernel_input(self, x, layer):
+        """``(x, padding)`` as the layer's kernels take them: for a boundary other than
+        ``"zero"``, the input padded here (:func:`gcn_numpy.boundary.pad`) and padding 0."""
+        if self.boundary == "zero":
+            return x, layer.padding
+        before, after = layer_padding(layer, self.boundary)
+        return pad(self.xp, x, before, after, self.boundary), 0
+
+    def _deconvolve(self, G, W, layer, in_hw):
+        """Top-down deconvolution of one layer, eq. (16), onto its input of size ``in_hw``;
+        copies of the filters that fall on the padding are folded back onto the pixels the
+        padding copied (nothing, for zeros)."""
+        if self.boundary == "zero":
+            return self._be.conv_transpose(G, W, layer.stride, layer.padding, in_hw)
+        before, after = layer_padding(layer, self.boundary)
+        padded_hw = (in_hw[0] + before + after, in_hw[1] + before + after)
+        B = self._be.conv_transpose(G, W, layer.stride, 0, padded_hw)
+        return fold(B, before, in_hw, self.boundary)
+
+    def clean_positions(self, H, W):
+        """Which units of each layer see only the image, never the boundary's zeros or
+        copies: one bool NumPy array ``(H_l, W_l)`` per layer, for an ``H x W`` image (see
+        :func:`gcn_numpy.boundary.clean_positions`).
+
+        Examples
+        --------
+        >>> from gcn_numpy import GenerativeConvNet, Layer
+        >>> net = GenerativeConvNet(1, [Layer(2, 3, padding=1)], backend="numpy")
+        >>> net.clean_positions(6, 6)[-1].sum()  # the 4 x 4 positions of a net without padding
+        np.int64(16)
+        """
+        self.layer_shapes(H, W)
+        return clean_positions(self.layers, self.boundary, H, W)
+
     def bottom_up(self, I, deltas=None):
         """Bottom-up pass, eqs. (13)-(14), on a checked backend array.
 
@@ -336,12 +384,12 @@ class GenerativeConvNet:
         be = self._be
         maps, pattern = [I], []
         for l, (layer, (W, b)) in enumerate(zip(self.layers, self._conv_params(), strict=True)):
+            x, padding = self._kernel_input(maps[-1], layer)
             if deltas is None:
-                F, delta = be.conv_relu(maps[-1], W, b, layer.stride, layer.padding)
+                F, delta = be.conv_relu(x, W, b, layer.stride, padding)
             else:
                 delta = deltas[l]
-                pre = be.conv2d(maps[-1], W, layer.stride, layer.padding) + b[:, None, None]
-                F = be.gate(pre, delta)
+                F = be.gate(be.conv2d(x, W, layer.stride, padding) + b[:, None, None], delta)
             maps.append(F)
             pattern.append(delta)
         return maps, pattern
@@ -471,11 +519,10 @@ class GenerativeConvNet:
             if need_f or need_layers:
                 alpha = alpha + G.sum(axis=(2, 3)) @ b
             if need_grads:
-                grads.append(
-                    be.conv_weight_grad(maps[l - 1], G, W.shape[2:], layer.stride, layer.padding)
-                )
+                x, padding = self._kernel_input(maps[l - 1], layer)
+                grads.append(be.conv_weight_grad(x, G, W.shape[2:], layer.stride, padding))
             if l - 1 >= lowest:
-                B = be.conv_transpose(G, W, layer.stride, layer.padding, in_hw[l - 1])
+                B = self._deconvolve(G, W, layer, in_hw[l - 1])
             if need_layers:
                 B_layers.insert(0, B)
                 alphas.insert(0, alpha)

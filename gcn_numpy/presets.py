@@ -48,11 +48,15 @@ class TrainConfig:
     lr: float = 0.0005
     lr_decay_per_layer: float = 0.5
     optimizer: str = "release"  # "release" (the original update rule) or "adam"
-    clip: float = 20.0  # per-array rescale so that max |g| <= clip
+    clip: float = 20.0  # per-array rescale so that max |g| <= clip ...
+    clip_mode: str = "abs"  # ... ("abs"), or the signed max g <= clip ("signed", the release's CD)
     weight_decay: float = 1e-4
     bias_lr_mult: float = 2.0
     momentum: float = 0.0
     init_std: float = 0.01
+    boundary: str = "zero"  # "zero" (the release), "circular" or "reflect": gcn_numpy.boundary
+    observed_positions: str = "all"  # "all", or "clean": f sums the top positions whose
+    synthesized_positions: str = "all"  # receptive field lies inside the image (no padding)
     backend: str = "numba"
     dtype: str = "float32"
     seed: int = 0
@@ -109,6 +113,7 @@ PRESETS = {
         iterations=1200,
         grow=False,
         clip=1.0,
+        clip_mode="signed",  # the release tests max(g), not max|g|, for CD
         momentum=0.9,
     ),
 }

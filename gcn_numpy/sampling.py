@@ -13,13 +13,14 @@ from ._validate import positive_float, positive_int
 __all__ = ["langevin", "descend_to_mode", "langevin_chains"]
 
 
-def langevin_chains(net, I, n_steps, step_size, sigma, rng):
+def langevin_chains(net, I, n_steps, step_size, sigma, rng, B_top=None):
     """Langevin dynamics on a checked backend array, returning a backend array.
 
     The loop the learner runs: one bottom-up and one top-down pass per step (without
     ``f`` and ``alpha``, which the update does not need), the update of eq. (19) as one
     backend kernel. The noise is drawn from the NumPy Generator ``rng`` on every backend,
-    so that it is a function of ``rng``'s state alone.
+    so that it is a function of ``rng``'s state alone. ``B_top``: top coefficients for a
+    score other than the net's own, as in :meth:`GenerativeConvNet.forward_backward`.
 
     Examples
     --------
@@ -32,7 +33,7 @@ def langevin_chains(net, I, n_steps, step_size, sigma, rng):
     """
     kernels = net.kernels
     for _ in range(n_steps):
-        B = net.forward_backward(I, need_B=True, need_f=False)["B"]
+        B = net.forward_backward(I, need_B=True, need_f=False, B_top=B_top)["B"]
         Z = kernels.standard_normal(rng, I.shape, net.dtype)
         I = kernels.langevin_step(I, B, Z, step_size, sigma)
     return I

@@ -19,9 +19,10 @@ def rel_err(a, b):
     return np.max(np.abs(a - b)) / scale
 
 
-def random_architecture(rng, max_layers=4):
+def random_architecture(rng, max_layers=4, boundary="zero"):
     """Random layers (1-4, kernels 1-7 and 15, strides 1-3, paddings 0-2) and an image
-    size a little above the receptive field, at most ``MAX_IMAGE`` pixels."""
+    size a little above the receptive field, at most ``MAX_IMAGE`` pixels (for a circular
+    boundary: a multiple of the strides' product)."""
     while True:
         n_layers = int(rng.integers(1, max_layers + 1))
         layers = [
@@ -33,10 +34,22 @@ def random_architecture(rng, max_layers=4):
             )
             for _ in range(n_layers)
         ]
-        probe = GenerativeConvNet(1, layers)
+        probe = GenerativeConvNet(1, layers, boundary=boundary)
         need = probe.min_image_size()[0]
-        if need <= MAX_IMAGE - 6:
+        if boundary == "circular":
+            step = int(np.prod([layer.stride for layer in layers]))
+            sizes = [n for n in range(step, MAX_IMAGE + 1, step) if n >= 4]
+            if sizes:
+                H, W = (int(rng.choice(sizes)) for _ in range(2))
+                return int(rng.integers(1, 4)), layers, (H, W)
+        elif need <= MAX_IMAGE - 6:
             H, W = need + int(rng.integers(0, 7)), need + int(rng.integers(0, 7))
+            if boundary == "reflect":  # every map larger than the padding it mirrors
+                H, W = H + 6, W + 6
+            try:
+                probe.layer_shapes(H, W)
+            except ValueError:
+                continue
             return int(rng.integers(1, 4)), layers, (H, W)
 
 
@@ -54,15 +67,22 @@ def random_weights(net, rng):
     return net
 
 
-def random_net(seed, top="sum", backend="numpy", dtype=np.float64, max_layers=4):
+def random_net(seed, top="sum", backend="numpy", dtype=np.float64, max_layers=4, boundary="zero"):
     """A random net, its weights and a batch of images on which nothing is trivially 0:
     every layer has active units, ``B`` is non-zero for every image and every layer's
     weight gradient is non-zero."""
     rng = np.random.default_rng(seed)
     for _ in range(100):
-        C, layers, (H, W) = random_architecture(rng, max_layers)
+        C, layers, (H, W) = random_architecture(rng, max_layers, boundary)
         net = GenerativeConvNet(
-            C, layers, top=top, image_size=(H, W), backend=backend, dtype=dtype, seed=seed
+            C,
+            layers,
+            top=top,
+            image_size=(H, W),
+            backend=backend,
+            dtype=dtype,
+            seed=seed,
+            boundary=boundary,
         )
         random_weights(net, rng)
         I = rng.normal(0.0, 1.0, size=(int(rng.integers(1, 4)), C, H, W))
@@ -101,7 +121,18 @@ def torch_score(net, I):
     ]
     h = x
     for layer, (W, b) in zip(net.layers, params, strict=False):
-        h = F.relu(F.conv2d(h, W, b, stride=layer.stride, padding=layer.padding))
+        if net.boundary == "zero":
+            h = F.relu(F.conv2d(h, W, b, stride=layer.stride, padding=layer.padding))
+            continue
+        if net.boundary == "circular":  # the periodic extension, however many periods
+            total = max(layer.kernel - layer.stride, 0)
+            rows = torch.arange(-(total // 2), h.shape[2] + total - total // 2) % h.shape[2]
+            cols = torch.arange(-(total // 2), h.shape[3] + total - total // 2) % h.shape[3]
+            h = h[:, :, rows][:, :, :, cols]
+        else:
+            p = layer.padding
+            h = F.pad(h, (p, p, p, p), mode="reflect")
+        h = F.relu(F.conv2d(h, W, b, stride=layer.stride))
     if net.top == "sum":
         f = h.sum(dim=(1, 2, 3))
     else:

@@ -8,7 +8,7 @@ import pytest
 from conftest import rel_err
 
 from gcn_numpy import data, metrics
-from gcn_numpy.learning import Adam, Learner, NonFiniteError, ReleaseRule
+from gcn_numpy.learning import Adam, DivergenceError, Learner, ReleaseRule
 from gcn_numpy.model import Layer
 from gcn_numpy.presets import TrainConfig, get_preset
 
@@ -67,27 +67,106 @@ def test_adam_moves_along_the_gradient_sign():
     assert np.allclose(new[0][0], [0.01, -0.01, 0.0], atol=1e-6)
 
 
-def test_one_iteration_is_algorithm1_with_per_position_normalisation():
-    """w <- w + eta (H_obs / n_obs - H_syn / n_syn), n = positions of the top map, with the
-    chains on a larger canvas than the observed image."""
-    config = tiny_config(
-        synth_size=24, clip=1e9, weight_decay=0.0, bias_lr_mult=1.0, lr=0.01, init_std=0.2
-    )
-    learner = Learner(config, texture())
+def _one_update(config, images):
+    """The weights before and after one iteration of ``config``, and the learner."""
+    learner = Learner(config, images)
     before = learner.net.weights
     learner.step()
+    return learner, before, learner.net.weights
+
+
+@pytest.mark.parametrize("top", ["sum", "linear"])
+def test_one_iteration_is_algorithm1_normalised_per_layer_map(top):
+    """w_l <- w_l + eta (H_obs / n_l(obs) - H_syn / n_l(syn)), n_l the positions of layer
+    l's own output map (the release's rule) for each side's canvas, 1 for a linear top's
+    filter. The layers' maps differ in size here (no padding), and with the sum top the
+    chains' canvas is larger than the observed image."""
+    layers = [dataclasses.asdict(l) for l in (Layer(8, 5, stride=2), Layer(8, 3))]
+    config = tiny_config(
+        layers=layers,
+        top=top,
+        synth_size=24 if top == "sum" else None,
+        clip=1e9,
+        weight_decay=0.0,
+        bias_lr_mult=1.0,
+        lr=0.01,
+        init_std=0.2,
+    )
+    learner, before, after = _one_update(config, texture())
     chains = learner.net.to_numpy(learner.chains)
-    assert chains.shape == (6, 1, 24, 24)
-    after = learner.net.weights
+    sizes = {
+        side: [h * w for _, h, w in learner.net.layer_shapes(n, n)] + [1] * (top == "linear")
+        for side, n in (("obs", 16), ("syn", chains.shape[-1]))
+    }
+    assert sizes["obs"][0] != sizes["obs"][1]
     learner.net.set_weights(before)
-    n_obs = np.prod(learner.net.layer_shapes(16, 16)[-1][1:])
-    n_syn = np.prod(learner.net.layer_shapes(24, 24)[-1][1:])
-    assert n_obs != n_syn
     h_obs = learner.net.weight_gradient(learner.net.to_numpy(learner.obs))
     h_syn = learner.net.weight_gradient(chains)
-    for (W0, b0), (W1, b1), (go, bo), (gs, bs) in zip(before, after, h_obs, h_syn, strict=True):
+    for l, ((W0, b0), (W1, b1), (go, bo), (gs, bs)) in enumerate(
+        zip(before, after, h_obs, h_syn, strict=True)
+    ):
+        n_obs, n_syn = sizes["obs"][l], sizes["syn"][l]
         assert rel_err(W1 - W0, 0.01 * (go / n_obs - gs / n_syn)) <= 1e-10
-        assert rel_err(b1 - b0, 0.01 * (bo / n_obs - bs / n_syn)) <= 1e-10
+        if l == len(config.layers):  # the linear top's bias: df/db = 1 on both sides
+            assert np.array_equal(b1, b0)
+        else:
+            assert rel_err(b1 - b0, 0.01 * (bo / n_obs - bs / n_syn)) <= 1e-10
+
+
+def test_clean_observed_positions_leave_the_padding_out_of_H_obs():
+    """With observed_positions="clean", H_obs sums only the top positions whose receptive
+    field lies inside the image; the chains keep every position of their torus."""
+    config = tiny_config(
+        boundary="circular",
+        observed_positions="clean",
+        synth_size=24,
+        clip=1e9,
+        weight_decay=0.0,
+        bias_lr_mult=1.0,
+        lr=0.01,
+        init_std=0.2,
+    )
+    learner, before, after = _one_update(config, texture())
+    net = learner.net
+    chains = net.to_numpy(learner.chains)
+    clean = net.clean_positions(16, 16)[-1]
+    assert 0 < clean.sum() < clean.size
+    net.set_weights(before)
+    obs = net.forward_backward(learner.obs, need_grads=True, B_top=clean[None, None])
+    syn = net.forward_backward(net.check_images(chains), need_grads=True)
+    share = clean.sum() / clean.size
+    n_obs = [h * w * share for _, h, w in net.layer_shapes(16, 16)]
+    n_syn = [h * w for _, h, w in net.layer_shapes(24, 24)]
+    for l, ((W0, _), (W1, _), (go, _), (gs, _)) in enumerate(
+        zip(before, after, obs["grads"], syn["grads"], strict=True)
+    ):
+        expected = 0.01 * (go / n_obs[l] - gs / (len(chains) * n_syn[l]))
+        assert rel_err(W1 - W0, expected) <= 1e-10
+
+
+def test_circular_canvas_is_rounded_to_the_strides():
+    config = tiny_config(boundary="circular", synth_scale=1.4)  # 16 * 1.4 = 22.4
+    learner = Learner(config, texture())
+    assert learner.chains.shape[2:] == (22, 22)
+    config = tiny_config(boundary="circular", synth_scale=1.5)  # 24
+    assert Learner(config, texture()).chains.shape[2:] == (24, 24)
+    with pytest.raises(ValueError, match="divisible by the stride"):
+        Learner(tiny_config(boundary="circular", synth_size=25), texture())
+
+
+def test_release_rule_signed_clip_tests_the_largest_value_not_the_largest_magnitude():
+    rule = ReleaseRule(clip=1.0, weight_decay=0.0, bias_lr_mult=1.0, clip_mode="signed")
+    params = [(np.zeros(3), np.zeros(1))]
+    state = rule.init_state(params, np)
+    g_neg = [(np.array([0.5, -4.0, 0.2]), np.array([-3.0]))]  # max 0.5: no rescale
+    new, _ = rule.update(params, g_neg, state, 1.0, np)
+    assert np.allclose(new[0][0], [0.5, -4.0, 0.2]) and np.allclose(new[0][1], [-3.0])
+    g_pos = [(np.array([2.0, -4.0, 0.2]), np.array([0.5]))]  # max 2: halved
+    new, _ = rule.update(params, g_pos, state, 1.0, np)
+    assert np.allclose(new[0][0], [1.0, -2.0, 0.1])
+    absolute = ReleaseRule(clip=1.0, weight_decay=0.0, bias_lr_mult=1.0)
+    new, _ = absolute.update(params, g_neg, state, 1.0, np)
+    assert np.allclose(new[0][0], [0.125, -1.0, 0.05])
 
 
 def test_tiny_learning_run_moves_samples_toward_the_texture():
@@ -145,23 +224,94 @@ def test_contrastive_divergence_starts_at_the_data_and_tracks_reconstruction():
     errors = [learner.step()["recon_error"] for _ in range(30)]
     assert errors[0] > 0
     assert np.mean(errors[-5:]) < np.mean(errors[:5])
+    # the reconstruction is the auto-encoding sigma^2 B(delta(I)) of the observed images
     recon = learner.reconstruct()
-    assert recon.shape == images.shape
-    assert np.mean(np.abs(recon - images)) == pytest.approx(
-        np.mean(np.abs(learner.reconstruct() - images))
-    )
+    assert np.array_equal(recon, config.sigma**2 * learner.net.top_down(images)[1])
+    other = images[:, :, ::-1]
+    assert np.array_equal(learner.reconstruct(other), learner.net.top_down(other)[1])
 
 
-@pytest.mark.filterwarnings("ignore::RuntimeWarning")
-def test_non_finite_step_raises_and_leaves_the_state_alone():
+def _inject(learner, faults):
+    """Make the gradient of the attempts numbered in ``faults`` (1, 2, ... counting every
+    call) blow up: ``"inf"`` or a factor."""
+    gradient, calls = learner.gradient, [0]
+
+    def faulty(*args):
+        calls[0] += 1
+        grads = gradient(*args)
+        fault = faults.get(calls[0])
+        if fault is None:
+            return grads
+        factor = np.inf if fault == "inf" else fault
+        return [(gW * factor, gb * factor) for gW, gb in grads]
+
+    learner.gradient = faulty
+
+
+def _state(learner):
+    return {k: v for k, v in learner.state_dict().items() if k not in ("rng", "rollbacks")}
+
+
+@pytest.mark.parametrize("fault", ["inf", 1e6])
+def test_a_diverging_iteration_is_rolled_back_with_half_the_learning_rate(fault):
+    """Non-finite values, or a gradient norm above 100 x its recent median: the iteration
+    is undone, the learning rate halved, new noise drawn, and learning goes on."""
+    config = tiny_config(lr=0.002, iterations=60)
+    learner = Learner(config, texture())
+    at = Learner.MIN_HISTORY + 2  # a spike is judged against a full window of the stage
+    _inject(learner, {at: fault})
+    for _ in range(at - 1):
+        assert learner.step()["rollback"] == ""
+    good = _state(learner)
+    rng_before = learner.rng.bit_generator.state
+    m = learner.step()
+    assert m["rollback"] and learner.iteration == at - 1 and learner.rollbacks == 1
+    assert ("non-finite" in m["rollback"]) == (fault == "inf")
+    after = _state(learner)
+    for key in good:
+        if key != "lr":
+            assert np.array_equal(good[key], after[key]), key
+    assert learner.lr == 0.001
+    assert learner.rng.bit_generator.state != rng_before  # no replay: the noise moves on
+    m = learner.step()
+    assert m["rollback"] == "" and m["lr"] == 0.001 and learner.iteration == at
+
+
+def test_rollbacks_are_reproducible():
+    runs = []
+    for _ in range(2):
+        learner = Learner(tiny_config(iterations=60), texture())
+        _inject(learner, {4: "inf", 55: 1e6})
+        for _ in range(58):
+            learner.step()
+        assert learner.rollbacks == 2
+        runs.append(learner.state_dict())
+    for key in runs[0]:
+        assert np.array_equal(runs[0][key], runs[1][key]), key
+
+
+def test_three_rollbacks_in_a_row_stop_with_the_last_good_state():
     learner = Learner(tiny_config(step_size=1e150), texture())
     before = learner.state_dict()
-    with pytest.raises(NonFiniteError, match="iteration 1"):
+    assert learner.step()["rollback"] and learner.step()["rollback"]
+    with pytest.raises(DivergenceError, match="iteration 1, 3 times in a row"):
         learner.step()
     after = learner.state_dict()
-    assert set(before) == set(after)
     for key in before:
-        assert np.array_equal(before[key], after[key]), key
+        if key not in ("rng", "lr", "rollbacks"):
+            assert np.array_equal(before[key], after[key]), key
+
+
+def test_a_new_stage_restores_its_learning_rate_and_restarts_the_history():
+    config = tiny_config(grow=True, iterations=6, lr=0.004, lr_decay_per_layer=0.5)
+    learner = Learner(config, texture())
+    _inject(learner, {3: "inf"})
+    while learner.iteration < 6:
+        learner.step()
+    assert learner.lr == 0.002 and len(learner.grad_history) == 6
+    learner.step()  # the first iteration of stage 2
+    assert len(learner.net.layers) == 2 and learner.lr == 0.002
+    assert len(learner.grad_history) == 1
 
 
 @pytest.mark.parametrize("optimizer", ["release", "adam"])

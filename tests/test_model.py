@@ -11,6 +11,7 @@ from gcn_numpy import GenerativeConvNet, Layer, prototype_model
 SEEDS = range(12)
 
 TOPS = ("sum", "linear")
+PADDED = ("circular", "reflect")  # boundaries other than the release's zeros
 
 
 def _same_pattern(net, I, J):
@@ -30,6 +31,26 @@ def test_score_and_B_equal_torch_autograd(seed, top):
     assert rel_err(net.score(I), f_t.detach().numpy()) <= 1e-12
     alpha, B = net.top_down(I)
     assert rel_err(B, dfdI.numpy()) <= 1e-10
+
+
+@pytest.mark.parametrize("boundary", PADDED)
+@pytest.mark.parametrize("top", TOPS)
+@pytest.mark.parametrize("seed", range(8))
+def test_other_boundaries_equal_torch_padding_and_autograd(seed, top, boundary):
+    """Circular and reflecting boundaries: f, B = df/dI and the weight gradient against
+    PyTorch's own padding modes with autograd."""
+    torch = import_torch()
+    net, I = random_net(seed, top, boundary=boundary)
+    f_t, x, params = torch_score(net, I)
+    flat = [p for pair in params for p in pair]
+    dfdI, *expected = torch.autograd.grad(f_t.sum(), [x] + flat)
+    assert rel_err(net.score(I), f_t.detach().numpy()) <= 1e-12
+    alpha, B = net.top_down(I)
+    assert rel_err(B, dfdI.numpy()) <= 1e-10
+    assert rel_err(alpha + (I * B).sum(axis=(1, 2, 3)), net.score(I)) <= 1e-10
+    got = [g * len(I) for pair in net.weight_gradient(I) for g in pair]
+    for g, e in zip(got, expected, strict=True):
+        assert rel_err(g, e.numpy()) <= 1e-10
 
 
 @pytest.mark.parametrize("top", TOPS)

@@ -168,3 +168,50 @@ def test_set_params_checks(change, message):
     with pytest.raises(ValueError, match=message):
         net.set_params(change(list(net.params)))
     assert net.params is before
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_circular_boundary_makes_f_invariant_to_circular_shifts(seed):
+    """On a torus, shifting the image by the strides' product shifts every map: f is the
+    same, and B shifts with the image."""
+    net, I = random_net(seed, "sum", boundary="circular")
+    step = int(np.prod([layer.stride for layer in net.layers]))
+    J = np.roll(I, (step, -2 * step), axis=(2, 3))
+    assert rel_err(net.score(J), net.score(I)) <= 1e-12
+    B_shifted = np.roll(net.top_down(I)[1], (step, -2 * step), axis=(2, 3))
+    assert rel_err(net.top_down(J)[1], B_shifted) <= 1e-12
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_clean_positions_do_not_see_the_boundary(seed):
+    """Top units marked clean have the same value whatever the padding holds (zeros or a
+    mirror image), and some unit that is not clean changes."""
+    zero, I = random_net(seed, "sum", boundary="reflect")
+    reflect = GenerativeConvNet(
+        zero.in_channels, zero.layers, image_size=zero.image_size, boundary="reflect"
+    )
+    zero = GenerativeConvNet(zero.in_channels, zero.layers, image_size=zero.image_size)
+    rng = np.random.default_rng(seed)
+    weights = [
+        (rng.normal(size=W.shape), rng.uniform(0.1, 0.5, size=b.shape)) for W, b in zero.weights
+    ]
+    zero.set_weights(weights)
+    reflect.set_weights(weights)
+    clean = zero.clean_positions(*I.shape[2:])[-1]
+    assert np.array_equal(clean, reflect.clean_positions(*I.shape[2:])[-1])
+    top = [
+        net.forward_backward(net.check_images(I), need_layers=True)["maps"][-1]
+        for net in (zero, reflect)
+    ]
+    assert np.array_equal(top[0][:, :, clean], top[1][:, :, clean])
+    if not clean.all():
+        assert not np.array_equal(top[0][:, :, ~clean], top[1][:, :, ~clean])
+
+
+def test_circular_boundary_needs_sizes_divisible_by_the_strides():
+    net = GenerativeConvNet(1, [Layer(2, 5, stride=2)], boundary="circular", backend="numpy")
+    assert net.layer_shapes(8, 6) == [(2, 4, 3)]
+    with pytest.raises(ValueError, match="divisible by the stride"):
+        net.layer_shapes(9, 8)
+    with pytest.raises(ValueError, match="unknown boundary"):
+        GenerativeConvNet(1, [Layer(2, 3)], boundary="mirror")

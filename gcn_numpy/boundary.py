@@ -1,0 +1,157 @@
+"""What a filter sees beyond the edge of the image: the boundary condition of every layer.
+
+The release pads each layer's input with zeros (``"zero"``, PyTorch's ``conv2d``). Zeros are
+the mean intensity, so units near the edge of a texture see a flat band; the observed
+image's border responses enter ``H_obs`` (eq. 21) and the chains learn to reproduce them, a
+frame along the border of every sample. Two alternatives are implemented here, above the
+kernels (each layer's input is padded explicitly and the kernels run without padding, so
+every backend gets them with no kernel of its own):
+
+- ``"circular"``: every map is a torus, as in the FRAME models' synthesis. A layer with
+  kernel ``k`` and stride ``s`` wraps ``max(k - s, 0)`` rows and columns around, so that its
+  map has exactly ``H / s`` rows: no position is special, and the map above is again a
+  torus. Map sizes must be divisible by the strides.
+- ``"reflect"``: the layer's ``padding`` rows and columns mirror the image (the edge itself
+  not repeated, NumPy's ``"reflect"``); same map sizes as ``"zero"``.
+
+Padding is linear in the input, so ``f`` stays piecewise linear and Theorem 1 holds as it
+is; the top-down pass adds the padded band's coefficients back onto the pixels they were
+copied from (:func:`fold`, the adjoint of :func:`pad`).
+"""
+
+import numpy as np
+
+from .backends.reference import conv2d, output_size
+
+__all__ = ["BOUNDARIES", "layer_padding", "map_size", "pad", "fold", "clean_positions"]
+
+BOUNDARIES = ("zero", "circular", "reflect")
+
+
+def layer_padding(layer, boundary):
+    """``(before, after)``: rows (and columns) added on each side of the layer's input.
+
+    Examples
+    --------
+    >>> from gcn_numpy import Layer
+    >>> layer_padding(Layer(8, kernel=7, stride=2, padding=2), "circular")
+    (2, 3)
+    >>> layer_padding(Layer(8, kernel=7, stride=2, padding=2), "zero")
+    (2, 2)
+    """
+    if boundary == "circular":
+        total = max(layer.kernel - layer.stride, 0)
+        return total // 2, total - total // 2
+    return layer.padding, layer.padding
+
+
+def map_size(size, layer, boundary):
+    """Rows (or columns) of the layer's map over an input of ``size``; ``ValueError`` where
+    a circular map would not be a torus.
+
+    Examples
+    --------
+    >>> from gcn_numpy import Layer
+    >>> map_size(96, Layer(8, kernel=7, stride=2, padding=2), "circular")
+    48
+    >>> map_size(96, Layer(8, kernel=7, stride=2, padding=2), "zero")
+    47
+    """
+    before, after = layer_padding(layer, boundary)
+    if boundary == "circular" and size % layer.stride:
+        raise ValueError(
+            f"a circular boundary needs map sizes divisible by the stride: a map of {size} "
+            f"does not divide by stride {layer.stride}"
+        )
+    if boundary == "reflect" and max(before, after) >= size:
+        raise ValueError(
+            f"a reflecting boundary needs maps larger than the padding: {size} <= {before}"
+        )
+    if boundary == "zero":
+        return output_size(size, layer.kernel, layer.stride, layer.padding)
+    return (size + before + after - layer.kernel) // layer.stride + 1
+
+
+def _source(j, before, size, boundary):
+    """The input row that padded row ``j`` is a copy of."""
+    i = j - before
+    if boundary == "circular":
+        return i % size
+    period = 2 * (size - 1)  # reflect: ... 2 1 | 0 1 2 ... n-1 | n-2 ...
+    i = abs(i) % period if period else 0
+    return period - i if i >= size else i
+
+
+def pad(xp, x, before, after, boundary):
+    """Pad the last two axes of ``x`` by ``before`` and ``after`` rows and columns.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> pad(np, np.arange(3.0).reshape(1, 1, 1, 3), 0, 0, "circular").ravel()
+    array([0., 1., 2.])
+    >>> pad(np, np.arange(9.0).reshape(1, 1, 3, 3), 1, 1, "circular")[0, 0, 0]
+    array([8., 6., 7., 8., 6.])
+    """
+    if before == after == 0:
+        return x
+    mode = {"circular": "wrap", "reflect": "reflect", "zero": "constant"}[boundary]
+    return xp.pad(x, ((0, 0), (0, 0), (before, after), (before, after)), mode=mode)
+
+
+def _fold_axis(a, axis, before, size, boundary):
+    """Sum the padded rows of ``a`` along ``axis`` back onto their source rows."""
+    index = [slice(None)] * a.ndim
+
+    def at(i):
+        index[axis] = i
+        return tuple(index)
+
+    out = a[at(slice(before, before + size))].copy()
+    if boundary == "zero":
+        return out
+    for j in [*range(before), *range(before + size, a.shape[axis])]:
+        out[at(_source(j, before, size, boundary))] += a[at(j)]
+    return out
+
+
+def fold(a, before, size_hw, boundary):
+    """The adjoint of :func:`pad`: each padded pixel's value is added onto the pixel it
+    copies (for ``"zero"``, the band is dropped). ``size_hw``: the unpadded ``(H, W)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.random.default_rng(0).normal(size=(1, 1, 4, 4))
+    >>> y = np.random.default_rng(1).normal(size=(1, 1, 7, 7))
+    >>> lhs = (pad(np, x, 1, 2, "circular") * y).sum()
+    >>> bool(np.isclose(lhs, (x * fold(y, 1, (4, 4), "circular")).sum()))
+    True
+    """
+    H, W = size_hw
+    a = _fold_axis(a, a.ndim - 2, before, H, boundary)
+    return _fold_axis(a, a.ndim - 1, before, W, boundary)
+
+
+def clean_positions(layers, boundary, H, W):
+    """Which units of every layer see only the image, never the boundary: one bool array
+    ``(H_l, W_l)`` per layer ``l = 1..L``. A unit is clean when every input it reads, at
+    every layer below, lies inside the image (not a zero, wrapped or mirrored copy); for
+    ``"zero"`` these are the units of a net without padding.
+
+    Examples
+    --------
+    >>> from gcn_numpy import Layer
+    >>> [m.sum() for m in clean_positions([Layer(1, 3, padding=1)], "zero", 5, 5)]
+    [np.int64(9)]
+    """
+    clean = np.ones((1, 1, H, W))
+    masks = []
+    for layer in layers:
+        before, after = layer_padding(layer, boundary)
+        padded = np.pad(clean, ((0, 0), (0, 0), (before, after), (before, after)))
+        window = np.ones((1, 1, layer.kernel, layer.kernel))
+        count = conv2d(padded, window, layer.stride, 0)
+        clean = (count > layer.kernel**2 - 0.5).astype(np.float64)
+        masks.append(clean[0, 0].astype(bool))
+    return masks
