@@ -125,4 +125,5 @@ def test_all_notebooks_within_total_time():
         pytest.skip(f"not every notebook ran in this session: {', '.join(missing)}")
     total = sum(SECONDS.values())
     times = ", ".join(f"{name.split('_')[0]} {s:.0f} s" for name, s in sorted(SECONDS.items()))
+    print(f"notebook run times: {times}; total {total:.0f} s")  # shown by pytest -rP
     assert total < TOTAL_LIMIT_S, f"notebooks took {total:.0f} s together ({times})"
