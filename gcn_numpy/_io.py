@@ -6,7 +6,16 @@ __all__ = ["OutputError", "atomic_write"]
 
 
 class OutputError(OSError):
-    """An output that cannot be written; the message names the file and the reason."""
+    """An output that cannot be written; the message names the file and the reason.
+
+    Examples
+    --------
+    >>> try:
+    ...     atomic_write("/no/such/folder/file.txt", lambda f: f.write(b"x"))
+    ... except OutputError as e:
+    ...     print(e)
+    cannot write /no/such/folder/file.txt: No such file or directory
+    """
 
 
 def atomic_write(path, write):

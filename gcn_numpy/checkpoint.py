@@ -26,7 +26,16 @@ FORMAT = 2  # 1: the first release, whose checkpoints also held the GIF frames
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that cannot be used; the message names the file and the problem."""
+    """A checkpoint that cannot be used; the message names the file and the problem.
+
+    Examples
+    --------
+    >>> try:
+    ...     load("no-such-checkpoint.npz", columns=10)
+    ... except CheckpointError as e:
+    ...     print(e)
+    no such checkpoint: no-such-checkpoint.npz
+    """
 
 
 def save(path, learner, mean, metrics):
@@ -40,6 +49,21 @@ def save(path, learner, mean, metrics):
         The mean subtracted from the training images.
     metrics : ndarray of shape (rows, columns)
         The run's metrics rows.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from gcn_numpy.learning import Learner
+    >>> from gcn_numpy.presets import get_preset
+    >>> config = get_preset("texture")
+    >>> config.backend, config.chains = "numpy", 2
+    >>> learner = Learner(config, np.zeros((1, 1, 32, 32)))
+    >>> path = os.path.join(tempfile.mkdtemp(), "checkpoint.npz")
+    >>> save(path, learner, mean=np.zeros(1), metrics=np.zeros((0, 10)))
+    >>> config, state = load(path, columns=10)
+    >>> int(state["iteration"]), state["chains"].shape
+    (0, (2, 1, 48, 48))
     """
     state = learner.state_dict()
     state["format"] = np.array(FORMAT)
@@ -56,6 +80,18 @@ def load(path, columns):
     entry of the wrong shape or type, or a configuration this version cannot read.
     ``columns``: the number of metrics columns expected. Whether the state fits the
     configuration (the net's shapes, the chains) is checked when a learner loads it.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "notes.npz")
+    >>> with open(path, "w") as f:
+    ...     _ = f.write("not an archive")
+    >>> try:
+    ...     load(path, columns=10)
+    ... except CheckpointError as e:
+    ...     print("not an npz archive" in str(e))
+    True
     """
     if not os.path.exists(path):
         raise CheckpointError(f"no such checkpoint: {path}")

@@ -35,18 +35,41 @@ __all__ = [
 
 
 class DataError(ValueError):
-    """A problem with the training images, worded for the user."""
+    """A problem with the training images, worded for the user.
+
+    Examples
+    --------
+    >>> try:
+    ...     texture_path("marble")
+    ... except DataError as e:
+    ...     print(e)
+    unknown texture 'marble'; shipped: brick, grass, gravel
+    """
 
 
 def texture_path(name):
-    """Path of a shipped texture (see ``gcn_numpy/data/PROVENANCE.md``)."""
+    """Path of a shipped texture (see ``gcn_numpy/data/PROVENANCE.md``).
+
+    Examples
+    --------
+    >>> texture_path("gravel").endswith("gravel.png")
+    True
+    """
     if name not in TEXTURES:
         raise DataError(f"unknown texture {name!r}; shipped: {', '.join(TEXTURES)}")
     return str(resources.files("gcn_numpy") / "data" / f"{name}.png")
 
 
 def expand_paths(specs):
-    """Files named by ``specs``: each a file, a folder (its images) or a glob pattern."""
+    """Files named by ``specs``: each a file, a folder (its images) or a glob pattern.
+
+    Examples
+    --------
+    >>> import os
+    >>> folder = os.path.dirname(texture_path("gravel"))
+    >>> [os.path.basename(p) for p in expand_paths([os.path.join(folder, "g*.png")])]
+    ['grass.png', 'gravel.png']
+    """
     paths = []
     for spec in specs:
         if os.path.isdir(spec):
@@ -72,7 +95,20 @@ UPSAMPLING_WARNED = 2.0  # a warning when an image is enlarged by more than this
 
 
 class UpsamplingWarning(UserWarning):
-    """A training image much smaller than the training size, enlarged (and blurred)."""
+    """A training image much smaller than the training size, enlarged (and blurred).
+
+    Examples
+    --------
+    >>> import os, tempfile, warnings
+    >>> from PIL import Image
+    >>> path = os.path.join(tempfile.mkdtemp(), "tiny.png")
+    >>> Image.new("L", (8, 8)).save(path)
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     _ = load_images([path], 32)
+    >>> caught[0].category.__name__, "upsampled 4.0x" in str(caught[0].message)
+    ('UpsamplingWarning', True)
+    """
 
 
 def _resize(image, size, path=None):
@@ -179,6 +215,12 @@ def load_images(paths, size):
     palettes, alpha, 16-bit and floating-point images are converted. Bad files raise
     :class:`DataError`; images enlarged more than ``UPSAMPLING_WARNED`` times warn
     (:class:`UpsamplingWarning`).
+
+    Examples
+    --------
+    >>> images = load_images([texture_path("brick"), texture_path("grass")], 64)
+    >>> images.shape, images.dtype, bool(0 <= images.min() <= images.max() <= 255)
+    ((2, 1, 64, 64), dtype('float64'), True)
     """
     images, gray = _read(paths)
     return np.stack(
@@ -193,6 +235,11 @@ def shipped_texture(name, size, scale=None):
     224 px images); a number first scales the photograph by that factor (1.0: its own
     pixels) and then crops the centre ``size x size``, keeping the stones or blades of
     grass large enough to learn at small sizes.
+
+    Examples
+    --------
+    >>> shipped_texture("gravel", 64, scale=1.0).shape
+    (1, 1, 64, 64)
     """
     if scale is None:
         return load_images([texture_path(name)], size)
@@ -206,7 +253,13 @@ def shipped_texture(name, size, scale=None):
 
 def texture_crops(n, size, seed=0):
     """``n`` different ``size x size`` crops from the shipped textures (for CD), taken at
-    random places of random textures, each texture's full 512 px seen at half scale."""
+    random places of random textures, each texture's full 512 px seen at half scale.
+
+    Examples
+    --------
+    >>> texture_crops(4, 48).shape
+    (4, 1, 48, 48)
+    """
     rng = np.random.default_rng(seed)
     full = {name: load_images([texture_path(name)], 256)[0] for name in TEXTURES}
     crops = []
@@ -220,7 +273,13 @@ def texture_crops(n, size, seed=0):
 
 
 def lfw_faces(n, size):
-    """``n`` aligned faces from scikit-image's LFW subset (the optional ``data`` extra)."""
+    """``n`` aligned faces from scikit-image's LFW subset (the optional ``data`` extra).
+
+    Examples
+    --------
+    >>> lfw_faces(3, 32).shape  # doctest: +SKIP
+    (3, 1, 32, 32)
+    """
     try:
         from skimage.data import lfw_subset
     except ImportError:
@@ -239,14 +298,29 @@ def lfw_faces(n, size):
 
 
 def prepare(images):
-    """Subtract the per-channel mean: returns ``(centred images, mean of shape (C,))``."""
+    """Subtract the per-channel mean: returns ``(centred images, mean of shape (C,))``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> centred, mean = prepare(np.full((2, 1, 4, 4), 100.0))
+    >>> float(abs(centred).max()), mean
+    (0.0, array([100.]))
+    """
     mean = images.mean(axis=(0, 2, 3))
     return images - mean[None, :, None, None], mean
 
 
 def to_uint8(images, mean):
     """Model units back to 0-255 pixels: add the mean, clip, round. (N, C, H, W) in,
-    (N, H, W) for gray or (N, H, W, 3) for color out."""
+    (N, H, W) for gray or (N, H, W, 3) for color out.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> to_uint8(np.array([[[[-200.0, 0.4, 300.0]]]]), np.array([100.0]))
+    array([[[  0, 100, 255]]], dtype=uint8)
+    """
     a = np.asarray(images, dtype=np.float64) + np.asarray(mean)[None, :, None, None]
     a = np.uint8(np.clip(np.rint(a), 0, 255))
     return a[:, 0] if a.shape[1] == 1 else a.transpose(0, 2, 3, 1)
@@ -254,7 +328,14 @@ def to_uint8(images, mean):
 
 def load_training_images(config):
     """The training images a :class:`~gcn_numpy.presets.TrainConfig` names, in 0-255, shape
-    ``(M, C, size, size)``."""
+    ``(M, C, size, size)``.
+
+    Examples
+    --------
+    >>> from gcn_numpy.presets import get_preset
+    >>> load_training_images(get_preset("texture")).shape  # a 64 px crop of the gravel
+    (1, 1, 64, 64)
+    """
     kind = config.data
     if kind == "files":
         return load_images(expand_paths(config.images), config.size)
@@ -270,7 +351,16 @@ def load_training_images(config):
 def training_photo(config):
     """The photograph a texture is learned from, at the training scale and uncropped, shape
     ``(C, H, W)`` in 0-255: the source of real crops to compare samples with (the frame
-    score's reference). ``None`` for data that is not one texture photograph."""
+    score's reference). ``None`` for data that is not one texture photograph.
+
+    Examples
+    --------
+    >>> from gcn_numpy.presets import get_preset
+    >>> training_photo(get_preset("texture")).shape  # the photograph at its own scale
+    (1, 512, 512)
+    >>> training_photo(get_preset("cd")) is None  # crops of several textures
+    True
+    """
     kind = config.data
     if kind.startswith("texture:"):
         name = kind.split(":", 1)[1]

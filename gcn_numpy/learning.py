@@ -28,7 +28,27 @@ POSITIONS = ("all", "clean")  # which top positions f sums: every one, or those 
 
 class DivergenceError(FloatingPointError):
     """Learning diverged (non-finite values or gradient spikes) several iterations in a
-    row; the learner's state is the last good one."""
+    row; the learner's state is the last good one.
+
+    Examples
+    --------
+    A Langevin step far too large makes every attempt non-finite:
+
+    >>> import numpy as np
+    >>> from gcn_numpy.presets import get_preset
+    >>> config = get_preset("texture")
+    >>> config.backend, config.chains, config.step_size = "numpy", 2, 1e150
+    >>> learner = Learner(config, np.random.default_rng(0).normal(size=(1, 1, 32, 32)))
+    >>> [bool(learner.step()["rollback"]) for _ in range(2)]  # undone, learning rate halved
+    [True, True]
+    >>> try:
+    ...     learner.step()
+    ... except DivergenceError as e:
+    ...     print(str(e)[:65])
+    non-finite values in Langevin sampling or learning at iteration 1
+    >>> learner.iteration  # the state is the last good one
+    0
+    """
 
 
 NonFiniteError = DivergenceError  # the name of earlier versions
@@ -42,6 +62,15 @@ class ReleaseRule:
     test for contrastive divergence); weights get weight decay; biases get ``bias_lr_mult``
     times the learning rate and no decay; then ``v <- momentum v + lr (g - decay w)`` and
     ``w <- w + v``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rule = ReleaseRule(clip=20.0, weight_decay=0.0)
+    >>> params, grads = [(np.zeros(2), np.zeros(1))], [(np.array([40.0, -10.0]), np.ones(1))]
+    >>> new, _ = rule.update(params, grads, rule.init_state(params, np), lr=0.1, xp=np)
+    >>> new[0][0], new[0][1]  # g rescaled to max |g| = 20; biases at twice the rate
+    (array([ 2. , -0.5]), array([0.2]))
     """
 
     def __init__(
@@ -73,7 +102,17 @@ class ReleaseRule:
 
 
 class Adam:
-    """Adam (Kingma and Ba) for gradient *ascent*, with the release's weight decay."""
+    """Adam (Kingma and Ba) for gradient *ascent*, with the release's weight decay.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rule = Adam(weight_decay=0.0)
+    >>> params, grads = [(np.zeros(2), np.zeros(1))], [(np.array([5.0, -0.1]), np.ones(1))]
+    >>> new, _ = rule.update(params, grads, rule.init_state(params, np), lr=0.01, xp=np)
+    >>> new[0][0].round(6)  # the first step is lr times the sign of the gradient
+    array([ 0.01, -0.01])
+    """
 
     def __init__(self, weight_decay=1e-4, beta1=0.9, beta2=0.999, eps=1e-8):
         self.weight_decay, self.beta1, self.beta2, self.eps = weight_decay, beta1, beta2, eps
@@ -105,7 +144,15 @@ class Adam:
 
 
 def make_rule(config):
-    """The update rule a :class:`~gcn_numpy.presets.TrainConfig` asks for."""
+    """The update rule a :class:`~gcn_numpy.presets.TrainConfig` asks for.
+
+    Examples
+    --------
+    >>> from gcn_numpy.presets import get_preset
+    >>> rule = make_rule(get_preset("cd-paper"))
+    >>> type(rule).__name__, rule.clip, rule.clip_mode, rule.momentum
+    ('ReleaseRule', 1.0, 'signed', 0.9)
+    """
     if config.optimizer == "release":
         return ReleaseRule(
             config.clip,
@@ -139,6 +186,25 @@ class Learner:
         Learning iterations done.
     rollbacks : int
         Iterations undone because they diverged (see :meth:`step`).
+
+    Examples
+    --------
+    A few iterations of Algorithm 1 on a small crop of the shipped gravel texture:
+
+    >>> import numpy as np
+    >>> from gcn_numpy import data
+    >>> from gcn_numpy.presets import get_preset
+    >>> config = get_preset("texture")
+    >>> config.backend, config.size, config.chains, config.iterations = "numpy", 32, 2, 3
+    >>> images, mean = data.prepare(data.load_training_images(config))
+    >>> learner = Learner(config, images)
+    >>> learner.chains.shape  # on a canvas 1.5 x the training image
+    (2, 1, 48, 48)
+    >>> metrics = [learner.step() for _ in range(learner.total_iterations)]
+    >>> sorted(metrics[-1])
+    ['energy', 'f_obs', 'f_syn', 'grad_norm', 'lr', 'recon_error', 'rollback']
+    >>> bool(metrics[-1]["f_obs"] > metrics[-1]["f_syn"])  # the chains lag behind the data
+    True
     """
 
     SPIKE_FACTOR = 100.0  # a gradient norm this many times its recent median is a spike
@@ -159,6 +225,10 @@ class Learner:
                 raise ValueError(f"unknown {side} {value!r}; choose all or clean")
             if value == "clean" and config.top != "sum":
                 raise ValueError(f'{side}="clean" needs the convolutional (sum) top')
+        for name in ("step_size", "sigma", "lr"):
+            value = getattr(config, name)
+            if not (np.isfinite(value) and 0 < value <= 1e150):  # its square must be finite
+                raise ValueError(f"{name} must be a positive number <= 1e150, got {value!r}")
         self.n_layers_total = len(config.layers)
         self.total_iterations = config.iterations * (self.n_layers_total if config.grow else 1)
         self.rule = make_rule(config)

@@ -41,6 +41,15 @@ def max_ncc(patch, image):
     -------
     float in [-1, 1]. Channels are stacked into one vector per placement; a flat window
     (zero variance) scores 0.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.random.default_rng(0).normal(size=(1, 32, 32))
+    >>> round(max_ncc(image[:, 5:15, 7:17], image), 6)  # the patch is found where it was cut
+    1.0
+    >>> round(max_ncc(2 * image[:, 5:15, 7:17] + 3, image), 6)  # up to brightness, contrast
+    1.0
     """
     patch = np.asarray(patch, dtype=np.float64)
     image = np.asarray(image, dtype=np.float64)
@@ -63,7 +72,14 @@ def max_ncc(patch, image):
 
 
 def central_patch(image, fraction=0.5):
-    """The centre of an image (C, H, W): a window of ``fraction`` of each side."""
+    """The centre of an image (C, H, W): a window of ``fraction`` of each side.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> central_patch(np.zeros((3, 64, 48))).shape
+    (3, 32, 24)
+    """
     C, H, W = image.shape
     h, w = max(1, round(H * fraction)), max(1, round(W * fraction))
     top, left = (H - h) // 2, (W - w) // 2
@@ -78,6 +94,15 @@ def novelty(samples, training, fraction=0.5):
     dict with ``to_training`` (per sample: max NCC of its central patch over all
     placements in all training images) and ``to_other_chains`` (per sample: the same over
     the other samples).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> training = rng.normal(size=(1, 1, 48, 48))
+    >>> copies = np.stack([training[0, :, :32, :32], training[0, :, 10:42, 5:37]])
+    >>> novelty(copies, training)["to_training"].round(3)  # both are copies
+    array([1., 1.])
     """
     samples, training = np.asarray(samples), np.asarray(training)
     to_training, to_others = [], []
@@ -91,7 +116,16 @@ def novelty(samples, training, fraction=0.5):
 
 def radial_spectrum(images, n_bins=16):
     """Radially averaged power spectrum of mean-removed images (N, C, H, W), normalised to
-    sum 1 (the shape of the spectrum, not its energy), averaged over images/channels."""
+    sum 1 (the shape of the spectrum, not its energy), averaged over images/channels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> white = np.random.default_rng(0).normal(size=(8, 1, 64, 64))
+    >>> spectrum = radial_spectrum(white, n_bins=4)
+    >>> spectrum.round(2)  # white noise: flat
+    array([0.25, 0.25, 0.25, 0.25])
+    """
     images = np.asarray(images, dtype=np.float64)
     N, C, H, W = images.shape
     x = images - images.mean(axis=(2, 3), keepdims=True)
@@ -108,7 +142,16 @@ def radial_spectrum(images, n_bins=16):
 def texture_stats(samples, training):
     """Mean, standard deviation and spectrum of samples beside those of the training
     images; ``spectrum_distance`` is the total-variation distance of the two normalised
-    radial spectra (0 = same shape, 1 = disjoint)."""
+    radial spectra (0 = same shape, 1 = disjoint).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> stats = texture_stats(rng.normal(size=(4, 1, 32, 32)), rng.normal(size=(1, 1, 32, 32)))
+    >>> round(stats["std_samples"], 1), round(stats["std_training"], 1)
+    (1.0, 1.0)
+    """
     s, t = np.asarray(samples, dtype=np.float64), np.asarray(training, dtype=np.float64)
     n_bins = max(1, min(16, min(s.shape[2:] + t.shape[2:]) // 2))  # the same bins for both
     return {

@@ -41,6 +41,15 @@ class Layer:
         Sub-sampling step.
     padding : int
         Zero padding added on each side of the input before filtering.
+
+    Examples
+    --------
+    >>> Layer(100, kernel=15, stride=3, padding=2)  # the release's first texture layer
+    Layer(channels=100, kernel=15, stride=3, padding=2)
+    >>> Layer(0, kernel=3)
+    Traceback (most recent call last):
+    ...
+    ValueError: Layer channels must be an integer >= 1, got 0
     """
 
     channels: int
@@ -94,6 +103,18 @@ class GenerativeConvNet:
     Arrays passed in may be NumPy arrays (or, on the CuPy backend, device arrays).
     Public methods return NumPy arrays; ``net.params`` holds the weights as arrays of the
     backend (device arrays on the GPU) for the learning loop.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> net = GenerativeConvNet(1, [Layer(8, 5, stride=2, padding=2), Layer(4, 3, padding=1)],
+    ...                         backend="numpy", seed=0)
+    >>> net.layer_shapes(32, 32)
+    [(8, 16, 16), (4, 16, 16)]
+    >>> I = np.random.default_rng(0).normal(size=(2, 1, 32, 32))
+    >>> alpha, B = net.top_down(I)  # f(I) = alpha + <I, B> on the piece of I (eq. 17)
+    >>> bool(np.allclose(net.score(I), alpha + (I * B).sum(axis=(1, 2, 3))))
+    True
     """
 
     def __init__(
@@ -645,6 +666,17 @@ def prototype_model(K, size, channels=1, **kwargs):
     ``size x size`` image, summed at the top. On each piece the mean is
     ``sum_k delta_k w_k`` (eq. 9). Extra keyword arguments go to
     :class:`GenerativeConvNet` (``backend``, ``dtype``, ``seed``, ``init_std``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> net = prototype_model(K=3, size=4, backend="numpy", seed=0)
+    >>> I = np.random.default_rng(1).normal(size=(1, 1, 4, 4))
+    >>> (W, b), = net.weights
+    >>> delta = net.activation_pattern(I)[0][0, :, 0, 0]  # which filters are on
+    >>> _, B = net.top_down(I)
+    >>> bool(np.allclose(B[0], (W * delta[:, None, None, None]).sum(axis=0)))  # eq. (9)
+    True
     """
     size = _positive_int(size, "size")
     return GenerativeConvNet(

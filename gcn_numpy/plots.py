@@ -15,6 +15,7 @@ __all__ = [
     "save_images",
     "tile",
     "fit",
+    "save_rows",
     "save_grid",
     "save_curves",
     "save_gif",
@@ -34,20 +35,47 @@ def _save_figure(path, fig):
 
 
 def read_png(path):
-    """A PNG written by :func:`save_images` as a uint8 array."""
+    """A PNG written by :func:`save_images` as a uint8 array.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> folder = tempfile.mkdtemp()
+    >>> save_images(folder, np.full((1, 4, 4), 7, dtype=np.uint8))
+    >>> read_png(os.path.join(folder, "chain_00.png"))[0]
+    array([7, 7, 7, 7], dtype=uint8)
+    """
     with Image.open(path) as im:
         return np.asarray(im)
 
 
 def save_images(folder, images, prefix="chain"):
-    """One PNG per image: ``folder/<prefix>_00.png``, ..."""
+    """One PNG per image: ``folder/<prefix>_00.png``, ...
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> folder = tempfile.mkdtemp()
+    >>> save_images(folder, np.zeros((2, 8, 8), dtype=np.uint8))
+    >>> sorted(os.listdir(folder))
+    ['chain_00.png', 'chain_01.png']
+    """
     os.makedirs(folder, exist_ok=True)
     for i, im in enumerate(images):
         _save_png(os.path.join(folder, f"{prefix}_{i:02d}.png"), im)
 
 
 def tile(images, columns=None, gap=2, fill=255):
-    """A contact sheet of equally sized images, ``columns`` wide (default: square-ish)."""
+    """A contact sheet of equally sized images, ``columns`` wide (default: square-ish).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> tile(np.zeros((4, 10, 10), dtype=np.uint8), gap=2).shape  # 2 x 2 with gaps
+    (22, 22)
+    """
     images = np.asarray(images)
     n, h, w = images.shape[:3]
     columns = columns or int(np.ceil(np.sqrt(n)))
@@ -61,7 +89,14 @@ def tile(images, columns=None, gap=2, fill=255):
 
 
 def fit(image, max_side):
-    """Shrink a uint8 image so that its longer side is at most ``max_side`` pixels."""
+    """Shrink a uint8 image so that its longer side is at most ``max_side`` pixels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fit(np.zeros((100, 50), dtype=np.uint8), 40).shape
+    (40, 20)
+    """
     h, w = image.shape[:2]
     if max(h, w) <= max_side:
         return image
@@ -81,46 +116,80 @@ def _show(ax, image, title=None):
         ax.set_title(title, fontsize=9)
 
 
-def save_grid(path, training, samples, max_training=4, max_samples=8, columns=4):
-    """Training images (top row) above synthesized ones, every image drawn at the same
-    number of screen pixels per image pixel, so that a chain on a larger canvas than the
-    training image looks larger, not shrunk; intensities as they are (0-255, no
-    stretching)."""
-    training, samples = training[:max_training], samples[:max_samples]
-    rows = [list(training)] + [
-        list(samples[i : i + columns]) for i in range(0, len(samples), columns)
-    ]
+def save_rows(path, rows, max_width=420):
+    """Rows of uint8 images, each row under its label, every image drawn at the same number
+    of screen pixels per image pixel (an integer zoom), so that images of different sizes
+    keep their proportions; intensities as they are (0-255, no contrast stretching).
+
+    ``rows``: a list of ``(label, images)``.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> path = os.path.join(tempfile.mkdtemp(), "rows.png")
+    >>> small, large = np.zeros((1, 16, 16), np.uint8), np.full((2, 24, 24), 255, np.uint8)
+    >>> save_rows(path, [("16 px", list(small)), ("24 px, drawn larger", list(large))])
+    >>> os.path.exists(path)
+    True
+    """
     label_px, gap = 18, 6
-    widest = max(sum(im.shape[1] for im in row) + gap * (len(row) - 1) for row in rows)
-    zoom = max(1, min(4, round(420 / widest)))  # screen pixels per image pixel
-    heights = [max(im.shape[0] for im in row) * zoom for row in rows]
+    widest = max(sum(im.shape[1] for im in ims) + gap * (len(ims) - 1) for _, ims in rows)
+    zoom = max(1, min(4, round(max_width / widest)))  # screen pixels per image pixel
+    heights = [max(im.shape[0] for im in ims) * zoom for _, ims in rows]
     W = widest * zoom + 2 * gap
     H = sum(heights) + len(rows) * label_px + 2 * gap
     fig = Figure(figsize=(W / 100, H / 100), dpi=100)
     y = H - gap
-    for r, row in enumerate(rows):
-        y -= label_px + heights[r]
+    for (label, ims), height in zip(rows, heights, strict=True):
+        y -= label_px + height
+        fig.text(gap / W, (y + height + 4) / H, label, fontsize=9, va="bottom")
         x = gap
-        for i, im in enumerate(row):
+        for im in ims:
             h, w = im.shape[0] * zoom, im.shape[1] * zoom
-            ax = fig.add_axes([x / W, (y + heights[r] - h) / H, w / W, h / H])
-            title = None
-            if i == 0 and r < 2:
-                kind = "training" if r == 0 else "synthesized"
-                title = f"{kind} ({im.shape[1]}x{im.shape[0]} px)"
-            _show(ax, im, title)
-            if title:
-                ax.title.set_horizontalalignment("left")
-                ax.title.set_x(0.0)
+            _show(fig.add_axes([x / W, (y + height - h) / H, w / W, h / H]), im)
             x += w + gap * zoom
     _save_figure(path, fig)
+
+
+def save_grid(path, training, samples, max_training=4, max_samples=8, columns=4):
+    """Training images (top row) above synthesized ones, at one pixel scale: a chain on a
+    larger canvas than the training image looks larger, not shrunk (:func:`save_rows`).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> path = os.path.join(tempfile.mkdtemp(), "grid.png")
+    >>> save_grid(path, np.zeros((1, 32, 32), np.uint8), np.zeros((4, 48, 48), np.uint8))
+    >>> os.path.exists(path)
+    True
+    """
+    training, samples = training[:max_training], samples[:max_samples]
+    rows = [(f"training ({training.shape[2]}x{training.shape[1]} px)", list(training))]
+    for i in range(0, len(samples), columns):
+        label = f"synthesized ({samples.shape[2]}x{samples.shape[1]} px)" if i == 0 else ""
+        rows.append((label, list(samples[i : i + columns])))
+    save_rows(path, rows)
 
 
 def save_curves(path, metrics, stage_starts=(), rollbacks=()):
     """f_obs and f_syn (with their gap), the chains' energy, the gradient norm and, for CD,
     the reconstruction error, against the iteration. ``metrics``: dict of arrays (the
     iterations kept); ``stage_starts`` and ``rollbacks``: iterations marked by dashed grey
-    and dotted red lines."""
+    and dotted red lines.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> it = np.arange(1.0, 11.0)
+    >>> metrics = dict(iteration=it, f_obs=it, f_syn=it / 2, energy=-it, grad_norm=1 / it)
+    >>> path = os.path.join(tempfile.mkdtemp(), "curves.png")
+    >>> save_curves(path, metrics, stage_starts=[5], rollbacks=[7])
+    >>> os.path.exists(path)
+    True
+    """
     it = np.asarray(metrics["iteration"])
     panels = [
         ("score f", ("f_obs", "f_syn")),
@@ -149,7 +218,18 @@ def save_curves(path, metrics, stage_starts=(), rollbacks=()):
 
 
 def save_gif(path, frames, duration_ms=120):
-    """An animated GIF from a list of uint8 sheets (each gray (H, W) or color (H, W, 3))."""
+    """An animated GIF from a list of uint8 sheets (each gray (H, W) or color (H, W, 3)).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from PIL import Image
+    >>> path = os.path.join(tempfile.mkdtemp(), "chains.gif")
+    >>> save_gif(path, [np.full((8, 8), v, dtype=np.uint8) for v in (0, 128, 255)])
+    >>> Image.open(path).n_frames
+    3
+    """
     images = [Image.fromarray(f) for f in frames]
     atomic_write(
         path,
@@ -160,23 +240,40 @@ def save_gif(path, frames, duration_ms=120):
 
 
 def save_reconstructions(path, training, reconstructions, max_images=8):
-    """Training images (top row) and their auto-encodings ``B_{w, delta(I)}`` (bottom)."""
+    """Training images (top row) above their auto-encodings ``B_{w, delta(I)}``, at one
+    pixel scale (:func:`save_rows`).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> images = np.zeros((2, 16, 16), dtype=np.uint8)
+    >>> path = os.path.join(tempfile.mkdtemp(), "reconstructions.png")
+    >>> save_reconstructions(path, images, images + 100)
+    >>> os.path.exists(path)
+    True
+    """
     n = min(max_images, len(training))
-    fig = Figure(figsize=(1.5 * n, 3.3), dpi=100)
-    for i in range(n):
-        _show(fig.add_subplot(2, n, i + 1), training[i], "training" if i == 0 else None)
-        _show(
-            fig.add_subplot(2, n, n + i + 1),
-            reconstructions[i],
-            "reconstruction" if i == 0 else None,
-        )
-    fig.tight_layout()
-    _save_figure(path, fig)
+    rows = [
+        ("training", list(training[:n])),
+        ("reconstruction B(delta(I))", list(reconstructions[:n])),
+    ]
+    save_rows(path, rows)
 
 
 def save_filters(path, W, max_filters=64):
     """First-layer filters ``W`` (K, C, k, k), each scaled to its own range: the basis
-    functions of the top-down pass (eq. 16)."""
+    functions of the top-down pass (eq. 16).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> path = os.path.join(tempfile.mkdtemp(), "filters.png")
+    >>> save_filters(path, np.random.default_rng(0).normal(size=(8, 1, 5, 5)))
+    >>> os.path.exists(path)
+    True
+    """
     W = np.asarray(W, dtype=np.float64)[:max_filters]
     lo = W.min(axis=(1, 2, 3), keepdims=True)
     hi = W.max(axis=(1, 2, 3), keepdims=True)

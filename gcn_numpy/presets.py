@@ -1,9 +1,9 @@
 """Training configurations: the paper's three experiments at the release's scale
 (``*-paper``, meant for a GPU) and at a CPU scale that finishes in minutes.
 
-The release's numbers are listed in section 1 of the project's REFERENCE.md and in the
-paper's section 7; where the paper is silent (the object net's padding, the CD learning
-rate) the choice is ours and says so.
+The release's numbers are listed in ``docs/reference.md`` and in the paper's section 7;
+where the paper is silent (the object net's padding, the CD learning rate) the choice is
+ours and says so, and ``docs/reference.md`` lists where gcn_numpy departs from the release.
 """
 
 import copy
@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from .model import Layer
+
+__all__ = ["TrainConfig", "PRESETS", "TEXTURE_NET", "get_preset"]
 
 TEXTURE_NET = (
     Layer(100, 15, stride=3, padding=2),
@@ -25,6 +27,14 @@ class TrainConfig:
 
     ``iterations`` counts learning iterations per stage: with ``grow=True`` the net is
     grown one layer per stage (section 7), so the run has ``len(layers) * iterations``.
+
+    Examples
+    --------
+    >>> config = TrainConfig(size=32, iterations=10)
+    >>> TrainConfig.from_dict(config.to_dict()) == config  # what a checkpoint stores
+    True
+    >>> [layer.kernel for layer in config.layer_objects()]  # the release's texture net
+    [15, 5, 3]
     """
 
     preset: str = "texture"
@@ -159,7 +169,16 @@ PRESETS["cd"] = dataclasses.replace(
 
 
 def get_preset(name):
-    """A fresh copy of the preset called ``name``; ``ValueError`` for an unknown one."""
+    """A fresh copy of the preset called ``name``; ``ValueError`` for an unknown one.
+
+    Examples
+    --------
+    >>> config = get_preset("texture-paper")
+    >>> config.size, config.chains, config.langevin_steps, config.iterations
+    (224, 16, 10, 700)
+    >>> sorted(PRESETS)
+    ['cd', 'cd-paper', 'object', 'object-paper', 'texture', 'texture-paper']
+    """
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))}")
     return copy.deepcopy(PRESETS[name])

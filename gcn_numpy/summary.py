@@ -14,11 +14,11 @@ Definitions (see :mod:`gcn_numpy.metrics`):
 """
 
 import json
-import os
 
 import numpy as np
 
 from . import metrics
+from ._io import atomic_write
 
 __all__ = ["run_summary", "summary_line", "write_summary"]
 
@@ -81,9 +81,14 @@ def summary_line(summary):
 
 
 def write_summary(path, summary):
-    """Write the summary as JSON (atomically: a temporary file, then a rename)."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(summary, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
+    """Write the summary as JSON (atomically: a temporary file, then a rename).
+
+    Examples
+    --------
+    >>> import json, os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "summary.json")
+    >>> write_summary(path, {"copying": 0.3, "frame_reference": (0.02, 0.2)})
+    >>> json.load(open(path))
+    {'copying': 0.3, 'frame_reference': [0.02, 0.2]}
+    """
+    atomic_write(path, lambda f: f.write((json.dumps(summary, indent=2) + "\n").encode()))

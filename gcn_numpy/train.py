@@ -5,7 +5,8 @@ on a CPU. See ``--help`` for every option; presets are in :mod:`gcn_numpy.preset
 
 Outputs (default folder ``runs/<preset>-<timestamp>/``): ``config.json``, ``metrics.csv``,
 ``checkpoint.npz``, refreshed at every checkpoint: ``synthesized/chain_XX.png``,
-``grid.png``, ``curves.png``, ``filters.png``, ``reconstructions.png`` (CD); at the end:
+``grid.png``, ``curves.png``, ``filters.png``, ``reconstructions.png`` (CD); when layers
+are grown, the samples at the end of each stage in ``stages/layers_<n>/``; at the end:
 ``chains.gif`` (from the frames in ``frames/``) and ``summary.json``.
 
 What a run guarantees: a checkpoint is written whole or not at all, every
@@ -41,6 +42,8 @@ from .learning import METRICS, DivergenceError, Learner
 from .presets import PRESETS, TrainConfig, get_preset
 from .summary import run_summary, summary_line, write_summary
 
+__all__ = ["main", "build_parser", "config_from_args", "Run", "Option", "OPTIONS", "UsageError"]
+
 try:
     import fcntl
 except ImportError:  # not POSIX: runs are not locked
@@ -59,7 +62,13 @@ PROGRESS_EVERY_S = 10  # a progress line this often when stderr is not a termina
 
 
 class UsageError(Exception):
-    """Bad input: reported as one line, exit status 2."""
+    """Bad input: reported as one line, exit status 2.
+
+    Examples
+    --------
+    >>> main(["--chains", "0"])
+    2
+    """
 
 
 class _Parser(argparse.ArgumentParser):
@@ -94,7 +103,13 @@ POSITIVE_FLOAT = _argument(positive_float, float)
 @dataclass(frozen=True)
 class Option:
     """A command-line option that sets a field of :class:`~gcn_numpy.presets.TrainConfig`
-    (the one list the parser, the configuration and ``--resume``'s rules come from)."""
+    (the one list the parser, the configuration and ``--resume``'s rules come from).
+
+    Examples
+    --------
+    >>> [o.field for o in OPTIONS if o.resumable]  # what --resume may change
+    ['iterations', 'backend', 'checkpoint_every']
+    """
 
     flag: str
     help: str
@@ -166,6 +181,14 @@ RESUMABLE = tuple(o.flag for o in OPTIONS if o.resumable) + ("--out",)
 
 
 def build_parser():
+    """The command line's parser: the options of :data:`OPTIONS` and the others.
+
+    Examples
+    --------
+    >>> args = build_parser().parse_args(["--preset", "cd", "--lr", "0.001"])
+    >>> args.preset, args.lr, args.chains  # options left out are None: the preset decides
+    ('cd', 0.001, None)
+    """
     default = PRESETS["texture"]
     p = _Parser(
         prog="python -m gcn_numpy.train",
@@ -187,6 +210,13 @@ def build_parser():
         metavar="PATH",
         help="training image: a file, a folder or a glob; repeatable "
         "(default: the preset's data, e.g. the shipped gravel texture)",
+    )
+    p.add_argument(
+        "--texture",
+        choices=data.TEXTURES,
+        metavar="NAME",
+        help=f"a shipped texture ({' | '.join(data.TEXTURES)}), at the preset's scale "
+        "(default: gravel)",
     )
     for o in OPTIONS:
         value = getattr(default, o.field)
@@ -215,7 +245,14 @@ def build_parser():
 
 
 def config_from_args(args):
-    """The preset named by ``args`` with the options given on the command line applied."""
+    """The preset named by ``args`` with the options given on the command line applied.
+
+    Examples
+    --------
+    >>> config = config_from_args(build_parser().parse_args(["--boundary", "zero"]))
+    >>> config.preset, config.boundary, config.observed_positions
+    ('texture', 'zero', 'all')
+    """
     config = get_preset(args.preset or "texture")
     for o in OPTIONS:
         value = getattr(args, o.field)
@@ -226,8 +263,14 @@ def config_from_args(args):
         config.observed_positions = config.synthesized_positions = "all"
         if config.top == "sum":
             config.observed_positions = clean
+    if args.image and args.texture:
+        raise UsageError("give --image or --texture, not both")
     if args.image:
         config.data, config.images = "files", list(args.image)
+    if args.texture:
+        if config.data == "lfw" or config.top != "sum":
+            raise UsageError(f"--texture needs a texture preset, not {config.preset!r}")
+        config.data = f"texture:{args.texture}"
     return config
 
 
@@ -236,8 +279,10 @@ def resumed_config(args):
     resumable options applied."""
     config, state = checkpoint.load(args.resume, len(CSV_COLUMNS))
     changed = [o.flag for o in OPTIONS if getattr(args, o.field) is not None and not o.resumable]
-    if changed or args.image or args.preset:
-        given = changed + ["--image"] * bool(args.image) + ["--preset"] * bool(args.preset)
+    if changed or args.image or args.preset or args.texture:
+        given = changed + [
+            flag for flag in ("--image", "--preset", "--texture") if getattr(args, flag[2:])
+        ]
         raise UsageError(
             f"--resume continues the checkpoint's configuration; {', '.join(given)} cannot "
             f"change (only {', '.join(RESUMABLE)} may)"
@@ -256,7 +301,15 @@ def resumed_config(args):
 class Run:
     """What a training run keeps besides its learner: where it writes, the training
     images' mean, the metrics rows so far and the photograph the samples are judged
-    against."""
+    against.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> run = Run(get_preset("texture"), "runs/example", np.zeros(1))
+    >>> run.checkpoint
+    'runs/example/checkpoint.npz'
+    """
 
     config: TrainConfig
     out: str
@@ -332,6 +385,13 @@ def save_frame(run, learner):
     plots.save_images(
         run.path("frames"), [_frame(learner, run.mean)], prefix=f"frame_{learner.iteration:06d}"
     )
+
+
+def save_stage(run, learner):
+    """The samples at the end of a layer-growing stage (section 7), kept beside the final
+    ones: ``stages/layers_<n>/chain_XX.png``."""
+    chains = data.to_uint8(learner.net.to_numpy(learner.chains), run.mean)
+    plots.save_images(run.path("stages", f"layers_{len(learner.net.layers)}"), chains)
 
 
 def write_outputs(run, learner, final=False):
@@ -552,6 +612,8 @@ def train(learner, run, stop, quiet=False):
                 continue
             if learner.iteration % config.snapshot_every == 0:
                 save_frame(run, learner)
+            if config.grow and learner.iteration % config.iterations == 0:
+                save_stage(run, learner)
             if learner.iteration % config.checkpoint_every == 0:
                 checkpoint.save(run.checkpoint, learner, run.mean, run.metrics)
                 write_outputs(run, learner)
@@ -561,6 +623,21 @@ def train(learner, run, stop, quiet=False):
 
 
 def main(argv=None):
+    """The command line: train, write the outputs, return the exit status.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> out = os.path.join(tempfile.mkdtemp(), "run")
+    >>> main(["--backend", "numpy", "--size", "32", "--chains", "2", "--iterations", "2",
+    ...       "--quiet", "--out", out])  # doctest: +ELLIPSIS
+    copying ..., sameness ..., frame score ...
+    2 iterations done; outputs in ...
+    0
+    >>> sorted(os.listdir(out))  # doctest: +NORMALIZE_WHITESPACE
+    ['.lock', 'chains.gif', 'checkpoint.npz', 'config.json', 'curves.png', 'filters.png',
+     'frames', 'grid.png', 'metrics.csv', 'summary.json', 'synthesized']
+    """
     parser = build_parser()
     out = None
     learner = None

@@ -1,6 +1,9 @@
 """Shared helpers: random nets with non-zero weights and biases, and error measures."""
 
+import csv
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -139,3 +142,24 @@ def torch_score(net, I):
         W, b = params[-1]
         f = (h * W).sum(dim=(1, 2, 3)) + b[0]
     return f, x, params
+
+
+def run_cli(*args, cwd, timeout=600):
+    """``python -m gcn_numpy.train *args`` in a subprocess, output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "gcn_numpy.train", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def npz_arrays(path):
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}

@@ -3,7 +3,6 @@ for bit, checkpoints stay the same size, damaged checkpoints and unwritable outp
 line and exit 2 without losing the previous checkpoint, diverging iterations are rolled
 back, two runs cannot share a folder, and bad images are refused or converted."""
 
-import csv
 import errno
 import json
 import os
@@ -14,32 +13,13 @@ import time
 
 import numpy as np
 import pytest
+from conftest import npz_arrays, read_csv, run_cli
 from PIL import Image
 
 from gcn_numpy import checkpoint, data, train
 from gcn_numpy.learning import Learner
 
 TINY = ["--size", "16", "--chains", "3", "--langevin-steps", "2", "--quiet"]
-
-
-def run_cli(*args, cwd):
-    return subprocess.run(
-        [sys.executable, "-m", "gcn_numpy.train", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
-def rows(path):
-    with open(path) as f:
-        return list(csv.DictReader(f))
-
-
-def arrays(path):
-    with np.load(path) as z:
-        return {k: z[k] for k in z.files}
 
 
 def one_line_error(capsys, *args):
@@ -93,19 +73,19 @@ def test_a_signal_saves_a_checkpoint_that_resumes_bit_for_bit(tmp_path, backend,
     assert proc.returncode == status, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and signal.Signals(sig).name in lines[0] and "resume with" in lines[0]
-    stopped = int(arrays(part / "checkpoint.npz")["iteration"])
+    stopped = int(npz_arrays(part / "checkpoint.npz")["iteration"])
     assert 2 <= stopped < 14
 
     r = run_cli("--resume", str(part / "checkpoint.npz"), "--quiet", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    a, b = arrays(full / "checkpoint.npz"), arrays(part / "checkpoint.npz")
+    a, b = npz_arrays(full / "checkpoint.npz"), npz_arrays(part / "checkpoint.npz")
     assert set(a) == set(b)
     for key in a:
         if key != "metrics":
             assert np.array_equal(a[key], b[key]), key
     seconds = train.CSV_COLUMNS.index("seconds")
     assert np.array_equal(np.delete(a["metrics"], seconds, 1), np.delete(b["metrics"], seconds, 1))
-    assert len(rows(part / "metrics.csv")) == 14
+    assert len(read_csv(part / "metrics.csv")) == 14
     frames = sorted(os.listdir(part / "frames"))
     assert frames == sorted(os.listdir(full / "frames"))
     for name in frames:
@@ -142,7 +122,7 @@ def good_run(tmp_path_factory):
 
 
 def _damaged(good, tmp_path, change):
-    state = arrays(good / "checkpoint.npz")
+    state = npz_arrays(good / "checkpoint.npz")
     change(state)
     path = tmp_path / "damaged.npz"
     np.savez(path, **state)
@@ -262,7 +242,7 @@ def test_a_diverging_iteration_is_rolled_back_logged_and_learning_goes_on(
     assert train.main(args) == 0
     err = capsys.readouterr().err
     assert "iteration 3 rolled back: non-finite values" in err and "halved" in err
-    table = rows(out / "metrics.csv")
+    table = read_csv(out / "metrics.csv")
     assert [(int(r["iteration"]), int(r["rollback"])) for r in table] == [
         (1, 0),
         (2, 0),
@@ -285,7 +265,7 @@ def test_three_rollbacks_in_a_row_stop_with_exit_1_and_the_last_good_checkpoint(
     assert train.main(args) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert "3 times in a row" in err[-1] and "checkpoint.npz" in err[-1]
-    assert int(arrays(out / "checkpoint.npz")["iteration"]) == 2
+    assert int(npz_arrays(out / "checkpoint.npz")["iteration"]) == 2
 
 
 # ------------------------------------------------------------------ shared folder

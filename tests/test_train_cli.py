@@ -1,7 +1,6 @@
 """``python -m gcn_numpy.train`` in a subprocess, at tiny sizes: its outputs, its errors,
 Ctrl-C and resuming."""
 
-import csv
 import json
 import os
 import signal
@@ -11,34 +10,15 @@ import time
 
 import numpy as np
 import pytest
+from conftest import npz_arrays, read_csv, run_cli
 from PIL import Image
 
 TINY = ["--backend", "numpy", "--size", "16", "--chains", "3", "--langevin-steps", "2", "--quiet"]
 
 
-def train(*args, cwd, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", "gcn_numpy.train", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def read_csv(path):
-    with open(path) as f:
-        return list(csv.DictReader(f))
-
-
-def checkpoint_arrays(path):
-    with np.load(path) as z:
-        return {k: z[k] for k in z.files}
-
-
 def test_texture_run_writes_every_output(tmp_path):
     out = tmp_path / "run"
-    r = train(
+    r = run_cli(
         *TINY, "--iterations", "4", "--checkpoint-every", "2", "--out", str(out), cwd=tmp_path
     )
     assert r.returncode == 0, r.stderr
@@ -57,20 +37,20 @@ def test_texture_run_writes_every_output(tmp_path):
             im.verify()
     with Image.open(out / "chains.gif") as im:
         assert im.n_frames >= 1
-    state = checkpoint_arrays(out / "checkpoint.npz")
+    state = npz_arrays(out / "checkpoint.npz")
     assert int(state["iteration"]) == 4 and state["chains"].shape == (3, 1, 24, 24)
     assert not list(out.glob("*.tmp-*")), "a temporary checkpoint was left behind"
 
 
 def test_cd_run_writes_reconstructions(tmp_path):
     out = tmp_path / "cd"
-    r = train(*TINY, "--preset", "cd", "--iterations", "3", "--out", str(out), cwd=tmp_path)
+    r = run_cli(*TINY, "--preset", "cd", "--iterations", "3", "--out", str(out), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     with Image.open(out / "reconstructions.png") as im:
         im.verify()
     rows = read_csv(out / "metrics.csv")
     assert all(float(r["recon_error"]) > 0 for r in rows)
-    assert checkpoint_arrays(out / "checkpoint.npz")["chains"].shape[0] == 10
+    assert npz_arrays(out / "checkpoint.npz")["chains"].shape[0] == 10
 
 
 def test_object_run_on_a_folder_of_color_images(tmp_path):
@@ -80,7 +60,7 @@ def test_object_run_on_a_folder_of_color_images(tmp_path):
     for i in range(3):
         Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(folder / f"{i}.jpg")
     out = tmp_path / "obj"
-    r = train(
+    r = run_cli(
         *TINY,
         "--preset",
         "object",
@@ -93,7 +73,7 @@ def test_object_run_on_a_folder_of_color_images(tmp_path):
         cwd=tmp_path,
     )
     assert r.returncode == 0, r.stderr
-    state = checkpoint_arrays(out / "checkpoint.npz")
+    state = npz_arrays(out / "checkpoint.npz")
     assert state["obs"].shape == (3, 3, 16, 16)
     with Image.open(out / "synthesized" / "chain_00.png") as im:
         assert im.mode == "RGB"
@@ -101,7 +81,7 @@ def test_object_run_on_a_folder_of_color_images(tmp_path):
 
 def test_synth_size_makes_larger_chains(tmp_path):
     out = tmp_path / "big"
-    r = train(*TINY, "--iterations", "2", "--synth-size", "20", "--out", str(out), cwd=tmp_path)
+    r = run_cli(*TINY, "--iterations", "2", "--synth-size", "20", "--out", str(out), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     with Image.open(out / "synthesized" / "chain_00.png") as im:
         assert im.size == (20, 20)
@@ -133,7 +113,7 @@ def _bad_inputs(tmp_path):
 
 def test_bad_input_exits_2_with_one_line(tmp_path):
     for args, message in _bad_inputs(tmp_path):
-        r = train(*TINY, "--iterations", "1", "--out", str(tmp_path / "x"), *args, cwd=tmp_path)
+        r = run_cli(*TINY, "--iterations", "1", "--out", str(tmp_path / "x"), *args, cwd=tmp_path)
         assert r.returncode == 2, (args, r.stderr)
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], (args, r.stderr)
@@ -142,8 +122,8 @@ def test_bad_input_exits_2_with_one_line(tmp_path):
 
 def test_resume_rejects_a_changed_configuration(tmp_path):
     out = tmp_path / "run"
-    assert train(*TINY, "--iterations", "1", "--out", str(out), cwd=tmp_path).returncode == 0
-    r = train("--resume", str(out / "checkpoint.npz"), "--chains", "5", cwd=tmp_path)
+    assert run_cli(*TINY, "--iterations", "1", "--out", str(out), cwd=tmp_path).returncode == 0
+    r = run_cli("--resume", str(out / "checkpoint.npz"), "--chains", "5", cwd=tmp_path)
     assert r.returncode == 2 and "only --iterations" in r.stderr
 
 
@@ -154,15 +134,15 @@ def test_object_without_scikit_image_asks_for_the_data_extra(tmp_path):
         pytest.skip("scikit-image is installed: the faces load")
     except ImportError:
         pass
-    r = train(*TINY, "--preset", "object", "--iterations", "1", cwd=tmp_path)
+    r = run_cli(*TINY, "--preset", "object", "--iterations", "1", cwd=tmp_path)
     assert r.returncode == 2 and "gcn_numpy[data]" in r.stderr
 
 
 def test_ctrl_c_saves_and_resume_equals_an_uninterrupted_run(tmp_path):
     args = [*TINY, "--iterations", "12", "--checkpoint-every", "1000"]
     full = tmp_path / "full"
-    assert train(*args, "--out", str(full), cwd=tmp_path).returncode == 0
-    total = int(checkpoint_arrays(full / "checkpoint.npz")["iteration"])
+    assert run_cli(*args, "--out", str(full), cwd=tmp_path).returncode == 0
+    total = int(npz_arrays(full / "checkpoint.npz")["iteration"])
 
     part = tmp_path / "part"
     proc = subprocess.Popen(
@@ -182,12 +162,12 @@ def test_ctrl_c_saves_and_resume_equals_an_uninterrupted_run(tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "resume with" in err and "Traceback" not in err
-    stopped = int(checkpoint_arrays(part / "checkpoint.npz")["iteration"])
+    stopped = int(npz_arrays(part / "checkpoint.npz")["iteration"])
     assert 3 <= stopped < total
 
-    r = train("--resume", str(part / "checkpoint.npz"), "--quiet", cwd=tmp_path)
+    r = run_cli("--resume", str(part / "checkpoint.npz"), "--quiet", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    a, b = checkpoint_arrays(full / "checkpoint.npz"), checkpoint_arrays(part / "checkpoint.npz")
+    a, b = npz_arrays(full / "checkpoint.npz"), npz_arrays(part / "checkpoint.npz")
     assert int(a["iteration"]) == int(b["iteration"]) == total
     for key in a:
         if key != "metrics":
@@ -199,10 +179,10 @@ def test_ctrl_c_saves_and_resume_equals_an_uninterrupted_run(tmp_path):
 
 def test_non_finite_values_stop_with_a_message_and_keep_the_last_good_state(tmp_path):
     out = tmp_path / "nan"
-    r = train(*TINY, "--iterations", "3", "--step-size", "1e150", "--out", str(out), cwd=tmp_path)
+    r = run_cli(*TINY, "--iterations", "3", "--step-size", "1e150", "--out", str(out), cwd=tmp_path)
     assert r.returncode == 1
     assert "iteration 1" in r.stderr and "Traceback" not in r.stderr
-    state = checkpoint_arrays(out / "checkpoint.npz")
+    state = npz_arrays(out / "checkpoint.npz")
     assert int(state["iteration"]) == 0 and np.all(np.isfinite(state["chains"]))
 
 

@@ -45,6 +45,8 @@ from importlib import resources
 
 import numpy as np
 
+from .reference import output_size
+
 try:
     import cupy
 except ImportError as exc:  # CuPy missing or unable to load its CUDA libraries
@@ -152,11 +154,6 @@ def _i32(*values):
 
 def _contiguous(a, dtype):
     return xp.ascontiguousarray(a, dtype=dtype)
-
-
-def output_size(size, kernel, stride, padding):
-    """Map size after one layer: ``floor((size + 2p - k) / s) + 1``, as in the reference."""
-    return (size + 2 * padding - kernel) // stride + 1
 
 
 def _im2col(x, kernel_hw, stride, padding):

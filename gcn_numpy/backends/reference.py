@@ -1,10 +1,11 @@
 """The readable float64 NumPy reference for the kernels of the backend seam.
 
-Every fast backend (Numba, CuPy) implements the same five functions with the same
-signatures and is tested against this module. The code mirrors the paper's vector
-notation of section 5: a layer's filter ``W[k]`` placed at output position ``x`` is the
-basis function ``w^{(l)}_{k,x}`` of eq. (11)-(12); convolution takes inner products with
-these translated copies (bottom-up), the transposed convolution adds them up with
+Every fast backend (Numba, CuPy) implements the same functions with the same signatures
+(the seam, :class:`gcn_numpy.backends.Backend`) and is tested against this module. The
+code mirrors the paper's vector notation of section 5: a layer's filter ``W[k]`` placed
+at output position ``x`` is the basis function ``w^{(l)}_{k,x}`` of eq. (11)-(12);
+convolution takes inner products with these translated copies (bottom-up), the
+transposed convolution adds them up with
 coefficients (top-down, eq. 16).
 
 Shapes, for one layer with stride ``s`` and zero padding ``p`` on each side:
@@ -21,17 +22,44 @@ images but obviously right, which is its job.
 
 import numpy as np
 
+__all__ = [
+    "name",
+    "xp",
+    "asarray",
+    "to_numpy",
+    "output_size",
+    "conv2d",
+    "conv_relu",
+    "gate",
+    "conv_transpose",
+    "conv_weight_grad",
+    "standard_normal",
+    "langevin_step",
+]
+
 name = "numpy"
 xp = np
 
 
 def asarray(a, dtype):
-    """Return ``a`` as a C-contiguous array of ``dtype`` (a copy only where needed)."""
+    """Return ``a`` as a C-contiguous array of ``dtype`` (a copy only where needed).
+
+    Examples
+    --------
+    >>> asarray([[1, 2]], np.float64)
+    array([[1., 2.]])
+    """
     return np.ascontiguousarray(np.asarray(a), dtype=dtype)
 
 
 def to_numpy(a):
-    """Host NumPy view of a backend array (the identity here)."""
+    """Host NumPy view of a backend array (the identity here).
+
+    Examples
+    --------
+    >>> to_numpy(np.zeros(2))
+    array([0., 0.])
+    """
     return np.asarray(a)
 
 
@@ -52,7 +80,13 @@ def _window(xpad, u, v, stride, out_hw):
 
 
 def output_size(size, kernel, stride, padding):
-    """Map size after one layer: ``floor((size + 2p - k) / s) + 1`` (may be < 1)."""
+    """Map size after one layer: ``floor((size + 2p - k) / s) + 1`` (may be < 1).
+
+    Examples
+    --------
+    >>> output_size(224, kernel=15, stride=3, padding=2)
+    72
+    """
     return (size + 2 * padding - kernel) // stride + 1
 
 
@@ -69,6 +103,13 @@ def conv2d(x, W, stride, padding):
     Returns
     -------
     r : ndarray of shape (N, K, Ho, Wo)
+
+    Examples
+    --------
+    >>> x = np.arange(9.0).reshape(1, 1, 3, 3)
+    >>> conv2d(x, np.ones((1, 1, 2, 2)), stride=1, padding=0)  # sums of 2 x 2 windows
+    array([[[[ 8., 12.],
+             [20., 24.]]]])
     """
     N, C, H, Wd = x.shape
     K, _, kh, kw = W.shape
@@ -90,14 +131,27 @@ def conv_relu(x, W, b, stride, padding):
     -------
     F : ndarray of shape (N, K, Ho, Wo), the layer's maps ``F^{(l)} * I``
     delta : bool ndarray of shape (N, K, Ho, Wo), the binary activations ``delta^{(l)}``
+
+    Examples
+    --------
+    >>> x = np.array([[[[1.0, -2.0, 3.0]]]])
+    >>> F, delta = conv_relu(x, np.ones((1, 1, 1, 1)), np.array([0.5]), stride=1, padding=0)
+    >>> F, delta
+    (array([[[[1.5, 0. , 3.5]]]]), array([[[[ True, False,  True]]]]))
     """
     pre = conv2d(x, W, stride, padding) + b[None, :, None, None]
     delta = pre > 0
-    return pre * delta, delta
+    return np.where(delta, pre, pre.dtype.type(0)), delta  # +0 where off (not -0)
 
 
 def gate(B, delta):
-    """Top-down coefficients ``B^{(l)}_k(x) * delta^{(l)}_{k,x}`` of eq. (16)."""
+    """Top-down coefficients ``B^{(l)}_k(x) * delta^{(l)}_{k,x}`` of eq. (16).
+
+    Examples
+    --------
+    >>> gate(np.array([2.0, 3.0]), np.array([True, False]))
+    array([2., 0.])
+    """
     return B * delta
 
 
@@ -118,6 +172,17 @@ def conv_transpose(G, W, stride, padding, in_hw):
     Returns
     -------
     ndarray of shape (N, C, H, W)
+
+    Examples
+    --------
+    One coefficient places one copy of the filter (the basis function):
+
+    >>> G = np.zeros((1, 1, 2, 2))
+    >>> G[0, 0, 1, 0] = 2.0
+    >>> conv_transpose(G, np.ones((1, 1, 2, 2)), stride=1, padding=0, in_hw=(3, 3))[0, 0]
+    array([[0., 0., 0.],
+           [2., 2., 0.],
+           [2., 2., 0.]])
     """
     N, K, Ho, Wo = G.shape
     _, C, kh, kw = W.shape
@@ -148,6 +213,14 @@ def conv_weight_grad(x, G, kernel_hw, stride, padding):
     -------
     dW : ndarray of shape (K, C, kh, kw)
     db : ndarray of shape (K,)
+
+    Examples
+    --------
+    >>> x = np.arange(9.0).reshape(1, 1, 3, 3)
+    >>> dW, db = conv_weight_grad(x, np.ones((1, 1, 2, 2)), (2, 2), stride=1, padding=0)
+    >>> dW[0, 0], db  # each tap sums the inputs it meets
+    (array([[ 8., 12.],
+           [20., 24.]]), array([4.]))
     """
     kh, kw = kernel_hw
     N, K, Ho, Wo = G.shape
@@ -161,7 +234,13 @@ def conv_weight_grad(x, G, kernel_hw, stride, padding):
 
 
 def standard_normal(rng, shape, dtype):
-    """Gaussian white noise ``Z ~ N(0, 1)`` of ``shape`` drawn from the NumPy Generator ``rng``."""
+    """Gaussian white noise ``Z ~ N(0, 1)`` of ``shape`` drawn from the NumPy Generator ``rng``.
+
+    Examples
+    --------
+    >>> standard_normal(np.random.default_rng(0), (2, 3), np.float64).shape
+    (2, 3)
+    """
     return rng.standard_normal(shape, dtype=dtype)
 
 
@@ -170,5 +249,12 @@ def langevin_step(I, B, Z, step_size, sigma):
 
     ``I - (eps^2 / 2) (I / sigma^2 - B) + eps Z``. The drift is the reconstruction error:
     the negative energy gradient is ``B - I / sigma^2``.
+
+    Examples
+    --------
+    Without noise, a step of ``eps^2 / 2 = 1/2`` goes half way from ``I`` to ``B``:
+
+    >>> langevin_step(np.array([0.0]), np.array([4.0]), np.array([0.0]), 1.0, 1.0)
+    array([2.])
     """
     return I - (0.5 * step_size**2) * (I / sigma**2 - B) + step_size * Z
