@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import csv
 import glob
+import io
 import json
 import os
 import signal
@@ -337,37 +338,30 @@ def _makedirs(path):
         raise OutputError(f"cannot create the folder {path}: {e.strerror or e}") from None
 
 
+def _csv_text(rows, header=False):
+    """``rows`` of CSV_COLUMNS as CSV text (iteration, layers and rollback as integers)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    if header:
+        writer.writerow(CSV_COLUMNS)
+    for row in rows:
+        values = [f"{v:.6g}" for v in row[2:-2]]
+        writer.writerow([int(row[0]), int(row[1])] + values + [int(row[-2]), f"{row[-1]:.6g}"])
+    return buffer.getvalue()
+
+
 def _write_csv(run, rows, mode="w"):
-    """Write ``metrics.csv`` anew with its header (``mode="w"``) or append ``rows``."""
+    """Write ``metrics.csv`` anew with its header (``mode="w"``, atomically) or append
+    ``rows``."""
     path = run.path("metrics.csv")
-
-    def write(f):
-        writer = csv.writer(f)
-        if mode == "w":
-            writer.writerow(CSV_COLUMNS)
-        for row in rows:
-            ints = [int(row[0]), int(row[1])]
-            values = [f"{v:.6g}" for v in row[2:-2]]
-            writer.writerow(ints + values + [int(row[-2]), f"{row[-1]:.6g}"])
-
     if mode == "w":
-        atomic_write(path, lambda f: write(_Text(f)))
+        atomic_write(path, lambda f: f.write(_csv_text(rows, header=True).encode()))
         return
     try:
-        with open(path, "a", newline="") as f:
-            write(f)
+        with open(path, "a") as f:
+            f.write(_csv_text(rows))
     except OSError as e:
         raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
-
-
-class _Text:
-    """A text view of a binary file, for csv.writer inside :func:`atomic_write`."""
-
-    def __init__(self, f):
-        self.f = f
-
-    def write(self, s):
-        return self.f.write(s.encode())
 
 
 def _frame(learner, mean):
