@@ -504,10 +504,11 @@ class GenerativeConvNet:
 
         Returns
         -------
-        dict with ``deltas`` (list), and as asked: ``f`` and ``alpha`` (N,); ``B`` (N, C,
-        H, W); ``grads``, a list shaped like ``params`` of batch *sums* of ``(df/dW,
-        df/db)``; ``maps`` (``F^{(0..L)}``), ``B_layers`` (``B^{(0..L)}``, with
-        ``B^{(L)}`` broadcast) and ``alphas`` (``alpha_0..alpha_L``).
+        out : dict
+            ``deltas`` (list), and as asked: ``f`` and ``alpha`` (N,); ``B`` (N, C, H, W);
+            ``grads``, a list shaped like ``params`` of batch *sums* of ``(df/dW, df/db)``;
+            ``maps`` (``F^{(0..L)}``), ``B_layers`` (``B^{(0..L)}``, with ``B^{(L)}``
+            broadcast) and ``alphas`` (``alpha_0..alpha_L``).
 
         Examples
         --------

@@ -1,4 +1,4 @@
-"""The notebooks in ``notebooks/`` run top to bottom, within the time limit, and the figures
+"""The notebooks in ``notebooks/`` run top to bottom, within the time limits, and the figures
 committed in them are not stale.
 
 Each notebook is executed by nbclient in a kernel that runs this interpreter
@@ -23,8 +23,11 @@ from nbclient import NotebookClient
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
-TIME_LIMIT_S = 120  # the issue's budget per notebook on a 2-core CPU
+TIME_LIMIT_S = 120  # the budget per notebook on a 2-core CPU
+TOTAL_LIMIT_S = 360  # and for all of them together
+DATA_LIMIT_BYTES = 1_000_000  # each file of learned weights in notebooks/data/
 FIGURE = "image/png"
+SECONDS = {}  # notebook name -> seconds of its run in this session
 
 
 def kernel_manager(spec_root):
@@ -70,7 +73,12 @@ def figure_cells(nb):
 
 
 def test_there_are_notebooks():
-    assert len(NOTEBOOKS) >= 6, f"expected the six theory notebooks in {NOTEBOOK_DIR}"
+    assert len(NOTEBOOKS) >= 8, f"expected at least eight notebooks in {NOTEBOOK_DIR}"
+
+
+@pytest.mark.parametrize("path", sorted((NOTEBOOK_DIR / "data").glob("*")), ids=lambda p: p.name)
+def test_weight_files_are_small(path):
+    assert path.stat().st_size <= DATA_LIMIT_BYTES, f"{path.name} exceeds {DATA_LIMIT_BYTES} bytes"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -92,6 +100,7 @@ def executed(request, tmp_path_factory):
     path = request.param
     committed = nbformat.read(path, as_version=4)
     fresh, seconds = execute(path, tmp_path_factory.mktemp("kernels"))
+    SECONDS[path.name] = seconds
     return path, committed, fresh, seconds
 
 
@@ -106,3 +115,15 @@ def test_figures_are_not_stale(executed):
         f"{path.name}: the figures drawn per cell changed; re-execute and commit the notebook "
         f"(committed {{cell: figures}}: {figure_cells(committed)}, now: {figure_cells(fresh)})"
     )
+
+
+def test_all_notebooks_within_total_time():
+    """Runs after the per-notebook tests (pytest keeps this file's order); skipped when only
+    some notebooks were executed in this session."""
+    missing = [p.name for p in NOTEBOOKS if p.name not in SECONDS]
+    if missing:
+        pytest.skip(f"not every notebook ran in this session: {', '.join(missing)}")
+    total = sum(SECONDS.values())
+    times = ", ".join(f"{name.split('_')[0]} {s:.0f} s" for name, s in sorted(SECONDS.items()))
+    print(f"notebook run times: {times}; total {total:.0f} s")  # shown by pytest -rP
+    assert total < TOTAL_LIMIT_S, f"notebooks took {total:.0f} s together ({times})"

@@ -1,0 +1,129 @@
+"""Make the learned weights that notebooks 07 and 08 load: ``python notebooks/make_weights.py``.
+
+Learning these nets takes longer than a notebook's two-minute budget, so their weights are
+committed in ``notebooks/data/`` and this script documents (and redoes) how they were made.
+Every setting is written out here rather than taken from a preset, so that a change of the
+presets does not silently change what the notebooks describe. Re-running it after a change of
+the learner (its update rule, say) gives different weights; the notebooks then need
+re-executing.
+
+- ``texture_gravel.npz``: Algorithm 1 on a 64 px crop of the shipped gravel photograph at its
+  own resolution, the net of the ``texture`` preset (32 7x7 /2, 32 5x5, 16 3x3; sum top),
+  8 chains on a 96 px canvas, 10 Langevin steps of 0.3 per iteration, 300 iterations.
+  About 4 minutes on 2 cores.
+- ``cd_textures.npz``: one-step contrastive divergence (experiment 3 at a small scale, the
+  settings of notebook 05) on ten 32 px crops of the three shipped photographs, 300
+  iterations. About 20 seconds; stored so that notebook 08 does not learn it a second time.
+
+Each file holds the weights ``W0, b0, W1, b1, ...`` (float32), the initial weights the learning
+started from (``init_W0, init_b0, ...``), ``config`` (the TrainConfig as JSON), ``mean`` (the
+training images' mean grey level), ``observed`` (the training images, mean subtracted) and
+``chains`` (the final synthesized images, mean subtracted).
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from gcn_numpy import data
+from gcn_numpy.learning import Learner
+from gcn_numpy.presets import TrainConfig
+
+OUT = Path(__file__).resolve().parent / "data"
+
+TEXTURE_NET = [
+    {"channels": 32, "kernel": 7, "stride": 2, "padding": 2},
+    {"channels": 32, "kernel": 5, "stride": 1, "padding": 2},
+    {"channels": 16, "kernel": 3, "stride": 1, "padding": 1},
+]
+
+CONFIGS = {
+    "texture_gravel": TrainConfig(
+        preset="notebooks/make_weights.py texture_gravel",
+        data="texture:gravel",
+        texture_scale=1.0,
+        size=64,
+        synth_scale=1.5,
+        layers=TEXTURE_NET,
+        top="sum",
+        mode="ml",
+        chains=8,
+        langevin_steps=10,
+        step_size=0.3,
+        sigma=1.0,
+        iterations=300,
+        grow=False,
+        lr=0.0005,
+        optimizer="release",
+        backend="numba",
+        dtype="float32",
+        seed=0,
+    ),
+    "cd_textures": TrainConfig(
+        preset="notebooks/make_weights.py cd_textures",
+        data="texture-crops",
+        n_images=10,
+        size=32,
+        layers=TEXTURE_NET,
+        top="sum",
+        mode="cd",
+        langevin_steps=1,
+        step_size=0.5,
+        sigma=1.0,
+        iterations=300,
+        grow=False,
+        lr=0.0005,
+        optimizer="release",
+        clip=1.0,
+        momentum=0.9,
+        backend="numba",
+        dtype="float32",
+        seed=0,
+    ),
+}
+
+
+def training_images(cfg):
+    """The observed images of a configuration here, mean subtracted, and their mean."""
+    if cfg.data == "texture-crops":
+        return data.prepare(data.texture_crops(cfg.n_images, cfg.size))
+    texture = cfg.data.split(":", 1)[1]
+    return data.prepare(data.shipped_texture(texture, cfg.size, cfg.texture_scale))
+
+
+def make(name):
+    cfg = CONFIGS[name]
+    observed, mean = training_images(cfg)
+    learner = Learner(cfg, observed)
+    initial = learner.net.weights
+    start = time.perf_counter()
+    for _ in range(learner.total_iterations):
+        learner.step()
+    arrays = {}
+    for i, (W, b) in enumerate(learner.net.weights):
+        arrays[f"W{i}"], arrays[f"b{i}"] = W.astype(np.float32), b.astype(np.float32)
+    for i, (W, b) in enumerate(initial):
+        arrays[f"init_W{i}"], arrays[f"init_b{i}"] = W.astype(np.float32), b.astype(np.float32)
+    arrays["config"] = np.array(json.dumps(cfg.to_dict()))
+    arrays["mean"] = np.asarray(mean, dtype=np.float32)
+    arrays["observed"] = observed.astype(np.float32)
+    arrays["chains"] = learner.net.to_numpy(learner.chains).astype(np.float32)
+    OUT.mkdir(exist_ok=True)
+    path = OUT / f"{name}.npz"
+    np.savez_compressed(path, **arrays)
+    seconds = time.perf_counter() - start
+    print(f"{path}: {path.stat().st_size / 1e3:.0f} kB, {seconds:.0f} s of learning")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", default=sorted(CONFIGS), help="which files to make")
+    for name in parser.parse_args().names:
+        make(name)
+
+
+if __name__ == "__main__":
+    main()
