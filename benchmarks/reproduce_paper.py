@@ -21,8 +21,9 @@ circular boundary (no frame along the samples' border, see docs/frame.md); objec
 keep the release's zero padding (their images are not stationary textures, and CD's
 reconstructions are of the training images themselves).
 
-Every run lives in ``<out>/runs/<name>`` and is resumed from its checkpoint when the script
-is started again; ``--figures-only`` redraws figures and table from the runs there.
+Every run lives in ``<runs>/<name>`` (default ``<out>/runs``, not committed) and is resumed
+from its checkpoint when the script is started again; ``--figures-only`` redraws figures and
+table from the runs there.
 Writes ``<out>/<experiment>-<scale>.png``, ``<out>/results-<scale>.md`` and ``.json``.
 """
 
@@ -62,12 +63,14 @@ def parse_args(argv=None):
     p.add_argument("--scale", choices=("cpu", "paper"), default="cpu")
     p.add_argument("--texture", nargs="+", default=None, help="shipped texture(s) for exp. 1")
     p.add_argument("--experiments", nargs="+", choices=("texture", "object", "cd"), default=None)
-    p.add_argument("--out", default="docs/paper")
+    p.add_argument("--out", default="docs/paper", help="figures and tables")
+    p.add_argument("--runs", help="the runs' folders (default: OUT/runs, not committed)")
     p.add_argument("--backend", default="numba")
     p.add_argument("--figures-only", action="store_true", help="no training: redraw only")
     args = p.parse_args(argv)
     args.experiments = args.experiments or ["texture", "object", "cd"]
     args.texture = args.texture or (list(data.TEXTURES) if args.scale == "cpu" else ["gravel"])
+    args.runs = args.runs or os.path.join(args.out, "runs")
     return args
 
 
@@ -233,14 +236,14 @@ def table(results, backend):
 
 def main(argv=None):
     args = parse_args(argv)
-    os.makedirs(os.path.join(args.out, "runs"), exist_ok=True)
+    os.makedirs(args.runs, exist_ok=True)
     runs = runs_of(args)
     if not args.figures_only:
         for _, name, options in runs:
-            train(os.path.join(args.out, "runs", name), options, args.backend)
+            train(os.path.join(args.runs, name), options, args.backend)
     results, figures = [], []
     for experiment in args.experiments:
-        mine = [(n, os.path.join(args.out, "runs", n)) for e, n, _ in runs if e == experiment]
+        mine = [(n, os.path.join(args.runs, n)) for e, n, _ in runs if e == experiment]
         mine = [(n, d) for n, d in mine if os.path.exists(os.path.join(d, "summary.json"))]
         if not mine:
             continue
