@@ -53,7 +53,7 @@ def run_summary(samples, training, photo=None):
     if min(samples.shape[2:]) <= 2 * metrics.FRAME_MARGIN:  # no interior to compare with
         return summary
     summary["frame_score"] = metrics.frame_score(samples, training)
-    if photo is not None:
+    if photo is not None and min(np.shape(photo)[-2:]) > 2 * metrics.FRAME_MARGIN:
         training_std = float(training.mean(axis=1).std())
         crops = metrics.frame_reference(photo, samples.shape[-1], training_std)
         summary["frame_reference"] = (float(crops.min()), float(crops.max()))

@@ -329,14 +329,15 @@ def test_bad_images_exit_2_with_one_line(bad_images, tmp_path, capsys, name, pro
     assert status == 2 and str(path) in line and problem in line, line
 
 
-def test_a_small_image_is_upsampled_with_a_warning(tmp_path, capsys):
+@pytest.mark.parametrize("size", [64, 16])
+def test_a_small_image_is_upsampled_with_a_warning(tmp_path, capsys, size):
     path = tmp_path / "tiny.png"
     Image.fromarray(np.arange(4, dtype=np.uint8).reshape(2, 2) * 60).save(path)
     args = ["--backend", "numpy", "--chains", "2", "--langevin-steps", "1", "--quiet"]
     args += ["--iterations", "1", "--image", str(path), "--out", str(tmp_path / "o")]
-    assert train.main(args) == 0
+    assert train.main([*args, "--size", str(size)]) == 0
     err = capsys.readouterr().err
-    assert "warning" in err and "upsampled 32.0x" in err and str(path) in err
+    assert "warning" in err and f"upsampled {size / 2:.1f}x" in err and str(path) in err
 
 
 @pytest.mark.parametrize(
