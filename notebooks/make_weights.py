@@ -2,8 +2,9 @@
 
 Learning these nets takes longer than a notebook's two-minute budget, so their weights are
 committed in ``notebooks/data/`` and this script documents (and redoes) how they were made.
-Every setting is written out here rather than taken from a preset, so that a change of the
-presets does not silently change what the notebooks describe. Re-running it after a change of
+Every setting is written out, field by field, in ``notebooks/data/configs.json`` rather than
+taken from a preset, so that a change of the presets does not silently change what the
+notebooks describe. Re-running it after a change of
 the learner (its update rule, say) gives different weights; the notebooks then need
 re-executing.
 
@@ -34,55 +35,11 @@ from gcn_numpy.presets import TrainConfig
 
 OUT = Path(__file__).resolve().parent / "data"
 
-TEXTURE_NET = [
-    {"channels": 32, "kernel": 7, "stride": 2, "padding": 2},
-    {"channels": 32, "kernel": 5, "stride": 1, "padding": 2},
-    {"channels": 16, "kernel": 3, "stride": 1, "padding": 1},
-]
-
+# Every field of both configurations, written out in a data file so that a change of the
+# presets or of TrainConfig's defaults does not silently change what the notebooks describe.
 CONFIGS = {
-    "texture_gravel": TrainConfig(
-        preset="notebooks/make_weights.py texture_gravel",
-        data="texture:gravel",
-        texture_scale=1.0,
-        size=64,
-        synth_scale=1.5,
-        layers=TEXTURE_NET,
-        top="sum",
-        mode="ml",
-        chains=8,
-        langevin_steps=10,
-        step_size=0.3,
-        sigma=1.0,
-        iterations=300,
-        grow=False,
-        lr=0.0005,
-        optimizer="release",
-        backend="numba",
-        dtype="float32",
-        seed=0,
-    ),
-    "cd_textures": TrainConfig(
-        preset="notebooks/make_weights.py cd_textures",
-        data="texture-crops",
-        n_images=10,
-        size=32,
-        layers=TEXTURE_NET,
-        top="sum",
-        mode="cd",
-        langevin_steps=1,
-        step_size=0.5,
-        sigma=1.0,
-        iterations=300,
-        grow=False,
-        lr=0.0005,
-        optimizer="release",
-        clip=1.0,
-        momentum=0.9,
-        backend="numba",
-        dtype="float32",
-        seed=0,
-    ),
+    name: TrainConfig.from_dict(fields)
+    for name, fields in json.loads((OUT / "configs.json").read_text()).items()
 }
 
 

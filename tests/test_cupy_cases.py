@@ -351,3 +351,24 @@ def check_rollback_draws_new_noise(monkeypatch, to_numpy):
         runs.append(draws)
     for (s0, z0), (s1, z1) in zip(*runs, strict=True):
         assert s0 == s1 and np.array_equal(z0, z1)
+
+
+def check_resume_equals_uninterrupted(config, images):
+    """Checkpointed after 2 of 4 iterations and resumed in a new learner, the run ends bit
+    for bit where the uninterrupted one does: the noise needs no state but the NumPy rng's
+    (none lives on the device). Returns the uninterrupted learner."""
+    from gcn_numpy.learning import Learner
+
+    whole = Learner(config, images)
+    for _ in range(4):
+        whole.step()
+    first = Learner(config, images)
+    for _ in range(2):
+        first.step()
+    state = {k: np.array(v) for k, v in first.state_dict().items()}
+    second = Learner(config, images)
+    second.load_state_dict(state)
+    for _ in range(2):
+        second.step()
+    assert_states_equal(second.state_dict(), whole.state_dict())
+    return whole

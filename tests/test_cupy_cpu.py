@@ -28,12 +28,12 @@ from test_cupy_cases import (
     PHILOX_KAT,
     TOL,
     assert_noise_matches,
-    assert_states_equal,
     boundary_net,
     case_arrays,
     check_float32_net,
     check_layer_kernels,
     check_nets_agree,
+    check_resume_equals_uninterrupted,
     check_rollback_draws_new_noise,
     learner_config,
     learner_images,
@@ -44,7 +44,6 @@ from test_cupy_cases import (
 
 from gcn_numpy import GenerativeConvNet, Layer
 from gcn_numpy.backends import cupy_gpu, get_backend, reference
-from gcn_numpy.learning import Learner
 
 # ------------------------------------------------------------- without CuPy or device
 
@@ -516,21 +515,7 @@ def test_standard_normal_is_a_function_of_the_rng_state(emulated):
 
 
 def test_learner_resume_equals_an_uninterrupted_run(emulated_backend):
-    """Checkpointed after 2 of 4 iterations and resumed in a new learner, the run ends bit
-    for bit where the uninterrupted one does: the noise needs no state but the NumPy rng's."""
-    config, images = learner_config(), learner_images()
-    whole = Learner(config, images)
-    for _ in range(4):
-        whole.step()
-    first = Learner(config, images)
-    for _ in range(2):
-        first.step()
-    state = {k: np.array(v) for k, v in first.state_dict().items()}
-    second = Learner(config, images)
-    second.load_state_dict(state)
-    for _ in range(2):
-        second.step()
-    assert_states_equal(second.state_dict(), whole.state_dict())
+    whole = check_resume_equals_uninterrupted(learner_config(), learner_images())
     assert len(whole.net.layers) == 2 and np.abs(whole.net.to_numpy(whole.chains)).max() > 0
 
 

@@ -16,24 +16,8 @@ import os
 
 import numpy as np
 import pytest
+import test_cupy_cases as cases
 from conftest import random_net, rel_err
-from test_cupy_cases import (
-    CASES,
-    DTYPES,
-    PAPER_CASE,
-    TF32_TOL,
-    TOL,
-    assert_noise_matches,
-    assert_states_equal,
-    boundary_net,
-    check_float32_net,
-    check_layer_kernels,
-    check_nets_agree,
-    check_rollback_draws_new_noise,
-    learner_config,
-    learner_images,
-    reference_copy,
-)
 
 from gcn_numpy import GenerativeConvNet, Layer
 from gcn_numpy.backends import cupy_gpu, get_backend, reference
@@ -91,40 +75,46 @@ def test_gpu_poisoned_pool_fills_new_arrays(cp, poisoned):
 # ------------------------------------------------------------------------ kernels
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("dtype", cases.DTYPES)
+@pytest.mark.parametrize("case", cases.CASES)
 def test_gpu_kernels_equal_reference(cp, be, poisoned, case, dtype):
-    check_layer_kernels(be, case, dtype, sum(case), to_np=cp.asnumpy, put=cp.asarray)
+    cases.check_layer_kernels(be, case, dtype, sum(case), to_np=cp.asnumpy, put=cp.asarray)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", cases.DTYPES)
 def test_gpu_paper_layer_equals_reference(cp, be, poisoned, dtype):
     """100 filters 15x15 stride 3 on 224 px, N = 2: 72x72 maps, 21 blocks per map."""
-    check_layer_kernels(be, PAPER_CASE, dtype, 3, to_np=cp.asnumpy, put=cp.asarray)
+    cases.check_layer_kernels(be, cases.PAPER_CASE, dtype, 3, to_np=cp.asnumpy, put=cp.asarray)
 
 
 def test_gpu_paper_layer_with_tf32_within_1e_2(cp, be):
     with be.tf32():
-        check_layer_kernels(
-            be, PAPER_CASE, np.float32, 3, to_np=cp.asnumpy, put=cp.asarray, tol=TF32_TOL
+        cases.check_layer_kernels(
+            be,
+            cases.PAPER_CASE,
+            np.float32,
+            3,
+            to_np=cp.asnumpy,
+            put=cp.asarray,
+            tol=cases.TF32_TOL,
         )
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", cases.DTYPES)
 def test_gpu_gate_and_langevin_equal_reference(cp, be, poisoned, dtype):
     rng = np.random.default_rng(5)
     I, B, Z = (rng.normal(size=(3, 2, 17, 19)).astype(dtype) for _ in range(3))
     delta = rng.random(size=I.shape) < 0.5
     G = be.gate(cp.asarray(B), cp.asarray(delta))
     assert G.dtype == dtype
-    assert rel_err(cp.asnumpy(G), reference.gate(B.astype(np.float64), delta)) <= TOL[dtype]
+    assert rel_err(cp.asnumpy(G), reference.gate(B.astype(np.float64), delta)) <= cases.TOL[dtype]
     top = np.broadcast_to(B[:1], B.shape)  # the linear top gates a broadcast view
     G = be.gate(cp.broadcast_to(cp.asarray(B[:1]), B.shape), cp.asarray(delta))
-    assert rel_err(cp.asnumpy(G), reference.gate(top.astype(np.float64), delta)) <= TOL[dtype]
+    assert rel_err(cp.asnumpy(G), reference.gate(top.astype(np.float64), delta)) <= cases.TOL[dtype]
     for eps, sigma in ((0.3, 1.0), (0.05, 2.5)):
         got = be.langevin_step(*(cp.asarray(a) for a in (I, B, Z)), eps, sigma)
         want = reference.langevin_step(*(a.astype(np.float64) for a in (I, B, Z)), eps, sigma)
-        assert got.dtype == dtype and rel_err(cp.asnumpy(got), want) <= TOL[dtype]
+        assert got.dtype == dtype and rel_err(cp.asnumpy(got), want) <= cases.TOL[dtype]
 
 
 def test_gpu_asarray_and_to_numpy(cp, be):
@@ -138,16 +128,16 @@ def test_gpu_asarray_and_to_numpy(cp, be):
 # -------------------------------------------------------------------------- noise
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", cases.DTYPES)
 def test_gpu_noise_equals_the_numpy_formula(cp, be, poisoned, dtype):
     for shape in [(1,), (7,), (2 * cupy_gpu.BLOCK + 3,), (3, 5, 33, 17), (4, 3, 96, 96)]:
         for seed in (0, 2**32 + 5, 2**64 - 1):
             z = be.normal_from_seed(seed, shape, dtype)
             assert isinstance(z, cp.ndarray) and z.dtype == dtype and z.shape == shape
-            assert_noise_matches(cp.asnumpy(z), seed)
+            cases.assert_noise_matches(cp.asnumpy(z), seed)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", cases.DTYPES)
 def test_gpu_standard_normal_is_a_function_of_the_rng_state(cp, be, dtype):
     rng = np.random.default_rng(7)
     state = rng.bit_generator.state
@@ -199,13 +189,13 @@ def test_gpu_tf32_products_round_their_factors(cp, be):
 def test_gpu_float64_nets_equal_reference(cp, seed, top):
     net, I = random_net(seed, top, backend="cupy")
     assert all(isinstance(W, cp.ndarray) for W, _ in net.params)
-    check_nets_agree(net, reference_copy(net), I, TOL[np.float64])
+    cases.check_nets_agree(net, cases.reference_copy(net), I, cases.TOL[np.float64])
 
 
 @pytest.mark.parametrize("top", ("sum", "linear"))
 @pytest.mark.parametrize("seed", range(8))
 def test_gpu_float32_nets_equal_reference(cp, seed, top):
-    check_float32_net(*random_net(seed, top, backend="cupy", dtype=np.float32))
+    cases.check_float32_net(*random_net(seed, top, backend="cupy", dtype=np.float32))
 
 
 @pytest.mark.parametrize("top", ("sum", "linear"))
@@ -213,19 +203,19 @@ def test_gpu_float32_nets_equal_reference(cp, seed, top):
 def test_gpu_tf32_nets_within_1e_2(cp, be, seed, top):
     net, I = random_net(seed, top, backend="cupy", dtype=np.float32)
     with be.tf32():  # TF32 rounds to 10-bit mantissas: more units within rounding of zero
-        check_float32_net(net, I, tol=TF32_TOL, max_flips=1e-2)
+        cases.check_float32_net(net, I, tol=cases.TF32_TOL, max_flips=1e-2)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", cases.DTYPES)
 @pytest.mark.parametrize("top", ("sum", "linear"))
 @pytest.mark.parametrize("boundary", ("circular", "reflect"))
 def test_gpu_boundary_nets_equal_reference(cp, boundary, top, dtype):
     """Padding and folding above the kernels (cupy.pad, in-place adds on device views)."""
-    net, I = boundary_net(boundary, top, backend="cupy", dtype=dtype)
+    net, I = cases.boundary_net(boundary, top, backend="cupy", dtype=dtype)
     if dtype == np.float32:
-        check_float32_net(net, I)
+        cases.check_float32_net(net, I)
     else:
-        check_nets_agree(net, reference_copy(net), I, TOL[np.float64])
+        cases.check_nets_agree(net, cases.reference_copy(net), I, cases.TOL[np.float64])
 
 
 def test_gpu_column_reuse_gives_the_same_gradient(cp, be):
@@ -248,7 +238,7 @@ extern "C" __global__ void spin(long long cycles) {
 
 
 @pytest.mark.parametrize("top", ("sum", "linear"))
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", cases.DTYPES)
 def test_gpu_learning_iteration_never_waits_for_the_device(cp, dtype, top):
     """Langevin steps and the gradients, as the learner runs them, with no host round trip.
 
@@ -299,9 +289,9 @@ def test_gpu_learner_step_equals_the_numpy_backend_given_the_same_noise(cp, monk
         return cp.asarray(reference.standard_normal(rng, shape, dtype))
 
     monkeypatch.setattr(cupy_gpu, "standard_normal", numpy_noise)
-    config = learner_config()
-    gpu = Learner(config, learner_images())
-    cpu = Learner(dataclasses.replace(config, backend="numpy"), learner_images())
+    config = cases.learner_config()
+    gpu = Learner(config, cases.learner_images())
+    cpu = Learner(dataclasses.replace(config, backend="numpy"), cases.learner_images())
     for _ in range(4):
         got, want = gpu.step(), cpu.step()
         assert isinstance(gpu.chains, cp.ndarray)
@@ -318,25 +308,13 @@ def test_gpu_learner_step_equals_the_numpy_backend_given_the_same_noise(cp, monk
 
 @pytest.mark.parametrize("dtype", ("float32", "float64"))
 def test_gpu_learner_resume_equals_an_uninterrupted_run(cp, dtype):
-    """Checkpointed after 2 of 4 iterations and resumed in a new learner, the run ends bit
-    for bit where the uninterrupted one does: no noise state lives on the device."""
-    config, images = learner_config(dtype=dtype), learner_images()
-    whole = Learner(config, images)
-    for _ in range(4):
-        whole.step()
-    first = Learner(config, images)
-    for _ in range(2):
-        first.step()
-    state = {k: np.array(v) for k, v in first.state_dict().items()}
-    second = Learner(config, images)
-    second.load_state_dict(state)
-    for _ in range(2):
-        second.step()
-    assert_states_equal(second.state_dict(), whole.state_dict())
+    cases.check_resume_equals_uninterrupted(
+        cases.learner_config(dtype=dtype), cases.learner_images()
+    )
 
 
 def test_gpu_learner_rollback_draws_new_noise_reproducibly(cp, monkeypatch):
-    check_rollback_draws_new_noise(monkeypatch, cp.asnumpy)
+    cases.check_rollback_draws_new_noise(monkeypatch, cp.asnumpy)
 
 
 # ------------------------------------------------------------------ the sanitizer
@@ -348,16 +326,16 @@ def test_gpu_small_case_for_the_sanitizer(cp, be):
     access past any array's end. ``gpu_check.sh`` runs this test alone under it."""
     case = (2, 3, 4, 19, 17, 5, 2, 2)  # 9x9 outputs: one partial block per map
     with cp.cuda.using_allocator(None):
-        for dtype in DTYPES:
-            check_layer_kernels(be, case, dtype, 1, to_np=cp.asnumpy, put=cp.asarray)
+        for dtype in cases.DTYPES:
+            cases.check_layer_kernels(be, case, dtype, 1, to_np=cp.asnumpy, put=cp.asarray)
             z = be.normal_from_seed(3, (3, 3, 19, 17), dtype)  # odd size: a lone last element
-            assert_noise_matches(cp.asnumpy(z), 3)
+            cases.assert_noise_matches(cp.asnumpy(z), 3)
             I, B = (cp.asarray(a, dtype=dtype) for a in np.ones((2, 2, 3, 5, 7)))
             delta = cp.asarray(np.arange(I.size).reshape(I.shape) % 3 == 0)
             assert cp.asnumpy(be.gate(B, delta)).sum() == np.count_nonzero(cp.asnumpy(delta))
             be.langevin_step(I, B, z[:2, :, :5, :7].copy(), 0.3, 1.0)
         with be.tf32():
-            check_layer_kernels(
-                be, case, np.float32, 1, to_np=cp.asnumpy, put=cp.asarray, tol=TF32_TOL
+            cases.check_layer_kernels(
+                be, case, np.float32, 1, to_np=cp.asnumpy, put=cp.asarray, tol=cases.TF32_TOL
             )
     cp.cuda.Device().synchronize()

@@ -67,6 +67,14 @@ def test_adam_moves_along_the_gradient_sign():
     assert np.allclose(new[0][0], [0.01, -0.01, 0.0], atol=1e-6)
 
 
+def _plain_config(**changes):
+    """A tiny configuration whose update is the bare ``w + lr g``: no clipping, no decay,
+    one learning rate, weights large enough to give every layer a gradient."""
+    return tiny_config(
+        clip=1e9, weight_decay=0.0, bias_lr_mult=1.0, lr=0.01, init_std=0.2, **changes
+    )
+
+
 def _one_update(config, images):
     """The weights before and after one iteration of ``config``, and the learner."""
     learner = Learner(config, images)
@@ -82,16 +90,7 @@ def test_one_iteration_is_algorithm1_normalised_per_layer_map(top):
     filter. The layers' maps differ in size here (no padding), and with the sum top the
     chains' canvas is larger than the observed image."""
     layers = [dataclasses.asdict(l) for l in (Layer(8, 5, stride=2), Layer(8, 3))]
-    config = tiny_config(
-        layers=layers,
-        top=top,
-        synth_size=24 if top == "sum" else None,
-        clip=1e9,
-        weight_decay=0.0,
-        bias_lr_mult=1.0,
-        lr=0.01,
-        init_std=0.2,
-    )
+    config = _plain_config(layers=layers, top=top, synth_size=24 if top == "sum" else None)
     learner, before, after = _one_update(config, texture())
     chains = learner.net.to_numpy(learner.chains)
     sizes = {
@@ -116,16 +115,7 @@ def test_one_iteration_is_algorithm1_normalised_per_layer_map(top):
 def test_clean_observed_positions_leave_the_padding_out_of_H_obs():
     """With observed_positions="clean", H_obs sums only the top positions whose receptive
     field lies inside the image; the chains keep every position of their torus."""
-    config = tiny_config(
-        boundary="circular",
-        observed_positions="clean",
-        synth_size=24,
-        clip=1e9,
-        weight_decay=0.0,
-        bias_lr_mult=1.0,
-        lr=0.01,
-        init_std=0.2,
-    )
+    config = _plain_config(boundary="circular", observed_positions="clean", synth_size=24)
     learner, before, after = _one_update(config, texture())
     net = learner.net
     chains = net.to_numpy(learner.chains)

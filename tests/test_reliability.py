@@ -47,6 +47,7 @@ def wait_for(predicate, proc, seconds=300):
 @pytest.mark.parametrize(
     "backend, sig, status",
     [
+        ("numpy", signal.SIGINT, 130),  # Ctrl-C
         ("numpy", signal.SIGTERM, 143),
         ("numpy", signal.SIGHUP, 129),
         ("numba", signal.SIGTERM, 143),

@@ -1,12 +1,10 @@
-"""``python -m gcn_numpy.train`` in a subprocess, at tiny sizes: its outputs, its errors,
-Ctrl-C and resuming."""
+"""``python -m gcn_numpy.train`` in a subprocess, at tiny sizes: its outputs and its errors
+(signals and resuming: tests/test_reliability.py)."""
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -136,45 +134,6 @@ def test_object_without_scikit_image_asks_for_the_data_extra(tmp_path):
         pass
     r = run_cli(*TINY, "--preset", "object", "--iterations", "1", cwd=tmp_path)
     assert r.returncode == 2 and "gcn_numpy[data]" in r.stderr
-
-
-def test_ctrl_c_saves_and_resume_equals_an_uninterrupted_run(tmp_path):
-    args = [*TINY, "--iterations", "12", "--checkpoint-every", "1000"]
-    full = tmp_path / "full"
-    assert run_cli(*args, "--out", str(full), cwd=tmp_path).returncode == 0
-    total = int(npz_arrays(full / "checkpoint.npz")["iteration"])
-
-    part = tmp_path / "part"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gcn_numpy.train", *args, "--out", str(part)],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    metrics_csv = part / "metrics.csv"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if metrics_csv.exists() and len(read_csv(metrics_csv)) >= 3:
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
-    assert "resume with" in err and "Traceback" not in err
-    stopped = int(npz_arrays(part / "checkpoint.npz")["iteration"])
-    assert 3 <= stopped < total
-
-    r = run_cli("--resume", str(part / "checkpoint.npz"), "--quiet", cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
-    a, b = npz_arrays(full / "checkpoint.npz"), npz_arrays(part / "checkpoint.npz")
-    assert int(a["iteration"]) == int(b["iteration"]) == total
-    for key in a:
-        if key != "metrics":
-            assert np.array_equal(a[key], b[key]), key
-    ma, mb = a["metrics"], b["metrics"]
-    assert np.array_equal(ma[:, :-1], mb[:, :-1])  # all but the wall-clock seconds
-    assert len(read_csv(part / "metrics.csv")) == total
 
 
 def test_non_finite_values_stop_with_a_message_and_keep_the_last_good_state(tmp_path):
