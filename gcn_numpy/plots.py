@@ -170,7 +170,7 @@ def save_grid(path, training, samples, max_training=4, max_samples=8, columns=4)
     for i in range(0, len(samples), columns):
         label = f"synthesized ({samples.shape[2]}x{samples.shape[1]} px)" if i == 0 else ""
         rows.append((label, list(samples[i : i + columns])))
-    save_rows(path, rows)
+    save_rows(path, rows, max_width=840)
 
 
 def save_curves(path, metrics, stage_starts=(), rollbacks=()):
