@@ -237,6 +237,7 @@ def table(results, backend):
 def main(argv=None):
     args = parse_args(argv)
     os.makedirs(args.runs, exist_ok=True)
+    os.makedirs(args.out, exist_ok=True)
     runs = runs_of(args)
     if not args.figures_only:
         for _, name, options in runs:
