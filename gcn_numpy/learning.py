@@ -238,6 +238,7 @@ class Learner:
         self.lr = config.lr
         self.rollbacks, self.rollbacks_in_a_row = 0, 0
         self.grad_history = collections.deque(maxlen=self.HISTORY)
+        self._masks = {}  # (net, canvas) -> the clean top positions, see _mask
         self.net = self._build_net(1 if config.grow else self.n_layers_total, images)
         self.obs = self.net.check_images(images)
         self.opt_state = self.rule.init_state(self.net.params, self.net.xp)
@@ -318,7 +319,7 @@ class Learner:
         if positions != "clean":
             return None, None
         key = (self.net, images.shape[2:])
-        cache = self.__dict__.setdefault("_masks", {})
+        cache = self._masks
         if key not in cache:
             mask = self.net.clean_positions(*images.shape[2:])[-1]
             if not mask.any():
@@ -326,7 +327,8 @@ class Learner:
                     f"no top-map position of a {images.shape[2]}x{images.shape[3]} image is "
                     "free of the boundary: the receptive field is larger than the image"
                 )
-            cache.clear()  # one net at a time
+            for old in [k for k in cache if k[0] is not self.net]:  # a grown net's are stale
+                del cache[old]
             cache[key] = (self.net.asarray(mask[None, None]), int(mask.sum()))
         return cache[key]
 
