@@ -1,21 +1,22 @@
 """The Numba backend against the float64 reference: every seam kernel on random layers
-(kernels 1-7 and 15, strides 1-3, paddings 0-2) and the texture net's first layer, then
-whole nets on both tops; float64 to 1e-10 and float32 to 1e-5, relative to the largest
-entry of the reference. float32 results are compared with the reference run in float64
-on the same float32-representable inputs and weights."""
+(kernels 1-7 and 15, strides 1-3, paddings 0-2), the texture net's layers and layers that
+exercise the Winograd tiles' edges, each stride-1 layer through both algorithms (Winograd
+and im2col), then whole nets on both tops; float64 to 1e-10 and float32 to 1e-5, relative
+to the largest entry of the reference. float32 results are compared with the reference
+run in float64 on the same float32-representable inputs and weights."""
 
 import os
 import subprocess
 import sys
 import textwrap
+import threading
 
-import numba
 import numpy as np
 import pytest
 from conftest import random_architecture, random_net, rel_err
 
 from gcn_numpy import GenerativeConvNet, Layer
-from gcn_numpy.backends import get_backend, numba_blas, numba_cpu, reference
+from gcn_numpy.backends import get_backend, numba_blas, numba_cpu, numba_winograd, reference
 
 TOL = {np.float64: 1e-10, np.float32: 1e-5}
 DTYPES = (np.float64, np.float32)
@@ -27,6 +28,17 @@ FIXED_CASES = [  # (N, C, K, H, W, kernel, stride, padding)
     (1, 1, 1, 1, 1, 1, 1, 0),
     (3, 2, 5, 6, 5, 1, 1, 0),
     (2, 2, 3, 4, 9, 1, 3, 2),
+]
+
+WINOGRAD_CASES = [
+    (2, 100, 64, 18, 18, 5, 1, 2),  # the texture net's second layer at 64 px
+    (2, 64, 30, 18, 18, 3, 1, 2),  # its third layer (30 filters, padded to 32 in the products)
+    (3, 5, 7, 11, 8, 5, 1, 0),  # odd and even map sizes: a last tile half outside the map
+    (2, 3, 4, 9, 10, 4, 1, 3),  # even filters; top-down without padding of G (r - 1 - p = 0)
+    (2, 4, 3, 7, 6, 2, 1, 2),  # padding beyond r - 1: the top-down cuts G's border off
+    (1, 2, 3, 3, 4, 3, 1, 0),  # a 1 x 2 output map
+    (2, 6, 17, 13, 13, 3, 1, 1),
+    (1, 3, 62, 6, 7, 3, 1, 1),  # 62 filters padded to 64
 ]
 
 
@@ -44,7 +56,27 @@ def _random_cases(seed):
     return cases
 
 
-CASES = FIXED_CASES + [case for seed in range(4) for case in _random_cases(seed)]
+CASES = FIXED_CASES + WINOGRAD_CASES + [case for seed in range(4) for case in _random_cases(seed)]
+
+
+def _winograd_applies(case):
+    *_, k, s, _ = case
+    return numba_cpu._algorithm(1, 1, k, k, s) == "winograd"
+
+
+# each case the default way (Winograd where it applies), and the stride-1 cases with Winograd
+# also through im2col
+ALGORITHM_CASES = [(case, "default") for case in CASES] + [
+    (case, "im2col") for case in CASES if _winograd_applies(case)
+]
+
+
+@pytest.fixture
+def algorithm(request, monkeypatch):
+    """``"default"``, or ``"im2col"`` forced on every layer."""
+    if request.param == "im2col":
+        monkeypatch.setattr(numba_cpu, "_algorithm", lambda *_: "im2col")
+    return request.param
 
 
 def _layer_arrays(case, dtype):
@@ -52,11 +84,11 @@ def _layer_arrays(case, dtype):
     N, C, K, H, W, k, s, p = case
     rng = np.random.default_rng(sum(case))
     x = rng.normal(size=(N, C, H, W)).astype(dtype)
-    Wt = (rng.normal(size=(K, C, k, k)) / np.sqrt(C * k * k)).astype(dtype)
+    W = (rng.normal(size=(K, C, k, k)) / np.sqrt(C * k * k)).astype(dtype)
     b = rng.uniform(-0.3, 0.3, size=K).astype(dtype)
-    Ho, Wo = reference.output_size(H, k, s, p), reference.output_size(W, k, s, p)
+    Ho, Wo = reference.output_size(H, k, s, p), reference.output_size(x.shape[3], k, s, p)
     G = (rng.normal(size=(N, K, Ho, Wo)) * (rng.random((N, K, Ho, Wo)) < 0.5)).astype(dtype)
-    return x, Wt, b, G
+    return x, W, b, G
 
 
 def _f64(*arrays):
@@ -64,31 +96,31 @@ def _f64(*arrays):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", CASES)
-def test_conv_kernels_equal_reference(case, dtype):
+@pytest.mark.parametrize(("case", "algorithm"), ALGORITHM_CASES, indirect=["algorithm"])
+def test_conv_kernels_equal_reference(case, dtype, algorithm):
     *_, k, s, p = case
-    x, Wt, b, G = _layer_arrays(case, dtype)
-    x64, W64, b64, G64 = _f64(x, Wt, b, G)
+    x, W, b, G = _layer_arrays(case, dtype)
+    x64, W64, b64, G64 = _f64(x, W, b, G)
     tol = TOL[dtype]
 
-    r = numba_cpu.conv2d(x, Wt, s, p)
+    r = numba_cpu.conv2d(x, W, s, p)
     r_ref = reference.conv2d(x64, W64, s, p)
     assert r.dtype == dtype and rel_err(r, r_ref) <= tol
 
-    F, delta = numba_cpu.conv_relu(x, Wt, b, s, p)
+    F, delta = numba_cpu.conv_relu(x, W, b, s, p)
     pre = r_ref + b64[:, None, None]
     assert F.dtype == dtype and delta.dtype == bool
     assert rel_err(F, np.maximum(pre, 0)) <= tol
     clear = np.abs(pre) > tol * np.abs(pre).max()  # float32 may flip units within rounding of 0
     assert np.array_equal(delta[clear], pre[clear] > 0)
 
-    B = numba_cpu.conv_transpose(G, Wt, s, p, x.shape[2:])
+    B = numba_cpu.conv_transpose(G, W, s, p, x.shape[2:])
     assert B.dtype == dtype and B.shape == x.shape
     assert rel_err(B, reference.conv_transpose(G64, W64, s, p, x.shape[2:])) <= tol
 
     dW, db = numba_cpu.conv_weight_grad(x, G, (k, k), s, p)
     dW_ref, db_ref = reference.conv_weight_grad(x64, G64, (k, k), s, p)
-    assert dW.dtype == dtype and dW.shape == Wt.shape
+    assert dW.dtype == dtype and dW.shape == W.shape
     assert rel_err(dW, dW_ref) <= tol and rel_err(db, db_ref) <= tol
 
 
@@ -97,11 +129,11 @@ def test_conv_kernels_equal_reference(case, dtype):
 def test_silent_filters_are_skipped_exactly(case, dtype):
     """Filters with no active unit in an image add nothing and get no gradient from it."""
     *_, k, s, p = case
-    x, Wt, _, G = _layer_arrays(case, dtype)
+    x, W, _, G = _layer_arrays(case, dtype)
     G[0, ::2] = 0  # every other filter silent in the first image
     G[-1] = 0  # a whole image without an active unit
-    x64, W64, G64 = _f64(x, Wt, G)
-    B = numba_cpu.conv_transpose(G, Wt, s, p, x.shape[2:])
+    x64, W64, G64 = _f64(x, W, G)
+    B = numba_cpu.conv_transpose(G, W, s, p, x.shape[2:])
     assert not B[-1].any()
     assert rel_err(B, reference.conv_transpose(G64, W64, s, p, x.shape[2:])) <= TOL[dtype]
     dW, db = numba_cpu.conv_weight_grad(x, G, (k, k), s, p)
@@ -126,35 +158,76 @@ def test_pointwise_kernels_equal_reference(dtype):
 @pytest.mark.parametrize("case", CASES[:8])
 def test_adjoint_identities(case):
     """``conv_transpose`` and ``conv_weight_grad`` are the transposes of ``conv2d``."""
-    x, Wt, _, G = _layer_arrays(case, np.float64)
+    x, W, _, G = _layer_arrays(case, np.float64)
     *_, k, s, p = case
-    r = numba_cpu.conv2d(x, Wt, s, p)
+    r = numba_cpu.conv2d(x, W, s, p)
     scale = np.sum(np.abs(r * G))
-    B = numba_cpu.conv_transpose(G, Wt, s, p, x.shape[2:])
+    B = numba_cpu.conv_transpose(G, W, s, p, x.shape[2:])
     assert abs(np.sum(r * G) - np.sum(x * B)) <= 1e-12 * scale
     dW, db = numba_cpu.conv_weight_grad(x, G, (k, k), s, p)
-    assert abs(np.sum(r * G) - np.sum(Wt * dW)) <= 1e-12 * scale
+    assert abs(np.sum(r * G) - np.sum(W * dW)) <= 1e-12 * scale
     assert rel_err(db, G.sum(axis=(0, 2, 3))) <= 1e-14
 
 
-def test_results_do_not_depend_on_the_thread_count():
-    x, Wt, b, G = _layer_arrays((5, 3, 4, 13, 11, 5, 2, 1), np.float64)
-    before = numba.get_num_threads()
+@pytest.mark.parametrize("algorithm", ["default", "im2col"], indirect=True)
+@pytest.mark.parametrize("N", [9, 17])
+def test_results_do_not_depend_on_the_threads(monkeypatch, algorithm, N):
+    """Bit for bit the same results on 1 to 4 threads, whatever the machine's cores (the
+    pool's size is forced): each output is computed by one thread, and the weight gradient
+    is summed in an order that does not depend on which thread took which image."""
+    x, W, b, G = _layer_arrays((N, 3, 4, 13, 11, 5, 1, 2), np.float64)
     outputs = []
-    for n_threads in sorted({1, before}):
-        numba.set_num_threads(n_threads)
-        try:
+    for n_threads in (1, 2, 3, 4):
+        monkeypatch.setattr(numba_cpu, "_thread_count", lambda n=n_threads: n)
+        for _ in range(2):  # and run to run on the same threads
             outputs.append(
                 [
-                    numba_cpu.conv_relu(x, Wt, b, 2, 1)[0],
-                    numba_cpu.conv_transpose(G, Wt, 2, 1, x.shape[2:]),
-                    *numba_cpu.conv_weight_grad(x, G, (5, 5), 2, 1),
+                    *numba_cpu.conv_relu(x, W, b, 1, 2),
+                    numba_cpu.conv_transpose(G, W, 1, 2, x.shape[2:]),
+                    *numba_cpu.conv_weight_grad(x, G, (5, 5), 1, 2),
                 ]
             )
-        finally:
-            numba.set_num_threads(before)
-    for a, b_ in zip(outputs[0], outputs[-1], strict=True):
-        assert rel_err(a, b_) <= 1e-14
+    for other in outputs[1:]:
+        for a, b_ in zip(outputs[0], other, strict=True):
+            assert np.array_equal(a, b_)
+
+
+def test_single_threaded_holds_one_thread_until_the_last_block_ends():
+    """Two threads in :func:`single_threaded` at once, the first one leaving first: the
+    count stays 1 until the second one leaves, and then it is the count from before both."""
+    functions = numba_blas._thread_functions()
+    if functions is None:
+        pytest.skip("SciPy's BLAS exports no OpenBLAS thread setter here")
+    get, set_ = functions
+    before = get()
+    outer = max(2, before)
+    set_(outer)
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+
+    def first():
+        with numba_blas.single_threaded():
+            first_in.set()
+            second_in.wait(10)
+        first_out.set()
+
+    def second():
+        first_in.wait(10)
+        with numba_blas.single_threaded():
+            second_in.set()
+            first_out.wait(10)
+            seen["inside"] = get()
+
+    try:
+        threads = [threading.Thread(target=f) for f in (first, second)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(20)
+        assert seen["inside"] == 1
+        assert get() == outer
+    finally:
+        set_(before)
 
 
 def test_blas_thread_count_is_restored():
@@ -163,9 +236,52 @@ def test_blas_thread_count_is_restored():
         pytest.skip("SciPy's BLAS exports no OpenBLAS thread setter here")
     get, _ = functions
     before = get()
-    x, Wt, _, _ = _layer_arrays(FIXED_CASES[1], np.float32)
-    numba_cpu.conv2d(x, Wt, 1, 2)
+    x, W, _, _ = _layer_arrays(FIXED_CASES[1], np.float32)
+    numba_cpu.conv2d(x, W, 1, 2)
     assert get() == before
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+@pytest.mark.parametrize("beta", [0.0, 0.5])
+def test_gemm_equals_numpy(dtype, trans_a, trans_b, beta):
+    """Sub-matrices with leading dimensions past their columns, both orientations, and
+    ``beta``: 0 must not read ``C`` (NaN there stays out of the result)."""
+    rng = np.random.default_rng(7)
+    m, n, k, pad = 5, 4, 3, 2
+    a_shape = (k, m) if trans_a else (m, k)
+    b_shape = (n, k) if trans_b else (k, n)
+    A = rng.normal(size=(a_shape[0], a_shape[1] + pad)).astype(dtype)
+    B = rng.normal(size=(b_shape[0], b_shape[1] + pad)).astype(dtype)
+    C = rng.normal(size=(m, n + pad)).astype(dtype)
+    if beta == 0:
+        C[:, :n] = np.nan
+    op_a = A[:, : a_shape[1]].T if trans_a else A[:, : a_shape[1]]
+    op_b = B[:, : b_shape[1]].T if trans_b else B[:, : b_shape[1]]
+    expected = C.copy()
+    expected[:, :n] = 1.5 * (op_a.astype(np.float64) @ op_b) + (0 if beta == 0 else beta * C[:, :n])
+    ld_a, ld_b, ld_c = A.shape[1], B.shape[1], C.shape[1]
+    numba_blas.gemm(
+        trans_a, trans_b, m, n, k, 1.5, A.ravel(), ld_a, B.ravel(), ld_b, beta, C.ravel(), ld_c
+    )
+    assert rel_err(C, expected) <= TOL[dtype]
+    with pytest.raises(ValueError, match="reaches past"):
+        short = A.ravel()[: -pad - 1]  # the last row of A one number short
+        numba_blas.gemm(
+            trans_a, trans_b, m, n, k, 1.0, short, ld_a, B.ravel(), ld_b, 0.0, C.ravel(), ld_c
+        )
+
+
+@pytest.mark.parametrize("r", numba_winograd.KERNELS)
+def test_winograd_matrices_compute_the_correlation(r):
+    """``V_2^T [(V_r g) * (V_n^{-T} d)]`` is the correlation of ``d`` with ``g``, and
+    ``V_r^T [(V_2 g) * (V_n^{-T} d)]`` that with a 2-tap ``g`` (the weight gradient)."""
+    BT, AT, GW, GG, AW = numba_winograd.matrices(r, np.float64)
+    rng = np.random.default_rng(r)
+    d, g, g2 = rng.normal(size=r + 1), rng.normal(size=r), rng.normal(size=2)
+    assert np.allclose(AT @ ((GW @ g) * (BT @ d)), [d[i : i + r] @ g for i in range(2)])
+    assert np.allclose(AW @ ((GG @ g2) * (BT @ d)), [d[u : u + 2] @ g2 for u in range(r)])
 
 
 def test_numba_is_the_default_backend():

@@ -1,35 +1,50 @@
 """The Numba backend: hand-written CPU kernels around BLAS matrix products, float32 and float64.
 
 The default backend. The functions and their conventions are those of
-:mod:`gcn_numpy.backends.reference`, on NumPy arrays. Every kernel is compiled once per
-dtype, and ``cache=True`` keeps the machine code on disk for the next process.
+:mod:`gcn_numpy.backends.reference`, on NumPy arrays; each seam function names the
+reference function it implements. Every kernel is compiled once per dtype, and
+``cache=True`` keeps the machine code on disk for the next process.
 
-Design. A layer is an explicit im2col followed by a matrix product (BLAS, through Numba's
-``np.dot``), one block of output rows of one image at a time. The image is copied channels
-last, so that the window under output position ``x`` (what the filters ``w_{k,x}`` of eq.
-11 meet there) is ``kh`` contiguous runs; ``P`` holds one window per row:
+Two ways of computing a layer, chosen per layer by :func:`_algorithm`:
 
-- bottom-up, eqs. (12)-(14): responses ``P @ Wt``, one row per position; bias, ReLU and
-  ``delta`` in the loop that stores them;
-- top-down, eq. (16): ``P = G.T @ Wk``, row ``x`` being the sum of the filters weighted
-  by the coefficients ``G_k(x)``; :func:`_add_patches` adds the overlapping windows up;
-- weight gradient: ``dWt += P.T @ G.T``, the correlation of ``G`` with the layer's input.
+- **Winograd** (:mod:`.numba_winograd`), for stride 1 and square filters of size 2 to 5
+  (the texture net's 5x5 and 3x3 layers): ``2 x 2`` output tiles from ``(r+1) x (r+1)``
+  input tiles, 2.8 times fewer multiply-adds than the direct sum for 5x5 filters, 2.25 for
+  3x3. The bottom-up pass, the top-down pass (as a correlation of ``G`` with the flipped
+  filters) and the weight gradient all run this way.
+- **im2col**, for every other layer (the texture net's first layer: 15x15, stride 3): an
+  explicit patch matrix ``P`` followed by one BLAS product per block of output rows:
+
+  - bottom-up, eqs. (12)-(14): responses ``P @ W_win``, one row per position; bias, ReLU
+    and ``delta`` in the loop that stores them;
+  - top-down, eq. (16): ``P = G.T @ W_rows``, row ``x`` being the sum of the filters
+    weighted by the coefficients ``G_k(x)``; :func:`_add_patches` adds the overlapping
+    windows up;
+  - weight gradient: ``dW_win += P.T @ G.T``, the correlation of ``G`` with the input.
+
+  ``W_win`` is the filters as a ``(kh*kw*C, K)`` matrix, one column per filter, its rows
+  in the order of :func:`_patches`; ``W_rows`` is its transpose, one row per filter.
+
+Column order of the patches: a window is copied row ``u`` by row ``u``, each row as ``kw``
+positions ``v`` of ``C`` channels, so column ``(u*kw + v)*C + c`` of ``P`` holds the input
+under tap ``(u, v)`` of channel ``c``. The reference sums over the same taps in its loops
+``for u, for v`` with the channels contracted inside (``einsum("kc,...")``): ``W_win``'s row
+``(u*kw + v)*C + c`` is ``W[:, c, u, v]``, and the product visits the terms in that order.
 
 Filters with no active unit in an image (``G_k = 0`` everywhere) are left out of that
-image's top-down product and gradient (:func:`_active_channels`). Single units are not:
-with about half the units active, a kernel that skipped them ran slower than BLAS on the
-dense product (measured in ``benchmarks/results_cpu.md``, as the other choices here). A
-direct loop nest ran at 3-17 GFLOP/s per core against 28-72 for im2col and BLAS, and a
-hand-written register-blocked product reached 55-65% of BLAS.
+image's im2col top-down product and gradient (:func:`_active_channels`): in a trained net
+whole filters fall silent. Single units are not: with about half the units active, a
+kernel that skipped them ran slower than BLAS on the dense product
+(``benchmarks/results_cpu.md``).
 
-Threads: :func:`numba.get_num_threads` threads take the batch's images one at a time, each
-image with its own buffers; BLAS runs one thread per call (:mod:`.numba_blas`). The
-per-image kernels are plain ``nogil`` functions called from a thread pool: the same work
-inside a ``prange`` loop took four times longer to compile, and a static split of the batch
-lost a whole core's share whenever another process shared a core. The pointwise kernels
-are single loops: memory-bound, they cost about 1% of a Langevin step, and a ``prange``
-version was slower whenever another process used a core (measured 8 ms a call instead of
-0.4 on the texture net's first layer).
+Threads: :func:`numba.get_num_threads` threads take the batch's images one at a time (a
+core shared with another process then simply does fewer), each with its own scratch
+arrays; BLAS runs one thread per call (:mod:`.numba_blas`). The weight gradient is summed
+in a fixed order (per chunk of images, chunks in order; :func:`_chunks`), so that results
+do not depend on which thread took which image, nor on the thread count. The per-image
+kernels are plain ``nogil`` functions called from a thread pool: the same work inside a
+``prange`` loop took four times longer to compile. The pointwise kernels are single loops:
+memory-bound, they cost about 1% of a Langevin step.
 """
 
 import concurrent.futures
@@ -40,23 +55,38 @@ import numba
 import numpy as np
 from numba import njit
 
+from . import numba_winograd as wino
 from .numba_blas import single_threaded
 from .reference import output_size
 
 name = "numba"
 xp = np
 
-BLOCK_BYTES = 2**22  # target size of ``P``: it stays in cache between its copy and product
+BLOCK_BYTES = 2**22  # target size of the im2col ``P``: it stays in cache between copy and product
 
 
 def asarray(a, dtype):
-    """Return ``a`` as a C-contiguous array of ``dtype`` (a copy only where needed)."""
+    """Return ``a`` as a C-contiguous array of ``dtype`` (a copy only where needed).
+
+    See :func:`gcn_numpy.backends.reference.asarray`.
+    """
     return np.ascontiguousarray(np.asarray(a), dtype=dtype)
 
 
 def to_numpy(a):
-    """Host NumPy view of a backend array (the identity here)."""
+    """Host NumPy view of a backend array (the identity here).
+
+    See :func:`gcn_numpy.backends.reference.to_numpy`.
+    """
     return np.asarray(a)
+
+
+def _algorithm(C, K, kh, kw, stride):
+    """``"winograd"`` or ``"im2col"`` for a layer of ``K`` filters ``kh x kw`` on ``C``
+    channels (the tests set it to each in turn, so that both are checked on every shape)."""
+    if stride == 1 and kh == kw and kh in wino.KERNELS:
+        return "winograd"
+    return "im2col"
 
 
 # ------------------------------------------------------------- copies within one image
@@ -92,7 +122,7 @@ def _patches(xpad, kh, kw, stride, i0, i1, Wo, P):
     """The window under every output position of rows ``i0 <= i < i1``, one per row of ``P``.
 
     Row ``q`` of ``P`` ``((i1 - i0)*Wo, kh*kw*C)`` is what the filters ``w_{k,x}`` meet at
-    ``x = (i, j)``, ordered ``(u, v, c)``::
+    ``x = (i, j)``, ordered ``(u, v, c)`` (see the module's note on the column order)::
 
         for i in i0 .. i1-1, j in 0 .. Wo-1:
             q = (i - i0)*Wo + j
@@ -155,7 +185,7 @@ def _active_channels(G_flat):
 
 
 @njit(cache=True, nogil=True)
-def _transposed_block(G_flat, q0, gT):
+def _positions_by_channel(G_flat, q0, gT):
     """``gT[q, k] = G_flat[k, q0 + q]``: a block of ``m`` positions as an ``(m, K)`` matrix."""
     m, K = gT.shape
     for k in range(K):
@@ -163,27 +193,27 @@ def _transposed_block(G_flat, q0, gT):
             gT[q, k] = G_flat[k, q0 + q]
 
 
-# ------------------------------------------------------------- the layers, one image
+# ------------------------------------------------------- im2col layers, one image each
 #
-# The filters enter as matrices with the window's ``(u, v, c)`` order: ``Wt[(u, v, c), k]
-# = W[k, c, u, v]`` and its transpose ``Wk``. Each product is oriented as measured fastest
-# with OpenBLAS on the texture net's layers (20-40% faster than the transposed ones).
-# Scratch arrays are the calling thread's, reused from image to image: ``xpad`` (zero
-# border), ``P_buf`` (``rows*Wo*kh*kw*C`` numbers) and ``g_buf`` (``rows*Wo*K``).
+# Each product is oriented as measured fastest with OpenBLAS on the texture net's layers
+# (20-40% faster than the transposed ones). Scratch arrays are the calling thread's, reused
+# from image to image: ``xpad`` (zero border), ``P_buf`` (``rows*Wo*kh*kw*C`` numbers) and
+# ``g_buf`` (``rows*Wo*K``).
 
 
 @njit(cache=True, nogil=True)
-def _forward(x, Wt, b, kh, kw, stride, padding, rows, relu, out, delta, xpad, P_buf, g_buf):
+def _forward_image(x, W_win, b, kh, kw, stride, padding, rows, relu, out, delta, xpad, P_buf,
+                   g_buf):  # fmt: skip
     """Responses of eq. (12) of one image ``x`` ``(C, H, W)`` into ``out`` ``(K, Ho, Wo)``;
     with ``relu``, one bottom-up layer of eqs. (13)-(14): ``out = F`` and ``delta``::
 
         xpad = x, channels last, inside a border of p zeros
         for each block i0 .. i1-1 of output rows:
-            r = patches(xpad) @ Wt                       # (positions, K), BLAS
+            r = patches(xpad) @ W_win                    # (positions, K), BLAS
             if relu: delta = r + b > 0, out[:, i0:i1] = delta * (r + b)
             else:    out[:, i0:i1] = r
     """
-    CKK, K = Wt.shape
+    CKK, K = W_win.shape
     Ho, Wo = out.shape[1], out.shape[2]
     _channels_last(x, padding, xpad)
     out_flat = out.reshape((K, Ho * Wo))
@@ -194,7 +224,7 @@ def _forward(x, Wt, b, kh, kw, stride, padding, rows, relu, out, delta, xpad, P_
         P = P_buf[: m * CKK].reshape((m, CKK))
         r = g_buf[: m * K].reshape((m, K))
         _patches(xpad, kh, kw, stride, i0, i1, Wo, P)
-        np.dot(P, Wt, r)
+        np.dot(P, W_win, r)
         for k in range(K):
             for q in range(m):
                 if relu:
@@ -206,50 +236,51 @@ def _forward(x, Wt, b, kh, kw, stride, padding, rows, relu, out, delta, xpad, P_
 
 
 @njit(cache=True, nogil=True)
-def _transpose(G, Wk, kh, kw, stride, padding, rows, out, xpad, P_buf, g_buf):
+def _deconvolve_image(G, W_rows, kh, kw, stride, padding, rows, out, xpad, P_buf, g_buf):
     """Top-down deconvolution, eq. (16), of one image's ``G`` ``(K, Ho, Wo)`` into ``out``
     ``(C, H, W)``::
 
         xpad = zeros (H + 2p, W + 2p, C)
         ks = the active channels
         for each block i0 .. i1-1 of rows of G:
-            P = G[ks, i0:i1].T @ Wk[ks]                  # (positions, kh*kw*C), BLAS
+            P = G[ks, i0:i1].T @ W_rows[ks]              # (positions, kh*kw*C), BLAS
             add_patches(P) into xpad                     # the filter copies add up
         out = xpad without its border, channels first
     """
     K, Ho, Wo = G.shape
-    CKK = Wk.shape[1]
+    CKK = W_rows.shape[1]
     xpad.fill(0)
     G_flat = G.reshape((K, Ho * Wo))
     channels = _active_channels(G_flat)
     n = len(channels)
     if n < K:
-        G_flat, Wk = G_flat[channels], Wk[channels]
+        G_flat, W_rows = G_flat[channels], W_rows[channels]
     for i0 in range(0, Ho if n else 0, rows):
         i1 = min(Ho, i0 + rows)
         m = (i1 - i0) * Wo
         gT = g_buf[: m * n].reshape((m, n))
-        _transposed_block(G_flat, i0 * Wo, gT)
+        _positions_by_channel(G_flat, i0 * Wo, gT)
         P = P_buf[: m * CKK].reshape((m, CKK))
-        np.dot(gT, Wk, P)
+        np.dot(gT, W_rows, P)
         _add_patches(P, kh, kw, stride, i0, i1, Wo, xpad)
     _channels_first(xpad, padding, out)
 
 
 @njit(cache=True, nogil=True)
-def _weight_grad(x, G, kh, kw, stride, padding, rows, xpad, P_buf, g_buf, product, dWt, db):
-    """Add one image's share to ``dWt`` (``dW`` as a ``(kh*kw*C, K)`` matrix like ``Wt``)
-    and to ``db``; ``x`` ``(C, H, W)``, ``G`` ``(K, Ho, Wo)``; ``product`` is scratch of
-    ``dWt``'s size::
+def _weight_grad_image(x, G, kh, kw, stride, padding, rows, xpad, P_buf, g_buf, product,
+                       dW_win, db):  # fmt: skip
+    """Add one image's share to ``dW_win`` (``dW`` as a ``(kh*kw*C, K)`` matrix like
+    ``W_win``) and to ``db``; ``x`` ``(C, H, W)``, ``G`` ``(K, Ho, Wo)``; ``product`` is
+    scratch of ``dW_win``'s size::
 
         xpad = x, channels last, inside a border of p zeros
         ks = the active channels
         for each block i0 .. i1-1 of rows of G:
-            dWt[:, ks] += patches(xpad).T @ G[ks, i0:i1].T     # BLAS
+            dW_win[:, ks] += patches(xpad).T @ G[ks, i0:i1].T     # BLAS
             db[ks] += G[ks, i0:i1] summed over positions
     """
     K, Ho, Wo = G.shape
-    CKK = dWt.shape[0]
+    CKK = dW_win.shape[0]
     G_flat = G.reshape((K, Ho * Wo))
     channels = _active_channels(G_flat)
     n = len(channels)
@@ -257,24 +288,45 @@ def _weight_grad(x, G, kh, kw, stride, padding, rows, xpad, P_buf, g_buf, produc
         G_flat = G_flat[channels]
     _channels_last(x, padding, xpad)
     block = product.ravel()[: CKK * n].reshape((CKK, n))
-    dWt_active = dWt if n == K else np.zeros((CKK, n), dtype=x.dtype)
+    dW_active = dW_win if n == K else np.zeros((CKK, n), dtype=x.dtype)
     db_active = np.zeros(n, dtype=x.dtype)
     for i0 in range(0, Ho if n else 0, rows):
         i1 = min(Ho, i0 + rows)
         m = (i1 - i0) * Wo
         gT = g_buf[: m * n].reshape((m, n))
-        _transposed_block(G_flat, i0 * Wo, gT)
+        _positions_by_channel(G_flat, i0 * Wo, gT)
         P = P_buf[: m * CKK].reshape((m, CKK))
         _patches(xpad, kh, kw, stride, i0, i1, Wo, P)
         np.dot(P.T, gT, block)
-        dWt_active += block
+        dW_active += block
         for q in range(m):
             db_active += gT[q]
     for c in range(n):
         db[channels[c]] += db_active[c]
     if n < K:
         for c in range(n):
-            dWt[:, channels[c]] += dWt_active[:, c]
+            dW_win[:, channels[c]] += dW_active[:, c]
+
+
+# ---------------------------------------------------- Winograd layers: to channels first
+
+
+@njit(cache=True, nogil=True)
+def _unsplit(ys, b, relu, out, delta):
+    """``out[k, i, j] = ys[i, j % 2, j // 2, k] + b[k]`` for the ``(K, Ho, Wo)`` positions of
+    ``out`` (the tiles' extra row and column dropped); with ``relu``, ``delta`` and
+    ``out`` of eqs. (13)-(14) instead."""
+    K, Ho, Wo = out.shape
+    for i in range(Ho):
+        for j in range(Wo):
+            src = ys[i, j % 2, j // 2]
+            for k in range(K):
+                pre = src[k] + b[k]
+                if relu:
+                    delta[k, i, j] = pre > 0
+                    out[k, i, j] = pre if pre > 0 else 0
+                else:
+                    out[k, i, j] = pre
 
 
 # ------------------------------------------------------------------- pointwise kernels
@@ -294,29 +346,35 @@ def _langevin(I, B, Z, half_eps2, sigma2, eps, out):
         out[i] = I[i] - half_eps2 * (I[i] / sigma2 - B[i]) + eps * Z[i]
 
 
-# --------------------------------------------------------------------------- the seam
+# ---------------------------------------------------------------------------- threads
+
+
+def _thread_count():
+    """Threads of the kernels: Numba's setting (:func:`numba.set_num_threads`)."""
+    return numba.get_num_threads()
 
 
 @functools.cache
 def _pool(n_threads):
-    """The thread pool of :func:`_each_image`, one per thread count."""
+    """The thread pool of :func:`_each_task`, one per thread count."""
     return concurrent.futures.ThreadPoolExecutor(n_threads, thread_name_prefix="gcn_numba")
 
 
-def _each_image(N, run, scratch):
-    """``run(n, *own)`` for every image ``n < N``, on :func:`numba.get_num_threads` threads;
-    ``own = scratch()`` is one thread's arrays, made once. Returns every thread's ``own``.
+def _each_task(count, run, scratch):
+    """``run(i, *own)`` for every task ``i < count``, on :func:`_thread_count` threads;
+    ``own = scratch()`` is one thread's arrays, made once.
 
-    Thread ``t`` takes the next image whenever it is done, so that a core shared with
-    another process ends up with fewer images. BLAS runs one thread per call.
+    Each thread takes the next task whenever it is done, so that a core shared with another
+    process ends up with fewer tasks. BLAS runs one thread per call. Several threads of the
+    caller may run kernels at once: each call waits for its own tasks only.
     """
-    n_threads = min(numba.get_num_threads(), N)
+    n_threads = max(1, min(_thread_count(), count))
     owned = [scratch() for _ in range(n_threads)]
-    images = itertools.count()
+    tasks = itertools.count()
 
     def work(own):
-        while (n := next(images)) < N:
-            run(n, *own)
+        while (i := next(tasks)) < count:
+            run(i, *own)
 
     with single_threaded():
         if n_threads == 1:
@@ -324,7 +382,17 @@ def _each_image(N, run, scratch):
         else:
             for done in [_pool(n_threads).submit(work, own) for own in owned]:
                 done.result()
-    return owned
+
+
+def _chunks(N):
+    """The weight gradient's chunks of images ``[(start, stop), ...]``: each chunk is summed
+    by one thread in image order, the chunks' sums are added in chunk order. The chunks
+    depend on ``N`` alone, so that the result does not depend on the threads."""
+    size = max(1, N // 8)
+    return [(start, min(N, start + size)) for start in range(0, N, size)]
+
+
+# --------------------------------------------------------------------------- the seam
 
 
 def _dtype(*arrays):
@@ -340,7 +408,7 @@ def _rows_per_block(window, Ho, Wo, dtype):
 
 
 def _scratch(C, H, W, padding, window, rows, Wo, K, dtype):
-    """A thread's ``(xpad, P_buf, g_buf)`` for one layer (see the kernels above)."""
+    """A thread's ``(xpad, P_buf, g_buf)`` for one im2col layer (see the kernels above)."""
     return (
         np.zeros((H + 2 * padding, W + 2 * padding, C), dtype=dtype),
         np.empty(rows * Wo * window, dtype=dtype),
@@ -348,44 +416,129 @@ def _scratch(C, H, W, padding, window, rows, Wo, K, dtype):
     )
 
 
+class _Tiling:
+    """Sizes and scratch of the Winograd kernels for one layer: ``C`` channels in, ``K``
+    out, ``r x r`` filters, an ``Ho x Wo`` map of outputs."""
+
+    def __init__(self, C, K, r, Ho, Wo, dtype):
+        self.C, self.r, self.n, self.dtype = C, r, r + 1, dtype
+        self.K = _padded(K)
+        self.th, self.tw = wino.tiles(Ho, Wo)
+        self.rows = wino.block_rows(self.th, self.tw)
+        self.BT, self.AT, self.GW, self.GG, self.AW = wino.matrices(r, dtype)
+
+    def input_scratch(self):
+        """``(xs, V, rows_buf)``: the split input (zero border) and the input transform's."""
+        xs_shape = wino.split_shape(self.th, self.tw, self.n, self.C)
+        block = self.n * self.n * self.rows * self.tw
+        return (
+            np.zeros(xs_shape, dtype=self.dtype),
+            np.empty(block * self.C, dtype=self.dtype),
+            np.empty(self.n * int(np.prod(xs_shape[1:])), dtype=self.dtype),
+        )
+
+    def correlate_scratch(self):
+        """A thread's scratch of :func:`.numba_winograd.correlate_image`."""
+        xs, V, rows_buf = self.input_scratch()
+        block = self.n * self.n * self.rows * self.tw
+        return (
+            xs,
+            V,
+            np.empty(block * self.K, dtype=self.dtype),
+            rows_buf,
+            np.empty(2 * self.n * self.tw * self.K, dtype=self.dtype),
+            np.empty((2 * self.th, 2, self.tw, self.K), dtype=self.dtype),
+        )
+
+    def filters(self, W, flip):
+        """``U`` ``(n*n, C, K)`` (:func:`.numba_winograd.filter_transform`) of the filters
+        ``W`` ``(K, C, r, r)``; with ``flip``, of the flipped filters with the roles of
+        ``K`` and ``C`` swapped (top-down). Output channels past ``W``'s are zero."""
+        r = self.r
+        if flip:  # taps[(u, v), k, c] = W[k, c, r-1-u, r-1-v]
+            view = W.reshape(W.shape[0], W.shape[1], r * r)[:, :, ::-1].transpose(2, 0, 1)
+        else:  # taps[(u, v), c, k] = W[k, c, u, v]
+            view = W.reshape(W.shape[0], W.shape[1], r * r).transpose(2, 1, 0)
+        taps = np.zeros((r * r, self.C, self.K), dtype=self.dtype)
+        taps[:, :, : view.shape[2]] = view
+        U = np.empty((self.n * self.n, self.C, self.K), dtype=self.dtype)
+        wino.filter_transform(taps.reshape(r * r, -1), self.GW, U.reshape(self.n * self.n, -1))
+        return U
+
+
+def _padded(K):
+    """Output channels of the Winograd products: ``K``, or the next multiple of 16 where
+    that adds at most 1/8 (OpenBLAS's float32 kernels work in columns of 16: 30 filters
+    ran at 100 GFLOP/s a core, 32 at 145)."""
+    up = -(-K // 16) * 16
+    return up if up - K <= K // 8 else K
+
+
 def _responses(x, W, b, stride, padding, relu):
-    """``(out, delta)`` of :func:`_forward` for the batch (``delta`` a dummy without relu)."""
+    """``(out, delta)`` of one bottom-up layer for the batch (``delta`` a dummy without
+    ``relu``)."""
     dtype = _dtype(x, W, b)
     x, W, b = asarray(x, dtype), asarray(W, dtype), asarray(b, dtype)
-    N, _, H, Wd = x.shape
-    K, C, kh, kw = W.shape
+    N, C, H, Wd = x.shape
+    K, _, kh, kw = W.shape
     Ho, Wo = output_size(H, kh, stride, padding), output_size(Wd, kw, stride, padding)
     out = np.empty((N, K, Ho, Wo), dtype=dtype)
     delta = np.empty((N, K, Ho, Wo) if relu else (1, 1, 1, 1), dtype=bool)
-    if out.size:
-        rows = _rows_per_block(C * kh * kw, Ho, Wo, dtype)
-        Wt = np.ascontiguousarray(W.transpose(2, 3, 1, 0).reshape(kh * kw * C, K))
-        _each_image(
-            N,
-            lambda n, *own: _forward(
-                x[n], Wt, b, kh, kw, stride, padding, rows, relu, out[n], delta[n if relu else 0],
-                *own,
-            ),
-            lambda: _scratch(C, H, Wd, padding, C * kh * kw, rows, Wo, K, dtype),
-        )  # fmt: skip
+    if not out.size:
+        return out, delta
+    if _algorithm(C, K, kh, kw, stride) == "winograd":
+        tiling = _Tiling(C, K, kh, Ho, Wo, dtype)
+        U = tiling.filters(W, flip=False)
+
+        def run(n, *own):
+            wino.correlate_image(x[n], padding, U, tiling.BT, tiling.AT, tiling.rows, *own)
+            _unsplit(own[-1], b, relu, out[n], delta[n if relu else 0])
+
+        _each_task(N, run, tiling.correlate_scratch)
+        return out, delta
+    rows = _rows_per_block(C * kh * kw, Ho, Wo, dtype)
+    W_win = np.ascontiguousarray(W.transpose(2, 3, 1, 0).reshape(kh * kw * C, K))
+    _each_task(
+        N,
+        lambda n, *own: _forward_image(
+            x[n], W_win, b, kh, kw, stride, padding, rows, relu, out[n], delta[n if relu else 0],
+            *own,
+        ),
+        lambda: _scratch(C, H, Wd, padding, C * kh * kw, rows, Wo, K, dtype),
+    )  # fmt: skip
     return out, delta
 
 
 def conv2d(x, W, stride, padding):
     """Linear filter responses ``<w_{k,x}, F^{(l-1)} * I>``, eq. (12), without bias.
 
-    Shapes as in :func:`gcn_numpy.backends.reference.conv2d`: ``(N, K, Ho, Wo)``.
+    See :func:`gcn_numpy.backends.reference.conv2d` (shapes: ``(N, K, Ho, Wo)``).
+
+    Optimizations: Winograd F(2x2, r x r) tiles for stride 1 and filters 2x2 to 5x5,
+    else im2col blocks that stay in cache and one BLAS product each; images spread over
+    threads, one BLAS thread each.
     """
     return _responses(x, W, np.zeros(W.shape[0], W.dtype), stride, padding, relu=False)[0]
 
 
 def conv_relu(x, W, b, stride, padding):
-    """One bottom-up layer, eqs. (13)-(14): ``(F, delta)``, delta a bool array."""
+    """One bottom-up layer, eqs. (13)-(14): ``(F, delta)``, delta a bool array.
+
+    See :func:`gcn_numpy.backends.reference.conv_relu`.
+
+    Optimizations: those of :func:`conv2d`, with bias, ReLU and ``delta`` computed in the
+    loop that stores the responses (no second pass over the maps).
+    """
     return _responses(x, W, b, stride, padding, relu=True)
 
 
 def gate(B, delta):
-    """Top-down coefficients ``B^{(l)}_k(x) * delta^{(l)}_{k,x}`` of eq. (16)."""
+    """Top-down coefficients ``B^{(l)}_k(x) * delta^{(l)}_{k,x}`` of eq. (16).
+
+    See :func:`gcn_numpy.backends.reference.gate`.
+
+    Optimizations: one compiled loop, no temporary arrays.
+    """
     B = np.ascontiguousarray(B)
     G = np.empty(B.shape, dtype=_dtype(B))
     _gate(B.ravel(), np.ascontiguousarray(delta, dtype=bool).ravel(), G.ravel())
@@ -395,7 +548,14 @@ def gate(B, delta):
 def conv_transpose(G, W, stride, padding, in_hw):
     """Top-down deconvolution, eq. (16): ``B^{(l-1)} = sum_{k,x} G_k(x) w^{(l)}_{k,x}``.
 
-    Shapes as in :func:`gcn_numpy.backends.reference.conv_transpose`: ``(N, C, H, W)``.
+    See :func:`gcn_numpy.backends.reference.conv_transpose` (shapes: ``(N, C, H, W)``).
+
+    Optimizations: for stride 1 and filters 2x2 to 5x5, the gather form (each output
+    position sums the filters' taps over the ``G`` around it: the correlation of ``G``,
+    padded by ``r - 1 - p``, with the flipped filters) in Winograd tiles, so that no
+    overlapping copies are added up; else im2col's scatter form, one BLAS product per
+    block of positions and the windows added up in cache, leaving out the filters that
+    are silent in the image.
     """
     dtype = _dtype(G, W)
     G, W = asarray(G, dtype), asarray(W, dtype)
@@ -403,58 +563,126 @@ def conv_transpose(G, W, stride, padding, in_hw):
     _, C, kh, kw = W.shape
     H, Wd = in_hw
     out = np.empty((N, C, H, Wd), dtype=dtype)
-    if out.size:
-        rows = _rows_per_block(C * kh * kw, Ho, Wo, dtype)
-        Wk = np.ascontiguousarray(W.transpose(0, 2, 3, 1).reshape(K, kh * kw * C))
-        _each_image(
-            N,
-            lambda n, *own: _transpose(G[n], Wk, kh, kw, stride, padding, rows, out[n], *own),
-            lambda: _scratch(C, H, Wd, padding, C * kh * kw, rows, Wo, K, dtype),
-        )
+    if not out.size:
+        return out
+    if not G.size:
+        out.fill(0)
+        return out
+    if _algorithm(C, K, kh, kw, stride) == "winograd":
+        tiling = _Tiling(K, C, kh, H, Wd, dtype)
+        U = tiling.filters(W, flip=True)
+        no_bias = np.zeros(C, dtype=dtype)
+        no_delta = np.empty((1, 1, 1), dtype=bool)
+
+        def run(n, *own):
+            wino.correlate_image(G[n], kh - 1 - padding, U, tiling.BT, tiling.AT, tiling.rows, *own)
+            _unsplit(own[-1], no_bias, False, out[n], no_delta)
+
+        _each_task(N, run, tiling.correlate_scratch)
+        return out
+    rows = _rows_per_block(C * kh * kw, Ho, Wo, dtype)
+    W_rows = np.ascontiguousarray(W.transpose(0, 2, 3, 1).reshape(K, kh * kw * C))
+    _each_task(
+        N,
+        lambda n, *own: _deconvolve_image(G[n], W_rows, kh, kw, stride, padding, rows, out[n],
+                                          *own),
+        lambda: _scratch(C, H, Wd, padding, C * kh * kw, rows, Wo, K, dtype),
+    )  # fmt: skip
     return out
 
 
 def conv_weight_grad(x, G, kernel_hw, stride, padding):
     """Gradient of ``<G, conv2d(x, W) + b>`` in ``W`` and ``b``, summed over the batch.
 
-    Returns ``(dW, db)`` of shapes ``(K, C, kh, kw)`` and ``(K,)``, as the reference.
+    See :func:`gcn_numpy.backends.reference.conv_weight_grad`: returns ``(dW, db)`` of
+    shapes ``(K, C, kh, kw)`` and ``(K,)``.
+
+    Optimizations: for stride 1 and filters 2x2 to 5x5, Winograd F(r x r, 2 x 2) on the
+    same input tiles as the bottom-up pass, the sum over positions and images done in the
+    transform domain (one output transform per call); else im2col blocks and one BLAS
+    product each, leaving out the filters that are silent in the image. Images spread
+    over threads; the sum's order is fixed (:func:`_chunks`).
     """
     dtype = _dtype(x, G)
     x, G = asarray(x, dtype), asarray(G, dtype)
     (kh, kw), (N, C, H, Wd), (_, K, Ho, Wo) = kernel_hw, x.shape, G.shape
     window = kh * kw * C
-    dWt, db = np.zeros((window, K), dtype=dtype), np.zeros(K, dtype=dtype)
-    if G.size:
-        rows = _rows_per_block(window, Ho, Wo, dtype)
+    if not G.size:
+        return np.zeros((K, C, kh, kw), dtype=dtype), np.zeros(K, dtype=dtype)
+    chunks = _chunks(N)
+    if _algorithm(C, K, kh, kw, stride) == "winograd":
+        tiling = _Tiling(C, K, kh, Ho, Wo, dtype)
+        nf = tiling.n * tiling.n
+        D_each = np.empty((len(chunks), nf, K, C), dtype=dtype)
+        db_each = np.zeros((N, K), dtype=dtype)
 
-        def scratch():  # and the thread's product
-            return _scratch(C, H, Wd, padding, window, rows, Wo, K, dtype) + (
-                np.empty((window, K), dtype=dtype),
+        def scratch():
+            xs, V, rows_buf = tiling.input_scratch()
+            block = nf * tiling.rows * tiling.tw * K
+            return (
+                xs,
+                np.zeros((2 * tiling.th, 2, tiling.tw, K), dtype=dtype),
+                V,
+                np.empty(block, dtype=dtype),
+                rows_buf,
+                np.empty(2 * tiling.n * tiling.tw * K, dtype=dtype),
             )
 
-        # Each image adds into its own slice, summed below in image order: the result
-        # does not depend on which thread took which image (runs are reproducible).
-        dWt_each, db_each = np.zeros((N, window, K), dtype=dtype), np.zeros((N, K), dtype=dtype)
-        _each_image(
-            N,
-            lambda n, *own: _weight_grad(
-                x[n], G[n], kh, kw, stride, padding, rows, *own, dWt_each[n], db_each[n]
-            ),
-            scratch,
+        def run(i, xs, gs, V, T, rows_buf, g_buf):
+            start, stop = chunks[i]
+            for n in range(start, stop):
+                db_each[n] = wino.weight_grad_image(
+                    x[n], G[n], padding, tiling.BT, tiling.GG, tiling.rows, xs, gs, V, T,
+                    rows_buf, g_buf, D_each[i], n == start,
+                )  # fmt: skip
+
+        _each_task(len(chunks), run, scratch)
+        D = D_each.sum(axis=0)
+        dW_t = np.empty((kh, kw, K * C), dtype=dtype)
+        wino.gradient_output_transform(D.reshape(nf, K * C), tiling.AW, dW_t)
+        dW = dW_t.reshape(kh, kw, K, C).transpose(2, 3, 0, 1)
+        return np.ascontiguousarray(dW), db_each.sum(axis=0)
+    rows = _rows_per_block(window, Ho, Wo, dtype)
+
+    def scratch():  # and the thread's product
+        return _scratch(C, H, Wd, padding, window, rows, Wo, K, dtype) + (
+            np.empty((window, K), dtype=dtype),
         )
-        dWt, db = dWt_each.sum(axis=0), db_each.sum(axis=0)
-    dW = dWt.reshape(kh, kw, C, K).transpose(3, 2, 0, 1)
+
+    # Each chunk adds its images into its own slice, in image order; the slices are summed
+    # below in chunk order: the result does not depend on the threads.
+    dW_each = np.zeros((len(chunks), window, K), dtype=dtype)
+    db_each = np.zeros((len(chunks), K), dtype=dtype)
+
+    def run(i, *own):
+        start, stop = chunks[i]
+        for n in range(start, stop):
+            _weight_grad_image(
+                x[n], G[n], kh, kw, stride, padding, rows, *own, dW_each[i], db_each[i]
+            )
+
+    _each_task(len(chunks), run, scratch)
+    dW_win, db = dW_each.sum(axis=0), db_each.sum(axis=0)
+    dW = dW_win.reshape(kh, kw, C, K).transpose(3, 2, 0, 1)
     return np.ascontiguousarray(dW), db
 
 
 def standard_normal(rng, shape, dtype):
     """Gaussian white noise ``Z ~ N(0, 1)`` of ``shape`` drawn from the NumPy Generator ``rng``:
-    the same draws as the reference backend's."""
+    the same draws as the reference backend's.
+
+    See :func:`gcn_numpy.backends.reference.standard_normal`.
+    """
     return rng.standard_normal(shape, dtype=dtype)
 
 
 def langevin_step(I, B, Z, step_size, sigma):
-    """One Langevin step, eq. (19): ``I - (eps^2 / 2) (I / sigma^2 - B) + eps Z``."""
+    """One Langevin step, eq. (19): ``I - (eps^2 / 2) (I / sigma^2 - B) + eps Z``.
+
+    See :func:`gcn_numpy.backends.reference.langevin_step`.
+
+    Optimizations: one compiled loop, no temporary arrays.
+    """
     dtype = _dtype(I, B, Z)
     I, B, Z = (asarray(a, dtype) for a in (I, B, Z))
     out = np.empty(I.shape, dtype=dtype)
