@@ -32,13 +32,15 @@ FIXED_CASES = [  # (N, C, K, H, W, kernel, stride, padding)
 
 WINOGRAD_CASES = [
     (2, 100, 64, 18, 18, 5, 1, 2),  # the texture net's second layer at 64 px
-    (2, 64, 30, 18, 18, 3, 1, 2),  # its third layer (30 filters, padded to 32 in the products)
+    (2, 64, 30, 18, 18, 3, 1, 2),  # its third layer
     (3, 5, 7, 11, 8, 5, 1, 0),  # odd and even map sizes: a last tile half outside the map
     (2, 3, 4, 9, 10, 4, 1, 3),  # even filters; top-down without padding of G (r - 1 - p = 0)
     (2, 4, 3, 7, 6, 2, 1, 2),  # padding beyond r - 1: the top-down cuts G's border off
     (1, 2, 3, 3, 4, 3, 1, 0),  # a 1 x 2 output map
     (2, 6, 17, 13, 13, 3, 1, 1),
-    (1, 3, 62, 6, 7, 3, 1, 1),  # 62 filters padded to 64
+    (1, 3, 62, 6, 7, 3, 1, 1),
+    (2, 3, 5, 19, 17, 7, 2, 2),  # stride 2: 4 polyphase components of 4x4 filters
+    (1, 4, 6, 14, 13, 15, 3, 2),  # the texture net's first layer: 9 components of 5x5
 ]
 
 
@@ -61,21 +63,29 @@ CASES = FIXED_CASES + WINOGRAD_CASES + [case for seed in range(4) for case in _r
 
 def _winograd_applies(case):
     *_, k, s, _ = case
-    return numba_cpu._algorithm(1, 1, k, k, s) == "winograd"
+    return numba_cpu._winograd_applies(k, k, s)
 
 
-# each case the default way (Winograd where it applies), and the stride-1 cases with Winograd
-# also through im2col
-ALGORITHM_CASES = [(case, "default") for case in CASES] + [
-    (case, "im2col") for case in CASES if _winograd_applies(case)
+# each case through im2col, and those that Winograd applies to through Winograd as well
+ALGORITHM_CASES = [(case, "im2col") for case in CASES] + [
+    (case, "winograd") for case in CASES if _winograd_applies(case)
 ]
 
 
 @pytest.fixture
 def algorithm(request, monkeypatch):
-    """``"default"``, or ``"im2col"`` forced on every layer."""
+    """``"default"`` (the backend's choice), or ``"im2col"`` or ``"winograd"`` forced on
+    every pass of every layer (Winograd where it applies)."""
     if request.param == "im2col":
         monkeypatch.setattr(numba_cpu, "_algorithm", lambda *_: "im2col")
+    elif request.param == "winograd":
+        monkeypatch.setattr(
+            numba_cpu,
+            "_algorithm",
+            lambda C, K, kh, kw, s, _: (
+                "winograd" if numba_cpu._winograd_applies(kh, kw, s) else "im2col"
+            ),
+        )
     return request.param
 
 
@@ -169,24 +179,35 @@ def test_adjoint_identities(case):
     assert rel_err(db, G.sum(axis=(0, 2, 3))) <= 1e-14
 
 
-@pytest.mark.parametrize("algorithm", ["default", "im2col"], indirect=True)
+def _reversed_tasks(count, run, scratch):
+    """``_each_task`` on one thread, the tasks taken last first."""
+    own = scratch()
+    for i in reversed(range(count)):
+        run(i, *own)
+
+
+@pytest.mark.parametrize("algorithm", ["winograd", "im2col"], indirect=True)
 @pytest.mark.parametrize("N", [9, 17])
 def test_results_do_not_depend_on_the_threads(monkeypatch, algorithm, N):
     """Bit for bit the same results on 1 to 4 threads, whatever the machine's cores (the
-    pool's size is forced): each output is computed by one thread, and the weight gradient
-    is summed in an order that does not depend on which thread took which image."""
+    pool's size is forced), and with the images taken in the opposite order: each output is
+    computed by one thread, and the weight gradient is summed in an order that does not
+    depend on which thread took which image (:func:`numba_cpu._chunks`)."""
     x, W, b, G = _layer_arrays((N, 3, 4, 13, 11, 5, 1, 2), np.float64)
+
+    def run():
+        return [
+            *numba_cpu.conv_relu(x, W, b, 1, 2),
+            numba_cpu.conv_transpose(G, W, 1, 2, x.shape[2:]),
+            *numba_cpu.conv_weight_grad(x, G, (5, 5), 1, 2),
+        ]
+
     outputs = []
     for n_threads in (1, 2, 3, 4):
         monkeypatch.setattr(numba_cpu, "_thread_count", lambda n=n_threads: n)
-        for _ in range(2):  # and run to run on the same threads
-            outputs.append(
-                [
-                    *numba_cpu.conv_relu(x, W, b, 1, 2),
-                    numba_cpu.conv_transpose(G, W, 1, 2, x.shape[2:]),
-                    *numba_cpu.conv_weight_grad(x, G, (5, 5), 1, 2),
-                ]
-            )
+        outputs += [run(), run()]  # and run to run on the same threads
+    monkeypatch.setattr(numba_cpu, "_each_task", _reversed_tasks)
+    outputs.append(run())
     for other in outputs[1:]:
         for a, b_ in zip(outputs[0], other, strict=True):
             assert np.array_equal(a, b_)
@@ -310,10 +331,11 @@ def _pre_activations(ref, I):
     return pres
 
 
+@pytest.mark.parametrize("algorithm", ["default", "winograd"], indirect=True)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("top", TOPS)
 @pytest.mark.parametrize("seed", range(6))
-def test_whole_net_equals_reference(seed, top, dtype):
+def test_whole_net_equals_reference(seed, top, dtype, algorithm):
     net, ref, I = _pair(seed, top, dtype)
     tol = TOL[dtype]
     deltas = net.activation_pattern(I)
@@ -340,7 +362,9 @@ def test_without_jit_the_kernels_still_agree():
         """
         import numba, numpy as np
         from gcn_numpy import GenerativeConvNet, Layer
+        from gcn_numpy.backends import numba_cpu
         assert numba.config.DISABLE_JIT
+        numba_cpu.WINOGRAD_MIN_CHANNELS = 0  # both algorithms on the tiny layers
         layers = [Layer(2, kernel=3, stride=2, padding=1), Layer(2, kernel=2)]
         rng = np.random.default_rng(0)
         I = rng.normal(size=(2, 1, 7, 6))
@@ -368,20 +392,6 @@ def test_without_jit_the_kernels_still_agree():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
-
-
-def test_weight_gradient_sums_images_in_a_fixed_order():
-    """Runs are reproducible whatever thread took which image: the batch sum is the sum of
-    the per-image gradients in image order, bit for bit."""
-    rng = np.random.default_rng(11)
-    x = rng.normal(size=(7, 3, 20, 20))
-    G = rng.normal(size=(7, 5, 8, 8)) * (rng.random((7, 5, 8, 8)) < 0.5)
-    dW, db = numba_cpu.conv_weight_grad(x, G, (5, 5), 2, 1)
-    each = [numba_cpu.conv_weight_grad(x[n : n + 1], G[n : n + 1], (5, 5), 2, 1) for n in range(7)]
-    dWt_each = np.stack([d.transpose(2, 3, 1, 0).reshape(-1, 5) for d, _ in each])
-    expected = dWt_each.sum(axis=0).reshape(5, 5, 3, 5).transpose(3, 2, 0, 1)
-    assert np.array_equal(dW, expected)
-    assert np.array_equal(db, np.stack([b for _, b in each]).sum(axis=0))
 
 
 def test_learning_on_numba_is_reproducible_run_to_run():

@@ -81,12 +81,61 @@ def to_numpy(a):
     return np.asarray(a)
 
 
-def _algorithm(C, K, kh, kw, stride):
-    """``"winograd"`` or ``"im2col"`` for a layer of ``K`` filters ``kh x kw`` on ``C``
-    channels (the tests set it to each in turn, so that both are checked on every shape)."""
-    if stride == 1 and kh == kw and kh in wino.KERNELS:
-        return "winograd"
-    return "im2col"
+WINOGRAD_MIN_CHANNELS = 1024  # channels in x channels out: below, im2col ran faster
+
+
+def _algorithm(C, K, kh, kw, stride, pass_):
+    """``"winograd"`` or ``"im2col"`` for one pass (``"bottom_up"``, ``"top_down"``,
+    ``"weight_grad"``) of a layer of ``K`` filters ``kh x kw`` on ``C`` channels (the tests
+    force each in turn, so that both are checked on every shape they apply to).
+
+    Winograd where it applies (:func:`_winograd_applies`) and the products are large
+    enough: with fewer than WINOGRAD_MIN_CHANNELS channels in times out, the transforms and
+    the short products cost more than they save (measured, 16 images: 5x5 filters on 1 or
+    3 channels took 2.5-4 times longer, 3x3 from 16 to 32 channels 1.5 times; 3 channels
+    at stride 3, 27 polyphase channels, ran 1.3 times faster). The top-down pass of a
+    strided layer stays im2col: its gather form has only ``s*s*C`` outputs (27 for the
+    texture net's first layer, 1.35 times slower than im2col's scatter form)."""
+    if not _winograd_applies(kh, kw, stride):
+        return "im2col"
+    if pass_ == "top_down":
+        inputs, outputs = K, stride * stride * C
+        if stride > 1:
+            return "im2col"
+    else:
+        inputs, outputs = stride * stride * C, K
+    return "winograd" if inputs * outputs >= WINOGRAD_MIN_CHANNELS else "im2col"
+
+
+def _winograd_applies(kh, kw, stride):
+    """Whether :mod:`.numba_winograd` computes the layer: square filters whose polyphase
+    components (:func:`_taps`) are 2x2 to 5x5, ``ceil(kh / stride)`` in its KERNELS."""
+    return kh == kw and _components(kh, stride) in wino.KERNELS
+
+
+def _components(kernel, stride):
+    """``r``: the size of a stride-``stride`` filter's polyphase components."""
+    return -(-kernel // stride)
+
+
+def _taps(W, stride, flip):
+    """The filters ``W`` ``(K, C, k, k)`` of a stride-``s`` layer as ``(r*r, I, O)``: tap
+    ``(u, v)`` of the stride-1 layer on the ``s*s`` polyphase components of the input
+    (:func:`.numba_winograd.split_channels_last`), ``W[k, c, s*u + a, s*v + b]`` (zero
+    past ``k``) for channel ``(a*s + b)*C + c``.
+
+    Bottom-up and weight gradient (not ``flip``): ``I = s*s*C`` channels in, ``O = K``
+    out. Top-down (``flip``): the gather form, ``I = K`` and ``O = s*s*C``, taps flipped.
+    """
+    K, C, k, _ = W.shape
+    s, r = stride, _components(k, stride)
+    padded = np.zeros((K, C, r * s, r * s), dtype=W.dtype)
+    padded[:, :, :k, :k] = W
+    phases = padded.reshape(K, C, r, s, r, s)  # [k, c, u, a, v, b]
+    if flip:
+        taps = phases[:, :, ::-1, :, ::-1, :].transpose(2, 4, 0, 3, 5, 1)
+        return taps.reshape(r * r, K, s * s * C)
+    return phases.transpose(2, 4, 3, 5, 1, 0).reshape(r * r, s * s * C, K)
 
 
 # ------------------------------------------------------------- copies within one image
@@ -329,6 +378,24 @@ def _unsplit(ys, b, relu, out, delta):
                     out[k, i, j] = pre
 
 
+@njit(cache=True, nogil=True)
+def _unsplit_phases(ys, stride, padding, out):
+    """The top-down output of a stride-``s`` layer, ``out`` ``(C, H, W)``, from the gather
+    form's ``ys``: ``out[c, y, x] = ys[I, J % 2, J // 2, (a*s + b)*C + c]`` where ``y + p =
+    s*(I + p // s) + a`` and ``x + p = s*(J + p // s) + b``: output channel ``(a, b, c)`` of
+    the correlation is polyphase component ``(a, b)`` of the padded ``B``."""
+    C, H, W = out.shape
+    s, first = stride, padding // stride
+    for y in range(H):
+        I, a = (y + padding) // s - first, (y + padding) % s
+        for x in range(W):
+            J, b = (x + padding) // s - first, (x + padding) % s
+            src = ys[I, J % 2, J // 2]
+            offset = (a * s + b) * C
+            for c in range(C):
+                out[c, y, x] = src[offset + c]
+
+
 # ------------------------------------------------------------------- pointwise kernels
 
 
@@ -422,7 +489,7 @@ class _Tiling:
 
     def __init__(self, C, K, r, Ho, Wo, dtype):
         self.C, self.r, self.n, self.dtype = C, r, r + 1, dtype
-        self.K = _padded(K)
+        self.K = K
         self.th, self.tw = wino.tiles(Ho, Wo)
         self.rows = wino.block_rows(self.th, self.tw)
         self.BT, self.AT, self.GW, self.GG, self.AW = wino.matrices(r, dtype)
@@ -450,28 +517,14 @@ class _Tiling:
             np.empty((2 * self.th, 2, self.tw, self.K), dtype=self.dtype),
         )
 
-    def filters(self, W, flip):
-        """``U`` ``(n*n, C, K)`` (:func:`.numba_winograd.filter_transform`) of the filters
-        ``W`` ``(K, C, r, r)``; with ``flip``, of the flipped filters with the roles of
-        ``K`` and ``C`` swapped (top-down). Output channels past ``W``'s are zero."""
-        r = self.r
-        if flip:  # taps[(u, v), k, c] = W[k, c, r-1-u, r-1-v]
-            view = W.reshape(W.shape[0], W.shape[1], r * r)[:, :, ::-1].transpose(2, 0, 1)
-        else:  # taps[(u, v), c, k] = W[k, c, u, v]
-            view = W.reshape(W.shape[0], W.shape[1], r * r).transpose(2, 1, 0)
-        taps = np.zeros((r * r, self.C, self.K), dtype=self.dtype)
-        taps[:, :, : view.shape[2]] = view
-        U = np.empty((self.n * self.n, self.C, self.K), dtype=self.dtype)
-        wino.filter_transform(taps.reshape(r * r, -1), self.GW, U.reshape(self.n * self.n, -1))
+    def filters(self, taps):
+        """``U`` ``(n*n, I, O)`` (:func:`.numba_winograd.filter_transform`) of the filters
+        ``taps`` ``(r*r, I, O)`` (:func:`_taps`)."""
+        rr, I, O = taps.shape
+        taps = np.ascontiguousarray(taps, dtype=self.dtype)
+        U = np.empty((self.n * self.n, I, O), dtype=self.dtype)
+        wino.filter_transform(taps.reshape(rr, -1), self.GW, U.reshape(self.n * self.n, -1))
         return U
-
-
-def _padded(K):
-    """Output channels of the Winograd products: ``K``, or the next multiple of 16 where
-    that adds at most 1/8 (OpenBLAS's float32 kernels work in columns of 16: 30 filters
-    ran at 100 GFLOP/s a core, 32 at 145)."""
-    up = -(-K // 16) * 16
-    return up if up - K <= K // 8 else K
 
 
 def _responses(x, W, b, stride, padding, relu):
@@ -486,12 +539,13 @@ def _responses(x, W, b, stride, padding, relu):
     delta = np.empty((N, K, Ho, Wo) if relu else (1, 1, 1, 1), dtype=bool)
     if not out.size:
         return out, delta
-    if _algorithm(C, K, kh, kw, stride) == "winograd":
-        tiling = _Tiling(C, K, kh, Ho, Wo, dtype)
-        U = tiling.filters(W, flip=False)
+    if _algorithm(C, K, kh, kw, stride, "bottom_up") == "winograd":
+        s = stride
+        tiling = _Tiling(s * s * C, K, _components(kh, s), Ho, Wo, dtype)
+        U = tiling.filters(_taps(W, s, flip=False))
 
         def run(n, *own):
-            wino.correlate_image(x[n], padding, U, tiling.BT, tiling.AT, tiling.rows, *own)
+            wino.correlate_image(x[n], padding, s, U, tiling.BT, tiling.AT, tiling.rows, *own)
             _unsplit(own[-1], b, relu, out[n], delta[n if relu else 0])
 
         _each_task(N, run, tiling.correlate_scratch)
@@ -568,15 +622,17 @@ def conv_transpose(G, W, stride, padding, in_hw):
     if not G.size:
         out.fill(0)
         return out
-    if _algorithm(C, K, kh, kw, stride) == "winograd":
-        tiling = _Tiling(K, C, kh, H, Wd, dtype)
-        U = tiling.filters(W, flip=True)
-        no_bias = np.zeros(C, dtype=dtype)
-        no_delta = np.empty((1, 1, 1), dtype=bool)
+    if _algorithm(C, K, kh, kw, stride, "top_down") == "winograd":
+        s, r = stride, _components(kh, stride)
+        first = padding // s  # the polyphase grid's first row holding an output row
+        Hq, Wq = (H + padding + s - 1) // s - first, (Wd + padding + s - 1) // s - first
+        tiling = _Tiling(K, s * s * C, r, Hq, Wq, dtype)
+        U = tiling.filters(_taps(W, s, flip=True))
 
         def run(n, *own):
-            wino.correlate_image(G[n], kh - 1 - padding, U, tiling.BT, tiling.AT, tiling.rows, *own)
-            _unsplit(own[-1], no_bias, False, out[n], no_delta)
+            wino.correlate_image(G[n], r - 1 - first, 1, U, tiling.BT, tiling.AT, tiling.rows,
+                                 *own)  # fmt: skip
+            _unsplit_phases(own[-1], s, padding, out[n])
 
         _each_task(N, run, tiling.correlate_scratch)
         return out
@@ -610,10 +666,11 @@ def conv_weight_grad(x, G, kernel_hw, stride, padding):
     if not G.size:
         return np.zeros((K, C, kh, kw), dtype=dtype), np.zeros(K, dtype=dtype)
     chunks = _chunks(N)
-    if _algorithm(C, K, kh, kw, stride) == "winograd":
-        tiling = _Tiling(C, K, kh, Ho, Wo, dtype)
+    if _algorithm(C, K, kh, kw, stride, "weight_grad") == "winograd":
+        s, r = stride, _components(kh, stride)
+        tiling = _Tiling(s * s * C, K, r, Ho, Wo, dtype)
         nf = tiling.n * tiling.n
-        D_each = np.empty((len(chunks), nf, K, C), dtype=dtype)
+        D_each = np.empty((len(chunks), nf, K, s * s * C), dtype=dtype)
         db_each = np.zeros((N, K), dtype=dtype)
 
         def scratch():
@@ -632,15 +689,17 @@ def conv_weight_grad(x, G, kernel_hw, stride, padding):
             start, stop = chunks[i]
             for n in range(start, stop):
                 db_each[n] = wino.weight_grad_image(
-                    x[n], G[n], padding, tiling.BT, tiling.GG, tiling.rows, xs, gs, V, T,
+                    x[n], G[n], padding, s, tiling.BT, tiling.GG, tiling.rows, xs, gs, V, T,
                     rows_buf, g_buf, D_each[i], n == start,
                 )  # fmt: skip
 
         _each_task(len(chunks), run, scratch)
         D = D_each.sum(axis=0)
-        dW_t = np.empty((kh, kw, K * C), dtype=dtype)
-        wino.gradient_output_transform(D.reshape(nf, K * C), tiling.AW, dW_t)
-        dW = dW_t.reshape(kh, kw, K, C).transpose(2, 3, 0, 1)
+        dW_t = np.empty((r, r, K * s * s * C), dtype=dtype)
+        wino.gradient_output_transform(D.reshape(nf, -1), tiling.AW, dW_t)
+        # tap (u, v) of channel (a, b, c) is W[k, c, s*u + a, s*v + b] (see _taps)
+        phases = dW_t.reshape(r, r, K, s, s, C).transpose(2, 5, 0, 3, 1, 4)
+        dW = phases.reshape(K, C, r * s, r * s)[:, :, :kh, :kw]
         return np.ascontiguousarray(dW), db_each.sum(axis=0)
     rows = _rows_per_block(window, Ho, Wo, dtype)
 
