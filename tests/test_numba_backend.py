@@ -262,6 +262,19 @@ def test_blas_thread_count_is_restored():
     assert get() == before
 
 
+def test_remembered_filter_transforms_follow_weights_changed_in_place():
+    """The Winograd filter transforms are remembered between calls: weights changed in
+    place (as an optimiser may) must give the new responses, not the remembered ones."""
+    x, W, b, G = _layer_arrays(WINOGRAD_CASES[0], np.float64)
+    for _ in range(3):
+        W[0, :, 1, 2] += 0.5
+        F = numba_cpu.conv_relu(x, W, b, 1, 2)[0]
+        B = numba_cpu.conv_transpose(G, W, 1, 2, x.shape[2:])
+        pre = reference.conv2d(x, W, 1, 2) + b[:, None, None]
+        assert rel_err(F, np.maximum(pre, 0)) <= TOL[np.float64]
+        assert rel_err(B, reference.conv_transpose(G, W, 1, 2, x.shape[2:])) <= TOL[np.float64]
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("trans_a", [False, True])
 @pytest.mark.parametrize("trans_b", [False, True])
