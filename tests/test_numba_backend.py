@@ -134,13 +134,22 @@ def test_conv_kernels_equal_reference(case, dtype, algorithm):
     assert rel_err(dW, dW_ref) <= tol and rel_err(db, db_ref) <= tol
 
 
+SILENT_CASES = [FIXED_CASES[0], FIXED_CASES[1], (3, 2, 6, 9, 8, 3, 2, 1), WINOGRAD_CASES[1]]
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", [FIXED_CASES[0], FIXED_CASES[1], (3, 2, 6, 9, 8, 3, 2, 1)])
-def test_silent_filters_are_skipped_exactly(case, dtype):
-    """Filters with no active unit in an image add nothing and get no gradient from it."""
+@pytest.mark.parametrize(
+    ("case", "algorithm"),
+    [(case, alg) for case in SILENT_CASES for alg in ("im2col", "winograd")],
+    indirect=["algorithm"],
+)
+def test_silent_filters_are_skipped_exactly(case, dtype, algorithm):
+    """Filters with no active unit in an image, or in the whole batch, add nothing and get
+    no gradient from it."""
     *_, k, s, p = case
     x, W, _, G = _layer_arrays(case, dtype)
     G[0, ::2] = 0  # every other filter silent in the first image
+    G[:, 1] = 0  # one filter silent in every image
     G[-1] = 0  # a whole image without an active unit
     x64, W64, G64 = _f64(x, W, G)
     B = numba_cpu.conv_transpose(G, W, s, p, x.shape[2:])
@@ -148,7 +157,11 @@ def test_silent_filters_are_skipped_exactly(case, dtype):
     assert rel_err(B, reference.conv_transpose(G64, W64, s, p, x.shape[2:])) <= TOL[dtype]
     dW, db = numba_cpu.conv_weight_grad(x, G, (k, k), s, p)
     dW_ref, db_ref = reference.conv_weight_grad(x64, G64, (k, k), s, p)
+    assert not dW[1].any() and db[1] == 0
     assert rel_err(dW, dW_ref) <= TOL[dtype] and rel_err(db, db_ref) <= TOL[dtype]
+    G[:] = 0
+    assert not numba_cpu.conv_transpose(G, W, s, p, x.shape[2:]).any()
+    assert not any(a.any() for a in numba_cpu.conv_weight_grad(x, G, (k, k), s, p))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
