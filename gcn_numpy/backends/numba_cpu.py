@@ -31,6 +31,16 @@ under tap ``(u, v)`` of channel ``c``. The reference sums over the same taps in 
 ``for u, for v`` with the channels contracted inside (``einsum("kc,...")``): ``W_win``'s row
 ``(u*kw + v)*C + c`` is ``W[:, c, u, v]``, and the product visits the terms in that order.
 
+Memory order: maps are shaped ``(N, C, H, W)`` as in the reference, and those the kernels
+return are channels last in memory: an ``(N, H, W, C)`` C-contiguous array seen through
+``transpose(0, 3, 1, 2)``. Every kernel works on the channels-last order (a filter's
+window is then a few contiguous runs, a product's rows are positions), and takes such
+arrays without a copy: one layer's output goes into the next layer's kernels as it is,
+instead of being transposed on the way out and back on the way in (measured 10-20% of a
+Winograd layer). Arrays in the usual order (the images, an array from elsewhere) are
+copied channels last first. Values are the same whatever the order; NumPy operations on
+the returned arrays work as on any other.
+
 Filters with no active unit in an image (``G_k = 0`` everywhere) are left out of that
 image's im2col top-down product and gradient (:func:`_active_channels`): in a trained net
 whole filters fall silent. Single units are not: with about half the units active, a
@@ -158,30 +168,38 @@ def _gather_taps(W, s, r, flip, taps):
 
 # ------------------------------------------------------------- copies within one image
 #
-# One image's maps are copied channels last, ``(H + 2p, W + 2p, C)`` with a zero border,
-# so that each row of a filter's window is one contiguous run of ``kw*C`` numbers. Flat
-# offsets are unsigned (np.uint64) in the innermost loops: Numba then drops its test for
-# negative indices, which would keep those loops from vectorising.
+# One image's maps ``(H, W, C)`` are copied into ``xpad`` ``(H + 2p, W + 2p, C)`` with a zero
+# border, so that each row of a filter's window is one contiguous run of ``kw*C`` numbers.
+# Flat offsets are unsigned (np.uint64) in the innermost loops: Numba then drops its test
+# for negative indices, which would keep those loops from vectorising.
 
 
 @njit(cache=True, nogil=True)
-def _channels_last(x, p, xpad):
-    """``xpad[i + p, j + p, c] = x[c, i, j]``: one image inside the zero border of ``xpad``."""
-    C, H, W = x.shape
+def _into_border(x, p, xpad):
+    """``xpad[i + p, j + p, :] = x[i, j, :]``: one image inside the zero border of ``xpad``."""
+    H, W, C = x.shape
+    Wp = xpad.shape[1]
+    src, dst = x.ravel(), xpad.ravel()
+    run = np.uint64(W * C)
     for i in range(H):
-        for j in range(W):
-            for c in range(C):
-                xpad[i + p, j + p, c] = x[c, i, j]
+        d = np.uint64(((i + p) * Wp + p) * C)
+        e = np.uint64(i * W * C)
+        for a in range(run):
+            dst[d + a] = src[e + a]
 
 
 @njit(cache=True, nogil=True)
-def _channels_first(xpad, p, x):
-    """``x[c, i, j] = xpad[i + p, j + p, c]``: the interior of ``xpad``, channels first."""
-    C, H, W = x.shape
-    for c in range(C):
-        for i in range(H):
-            for j in range(W):
-                x[c, i, j] = xpad[i + p, j + p, c]
+def _out_of_border(xpad, p, x):
+    """``x[i, j, :] = xpad[i + p, j + p, :]``: the interior of ``xpad``."""
+    H, W, C = x.shape
+    Wp = xpad.shape[1]
+    src, dst = xpad.ravel(), x.ravel()
+    run = np.uint64(W * C)
+    for i in range(H):
+        e = np.uint64(((i + p) * Wp + p) * C)
+        d = np.uint64(i * W * C)
+        for a in range(run):
+            dst[d + a] = src[e + a]
 
 
 @njit(cache=True, nogil=True)
@@ -232,52 +250,43 @@ def _add_patches(P, kh, kw, stride, i0, i1, Wo, xpad):
 
 
 @njit(cache=True, nogil=True)
-def _active_channels(G_flat):
-    """The channels ``k`` with some ``G_k(x) != 0`` in one image's ``(K, positions)`` map.
+def _active_channels(G_rows):
+    """The channels ``k`` with some ``G_k(x) != 0`` in one image's ``(positions, K)`` map.
 
     A filter with no active unit in an image adds no copy of itself to ``B`` (eq. 16) and
     gets no gradient from that image: in a trained net whole filters fall silent (after
     120 iterations on a texture, 29 of the top layer's 30), and their work is skipped.
     """
-    K, n_positions = G_flat.shape
-    channels = np.empty(K, dtype=np.int64)
+    n_positions, K = G_rows.shape
+    seen = np.zeros(K, dtype=np.bool_)
     count = 0
-    for k in range(K):
-        for q in range(n_positions):
-            if G_flat[k, q] != 0:
-                channels[count] = k
+    for q in range(n_positions):
+        for k in range(K):
+            if G_rows[q, k] != 0 and not seen[k]:
+                seen[k] = True
                 count += 1
-                break
-    return channels[:count]
+        if count == K:
+            break
+    return np.flatnonzero(seen)
 
 
 @njit(cache=True, nogil=True)
 def _active_filters(G):
-    """The filters ``k`` with some ``G[n, k] != 0`` in a batch ``(N, K, Ho, Wo)``: the others
-    add nothing to ``B`` and have a zero gradient. In a trained net most of a layer's
-    filters can be silent on every chain (29 of the texture net's top 30 after 120
+    """The filters ``k`` with some ``G[n, ..., k] != 0`` in a batch ``(N, Ho, Wo, K)``: the
+    others add nothing to ``B`` and have a zero gradient. In a trained net most of a
+    layer's filters can be silent on every chain (29 of the texture net's top 30 after 120
     iterations)."""
-    N, K = G.shape[0], G.shape[1]
-    active = np.zeros(K, dtype=np.bool_)
-    for k in range(K):
-        for n in range(N):
-            g = G[n, k].ravel()
-            for q in range(g.size):
-                if g[q] != 0:
-                    active[k] = True
-                    break
-            if active[k]:
-                break
-    return np.flatnonzero(active)
+    return _active_channels(G.reshape((-1, G.shape[3])))
 
 
 @njit(cache=True, nogil=True)
-def _positions_by_channel(G_flat, q0, gT):
-    """``gT[q, k] = G_flat[k, q0 + q]``: a block of ``m`` positions as an ``(m, K)`` matrix."""
-    m, K = gT.shape
-    for k in range(K):
-        for q in range(m):
-            gT[q, k] = G_flat[k, q0 + q]
+def _columns(G_rows, q0, channels, gT):
+    """``gT[q, c] = G_rows[q0 + q, channels[c]]``: a block of ``m`` positions of the active
+    channels, as an ``(m, len(channels))`` matrix."""
+    m, n = gT.shape
+    for q in range(m):
+        for c in range(n):
+            gT[q, c] = G_rows[q0 + q, channels[c]]
 
 
 # ------------------------------------------------------- im2col layers, one image each
@@ -289,99 +298,99 @@ def _positions_by_channel(G_flat, q0, gT):
 
 
 @njit(cache=True, nogil=True)
-def _forward_image(x, W_win, b, kh, kw, stride, padding, rows, relu, out, delta, xpad, P_buf,
-                   g_buf):  # fmt: skip
-    """Responses of eq. (12) of one image ``x`` ``(C, H, W)`` into ``out`` ``(K, Ho, Wo)``;
+def _forward_image(x, W_win, b, kh, kw, stride, padding, rows, relu, out, delta, xpad, P_buf):
+    """Responses of eq. (12) of one image ``x`` ``(H, W, C)`` into ``out`` ``(Ho, Wo, K)``;
     with ``relu``, one bottom-up layer of eqs. (13)-(14): ``out = F`` and ``delta``::
 
-        xpad = x, channels last, inside a border of p zeros
+        xpad = x inside a border of p zeros
         for each block i0 .. i1-1 of output rows:
-            r = patches(xpad) @ W_win                    # (positions, K), BLAS
-            if relu: delta = r + b > 0, out[:, i0:i1] = delta * (r + b)
-            else:    out[:, i0:i1] = r
+            out[i0:i1] = patches(xpad) @ W_win           # (positions, K), BLAS, in place
+            if relu: delta = out + b > 0, out = delta * (out + b)
     """
     CKK, K = W_win.shape
-    Ho, Wo = out.shape[1], out.shape[2]
-    _channels_last(x, padding, xpad)
-    out_flat = out.reshape((K, Ho * Wo))
-    delta_flat = delta.reshape((K, Ho * Wo)) if relu else delta[0]
+    Ho, Wo = out.shape[0], out.shape[1]
+    _into_border(x, padding, xpad)
+    out_rows = out.reshape((Ho * Wo, K))
+    delta_rows = delta.reshape((Ho * Wo, K)) if relu else delta[0]
     for i0 in range(0, Ho, rows):
         i1 = min(Ho, i0 + rows)
         m, q0 = (i1 - i0) * Wo, i0 * Wo
         P = P_buf[: m * CKK].reshape((m, CKK))
-        r = g_buf[: m * K].reshape((m, K))
+        r = out_rows[q0 : q0 + m]
         _patches(xpad, kh, kw, stride, i0, i1, Wo, P)
         np.dot(P, W_win, r)
-        for k in range(K):
+        if relu:
             for q in range(m):
-                if relu:
+                for k in range(K):
                     pre = r[q, k] + b[k]
-                    delta_flat[k, q0 + q] = pre > 0
-                    out_flat[k, q0 + q] = pre if pre > 0 else 0
-                else:
-                    out_flat[k, q0 + q] = r[q, k]
+                    delta_rows[q0 + q, k] = pre > 0
+                    r[q, k] = pre if pre > 0 else 0
 
 
 @njit(cache=True, nogil=True)
 def _deconvolve_image(G, W_rows, kh, kw, stride, padding, rows, out, xpad, P_buf, g_buf):
-    """Top-down deconvolution, eq. (16), of one image's ``G`` ``(K, Ho, Wo)`` into ``out``
-    ``(C, H, W)``::
+    """Top-down deconvolution, eq. (16), of one image's ``G`` ``(Ho, Wo, K)`` into ``out``
+    ``(H, W, C)``::
 
         xpad = zeros (H + 2p, W + 2p, C)
         ks = the active channels
         for each block i0 .. i1-1 of rows of G:
-            P = G[ks, i0:i1].T @ W_rows[ks]              # (positions, kh*kw*C), BLAS
+            P = G[i0:i1, :, ks] @ W_rows[ks]              # (positions, kh*kw*C), BLAS
             add_patches(P) into xpad                     # the filter copies add up
-        out = xpad without its border, channels first
+        out = xpad without its border
     """
-    K, Ho, Wo = G.shape
+    Ho, Wo, K = G.shape
     CKK = W_rows.shape[1]
     xpad.fill(0)
-    G_flat = G.reshape((K, Ho * Wo))
-    channels = _active_channels(G_flat)
+    G_rows = G.reshape((Ho * Wo, K))
+    channels = _active_channels(G_rows)
     n = len(channels)
     if n < K:
-        G_flat, W_rows = G_flat[channels], W_rows[channels]
+        W_rows = W_rows[channels]
     for i0 in range(0, Ho if n else 0, rows):
         i1 = min(Ho, i0 + rows)
-        m = (i1 - i0) * Wo
-        gT = g_buf[: m * n].reshape((m, n))
-        _positions_by_channel(G_flat, i0 * Wo, gT)
+        m, q0 = (i1 - i0) * Wo, i0 * Wo
+        if n < K:
+            gT = g_buf[: m * n].reshape((m, n))
+            _columns(G_rows, q0, channels, gT)
+        else:
+            gT = G_rows[q0 : q0 + m]
         P = P_buf[: m * CKK].reshape((m, CKK))
         np.dot(gT, W_rows, P)
         _add_patches(P, kh, kw, stride, i0, i1, Wo, xpad)
-    _channels_first(xpad, padding, out)
+    _out_of_border(xpad, padding, out)
 
 
 @njit(cache=True, nogil=True)
 def _weight_grad_image(x, G, kh, kw, stride, padding, rows, xpad, P_buf, g_buf, product,
                        dW_win, db):  # fmt: skip
     """Add one image's share to ``dW_win`` (``dW`` as a ``(kh*kw*C, K)`` matrix like
-    ``W_win``) and to ``db``; ``x`` ``(C, H, W)``, ``G`` ``(K, Ho, Wo)``; ``product`` is
+    ``W_win``) and to ``db``; ``x`` ``(H, W, C)``, ``G`` ``(Ho, Wo, K)``; ``product`` is
     scratch of ``dW_win``'s size::
 
-        xpad = x, channels last, inside a border of p zeros
+        xpad = x inside a border of p zeros
         ks = the active channels
         for each block i0 .. i1-1 of rows of G:
-            dW_win[:, ks] += patches(xpad).T @ G[ks, i0:i1].T     # BLAS
-            db[ks] += G[ks, i0:i1] summed over positions
+            dW_win[:, ks] += patches(xpad).T @ G[i0:i1, :, ks]     # BLAS
+            db[ks] += G[i0:i1, :, ks] summed over positions
     """
-    K, Ho, Wo = G.shape
+    Ho, Wo, K = G.shape
     CKK = dW_win.shape[0]
-    G_flat = G.reshape((K, Ho * Wo))
-    channels = _active_channels(G_flat)
+    G_rows = G.reshape((Ho * Wo, K))
+    channels = _active_channels(G_rows)
     n = len(channels)
-    if n < K:
-        G_flat = G_flat[channels]
-    _channels_last(x, padding, xpad)
+    _into_border(x, padding, xpad)
     block = product.ravel()[: CKK * n].reshape((CKK, n))
     dW_active = dW_win if n == K else np.zeros((CKK, n), dtype=x.dtype)
     db_active = np.zeros(n, dtype=x.dtype)
     for i0 in range(0, Ho if n else 0, rows):
         i1 = min(Ho, i0 + rows)
-        m = (i1 - i0) * Wo
-        gT = g_buf[: m * n].reshape((m, n))
-        _positions_by_channel(G_flat, i0 * Wo, gT)
+        m, q0 = (i1 - i0) * Wo, i0 * Wo
+        if n < K:
+            gT = g_buf[: m * n].reshape((m, n))
+            _columns(G_rows, q0, channels, gT)
+        else:
+            gT = G_rows[q0 : q0 + m]
         P = P_buf[: m * CKK].reshape((m, CKK))
         _patches(xpad, kh, kw, stride, i0, i1, Wo, P)
         np.dot(P.T, gT, block)
@@ -395,43 +404,43 @@ def _weight_grad_image(x, G, kh, kw, stride, padding, rows, xpad, P_buf, g_buf, 
             dW_win[:, channels[c]] += dW_active[:, c]
 
 
-# ---------------------------------------------------- Winograd layers: to channels first
+# ----------------------------------------------------- Winograd layers: out of the tiles
 
 
 @njit(cache=True, nogil=True)
 def _unsplit(ys, b, relu, out, delta):
-    """``out[k, i, j] = ys[i, j % 2, j // 2, k] + b[k]`` for the ``(K, Ho, Wo)`` positions of
-    ``out`` (the tiles' extra row and column dropped); with ``relu``, ``delta`` and
-    ``out`` of eqs. (13)-(14) instead."""
-    K, Ho, Wo = out.shape
+    """``out[i, j, :] = ys[i, j % 2, j // 2, :] + b`` for the ``(Ho, Wo, K)`` positions of
+    ``out`` (the tiles' extra row and column dropped); with ``relu``, ``delta`` and ``out``
+    of eqs. (13)-(14) instead."""
+    Ho, Wo, K = out.shape
     for i in range(Ho):
         for j in range(Wo):
-            src = ys[i, j % 2, j // 2]
+            src, dst, on = ys[i, j % 2, j // 2], out[i, j], delta[i, j] if relu else delta[0, 0]
             for k in range(K):
                 pre = src[k] + b[k]
                 if relu:
-                    delta[k, i, j] = pre > 0
-                    out[k, i, j] = pre if pre > 0 else 0
+                    on[k] = pre > 0
+                    dst[k] = pre if pre > 0 else 0
                 else:
-                    out[k, i, j] = pre
+                    dst[k] = pre
 
 
 @njit(cache=True, nogil=True)
 def _unsplit_phases(ys, stride, padding, out):
-    """The top-down output of a stride-``s`` layer, ``out`` ``(C, H, W)``, from the gather
-    form's ``ys``: ``out[c, y, x] = ys[I, J % 2, J // 2, (a*s + b)*C + c]`` where ``y + p =
+    """The top-down output of a stride-``s`` layer, ``out`` ``(H, W, C)``, from the gather
+    form's ``ys``: ``out[y, x, c] = ys[I, J % 2, J // 2, (a*s + b)*C + c]`` where ``y + p =
     s*(I + p // s) + a`` and ``x + p = s*(J + p // s) + b``: output channel ``(a, b, c)`` of
     the correlation is polyphase component ``(a, b)`` of the padded ``B``."""
-    C, H, W = out.shape
+    H, W, C = out.shape
     s, first = stride, padding // stride
     for y in range(H):
         I, a = (y + padding) // s - first, (y + padding) % s
         for x in range(W):
             J, b = (x + padding) // s - first, (x + padding) % s
-            src = ys[I, J % 2, J // 2]
+            src, dst = ys[I, J % 2, J // 2], out[y, x]
             offset = (a * s + b) * C
             for c in range(C):
-                out[c, y, x] = src[offset + c]
+                dst[c] = src[offset + c]
 
 
 # ------------------------------------------------------------------- pointwise kernels
@@ -446,9 +455,17 @@ def _gate(B, delta, G):
 
 @njit(cache=True, nogil=True)
 def _langevin(I, B, Z, half_eps2, sigma2, eps, out):
-    """``out = I - half_eps2 * (I / sigma2 - B) + eps * Z`` element by element (flat)."""
-    for i in range(out.size):
-        out[i] = I[i] - half_eps2 * (I[i] / sigma2 - B[i]) + eps * Z[i]
+    """``out = I - half_eps2 * (I / sigma2 - B) + eps * Z`` element by element; 4-d arrays
+    of any memory order (``B`` may come channels last from :func:`conv_transpose`)."""
+    N, C, H, W = out.shape
+    for n in range(N):
+        for c in range(C):
+            for i in range(H):
+                for j in range(W):
+                    v = I[n, c, i, j]
+                    out[n, c, i, j] = (
+                        v - half_eps2 * (v / sigma2 - B[n, c, i, j]) + eps * Z[n, c, i, j]
+                    )
 
 
 # ---------------------------------------------------------------------------- threads
@@ -508,6 +525,20 @@ def _dtype(*arrays):
     if dtype not in (np.float32, np.float64):
         raise TypeError(f"the numba backend computes in float32 or float64, not {dtype}")
     return dtype
+
+
+def _channels_last(a, dtype):
+    """``a`` ``(N, C, H, W)`` as a C-contiguous ``(N, H, W, C)`` array of ``dtype``: a view
+    where ``a`` is already channels last in memory (a kernel's output), else a copy."""
+    last = np.asarray(a).transpose(0, 2, 3, 1)
+    if last.dtype == dtype and last.flags.c_contiguous:
+        return last
+    return np.ascontiguousarray(last, dtype=dtype)
+
+
+def _shaped(last):
+    """The ``(N, C, H, W)`` view of a channels-last ``(N, H, W, C)`` array."""
+    return last.transpose(0, 3, 1, 2)
 
 
 def _rows_per_block(window, Ho, Wo, dtype):
@@ -597,17 +628,17 @@ def _transformed_filters(tiling, W, stride, flip):
 
 
 def _responses(x, W, b, stride, padding, relu):
-    """``(out, delta)`` of one bottom-up layer for the batch (``delta`` a dummy without
-    ``relu``)."""
+    """``(out, delta)`` of one bottom-up layer for the batch, channels last (``delta`` a
+    dummy without ``relu``)."""
     dtype = _dtype(x, W, b)
-    x, W, b = asarray(x, dtype), asarray(W, dtype), asarray(b, dtype)
-    N, C, H, Wd = x.shape
+    x, W, b = _channels_last(x, dtype), asarray(W, dtype), asarray(b, dtype)
+    N, H, Wd, C = x.shape
     K, _, kh, kw = W.shape
     Ho, Wo = output_size(H, kh, stride, padding), output_size(Wd, kw, stride, padding)
-    out = np.empty((N, K, Ho, Wo), dtype=dtype)
-    delta = np.empty((N, K, Ho, Wo) if relu else (1, 1, 1, 1), dtype=bool)
+    out = np.empty((N, Ho, Wo, K), dtype=dtype)
+    delta = np.empty((N, Ho, Wo, K) if relu else (1, 1, 1, 1), dtype=bool)
     if not out.size:
-        return out, delta
+        return _shaped(out), _shaped(delta)
     if _algorithm(C, K, kh, kw, stride, "bottom_up") == "winograd":
         s = stride
         tiling = _Tiling(s * s * C, K, _components(kh, s), Ho, Wo, dtype)
@@ -618,28 +649,31 @@ def _responses(x, W, b, stride, padding, relu):
             _unsplit(own[-1], b, relu, out[n], delta[n if relu else 0])
 
         _each_task(N, run, tiling.correlate_scratch)
-        return out, delta
-    rows = _rows_per_block(C * kh * kw, Ho, Wo, dtype)
-    W_win = np.ascontiguousarray(W.transpose(2, 3, 1, 0).reshape(kh * kw * C, K))
-    _each_task(
-        N,
-        lambda n, *own: _forward_image(
-            x[n], W_win, b, kh, kw, stride, padding, rows, relu, out[n], delta[n if relu else 0],
-            *own,
-        ),
-        lambda: _scratch(C, H, Wd, padding, C * kh * kw, rows, Wo, K, dtype),
-    )  # fmt: skip
-    return out, delta
+    else:
+        rows = _rows_per_block(C * kh * kw, Ho, Wo, dtype)
+        W_win = np.ascontiguousarray(W.transpose(2, 3, 1, 0).reshape(kh * kw * C, K))
+        _each_task(
+            N,
+            lambda n, xpad, P_buf, _: _forward_image(
+                x[n], W_win, b, kh, kw, stride, padding, rows, relu, out[n],
+                delta[n if relu else 0], xpad, P_buf,
+            ),
+            lambda: _scratch(C, H, Wd, padding, C * kh * kw, rows, Wo, 0, dtype),
+        )  # fmt: skip
+    return _shaped(out), _shaped(delta)
 
 
 def conv2d(x, W, stride, padding):
     """Linear filter responses ``<w_{k,x}, F^{(l-1)} * I>``, eq. (12), without bias.
 
-    See :func:`gcn_numpy.backends.reference.conv2d` (shapes: ``(N, K, Ho, Wo)``).
+    See :func:`gcn_numpy.backends.reference.conv2d` (shapes: ``(N, K, Ho, Wo)``; returned
+    channels last in memory).
 
-    Optimizations: Winograd F(2x2, r x r) tiles for stride 1 and filters 2x2 to 5x5,
-    else im2col blocks that stay in cache and one BLAS product each; images spread over
-    threads, one BLAS thread each.
+    Optimizations: Winograd F(2x2, r x r) tiles for square filters whose polyphase
+    components are 2x2 to 5x5 and enough channels (:func:`_algorithm`), else im2col blocks
+    that stay in cache and one BLAS product each, written in place into the output; no
+    transposes between layers (channels last); images spread over threads, one BLAS
+    thread each.
     """
     return _responses(x, W, np.zeros(W.shape[0], W.dtype), stride, padding, relu=False)[0]
 
@@ -647,7 +681,8 @@ def conv2d(x, W, stride, padding):
 def conv_relu(x, W, b, stride, padding):
     """One bottom-up layer, eqs. (13)-(14): ``(F, delta)``, delta a bool array.
 
-    See :func:`gcn_numpy.backends.reference.conv_relu`.
+    See :func:`gcn_numpy.backends.reference.conv_relu` (both returned channels last in
+    memory).
 
     Optimizations: those of :func:`conv2d`, with bias, ReLU and ``delta`` computed in the
     loop that stores the responses (no second pass over the maps).
@@ -658,41 +693,47 @@ def conv_relu(x, W, b, stride, padding):
 def gate(B, delta):
     """Top-down coefficients ``B^{(l)}_k(x) * delta^{(l)}_{k,x}`` of eq. (16).
 
-    See :func:`gcn_numpy.backends.reference.gate`.
+    See :func:`gcn_numpy.backends.reference.gate` (returned channels last in memory).
 
-    Optimizations: one compiled loop, no temporary arrays.
+    Optimizations: one compiled loop, no temporary arrays; ``B`` and ``delta`` from the
+    kernels (channels last) are read without copies.
     """
-    B = np.ascontiguousarray(B)
-    G = np.empty(B.shape, dtype=_dtype(B))
-    _gate(B.ravel(), np.ascontiguousarray(delta, dtype=bool).ravel(), G.ravel())
-    return G
+    dtype = _dtype(B)
+    B = np.asarray(B)
+    if B.ndim != 4:
+        G = np.empty(B.shape, dtype=dtype)
+        _gate(asarray(B, dtype).ravel(), asarray(delta, bool).ravel(), G.ravel())
+        return G
+    B, delta = _channels_last(B, dtype), _channels_last(delta, bool)
+    G = np.empty(B.shape, dtype=dtype)
+    _gate(B.ravel(), delta.ravel(), G.ravel())
+    return _shaped(G)
 
 
 def conv_transpose(G, W, stride, padding, in_hw):
     """Top-down deconvolution, eq. (16): ``B^{(l-1)} = sum_{k,x} G_k(x) w^{(l)}_{k,x}``.
 
-    See :func:`gcn_numpy.backends.reference.conv_transpose` (shapes: ``(N, C, H, W)``).
+    See :func:`gcn_numpy.backends.reference.conv_transpose` (shapes: ``(N, C, H, W)``;
+    returned channels last in memory).
 
-    Optimizations: for stride 1 and filters 2x2 to 5x5, the gather form (each output
-    position sums the filters' taps over the ``G`` around it: the correlation of ``G``,
-    padded by ``r - 1 - p``, with the flipped filters) in Winograd tiles, so that no
-    overlapping copies are added up; else im2col's scatter form, one BLAS product per
+    Optimizations: the filters silent in the whole batch are left out. For stride 1 and
+    filters 2x2 to 5x5 with enough channels (:func:`_algorithm`), the gather form (each
+    output position sums the filters' taps over the ``G`` around it: the correlation of
+    ``G``, padded by ``r - 1 - p``, with the flipped filters) in Winograd tiles, so that
+    no overlapping copies are added up; else im2col's scatter form, one BLAS product per
     block of positions and the windows added up in cache, leaving out the filters that
     are silent in the image.
     """
     dtype = _dtype(G, W)
-    G, W = asarray(G, dtype), asarray(W, dtype)
+    G, W = _channels_last(G, dtype), asarray(W, dtype)
     H, Wd = in_hw
-    out = np.empty((G.shape[0], W.shape[1], H, Wd), dtype=dtype)
-    if not out.size:
-        return out
+    out = np.zeros((G.shape[0], H, Wd, W.shape[1]), dtype=dtype)
     active = _active_filters(G) if G.size else np.zeros(0, dtype=np.int64)
-    if not len(active):
-        out.fill(0)
-        return out
-    if len(active) < G.shape[1]:
-        G, W = np.ascontiguousarray(G[:, active]), np.ascontiguousarray(W[active])
-    N, K, Ho, Wo = G.shape
+    if not out.size or not len(active):
+        return _shaped(out)
+    if len(active) < G.shape[3]:
+        G, W = np.ascontiguousarray(G[..., active]), np.ascontiguousarray(W[active])
+    N, Ho, Wo, K = G.shape
     _, C, kh, kw = W.shape
     if _algorithm(C, K, kh, kw, stride, "top_down") == "winograd":
         s, r = stride, _components(kh, stride)
@@ -707,16 +748,16 @@ def conv_transpose(G, W, stride, padding, in_hw):
             _unsplit_phases(own[-1], s, padding, out[n])
 
         _each_task(N, run, tiling.correlate_scratch)
-        return out
-    rows = _rows_per_block(C * kh * kw, Ho, Wo, dtype)
-    W_rows = np.ascontiguousarray(W.transpose(0, 2, 3, 1).reshape(K, kh * kw * C))
-    _each_task(
-        N,
-        lambda n, *own: _deconvolve_image(G[n], W_rows, kh, kw, stride, padding, rows, out[n],
-                                          *own),
-        lambda: _scratch(C, H, Wd, padding, C * kh * kw, rows, Wo, K, dtype),
-    )  # fmt: skip
-    return out
+    else:
+        rows = _rows_per_block(C * kh * kw, Ho, Wo, dtype)
+        W_rows = np.ascontiguousarray(W.transpose(0, 2, 3, 1).reshape(K, kh * kw * C))
+        _each_task(
+            N,
+            lambda n, *own: _deconvolve_image(G[n], W_rows, kh, kw, stride, padding, rows,
+                                              out[n], *own),
+            lambda: _scratch(C, H, Wd, padding, C * kh * kw, rows, Wo, K, dtype),
+        )  # fmt: skip
+    return _shaped(out)
 
 
 def conv_weight_grad(x, G, kernel_hw, stride, padding):
@@ -725,32 +766,32 @@ def conv_weight_grad(x, G, kernel_hw, stride, padding):
     See :func:`gcn_numpy.backends.reference.conv_weight_grad`: returns ``(dW, db)`` of
     shapes ``(K, C, kh, kw)`` and ``(K,)``.
 
-    Optimizations: for stride 1 and filters 2x2 to 5x5, Winograd F(r x r, 2 x 2) on the
-    same input tiles as the bottom-up pass, the sum over positions and images done in the
-    transform domain (one output transform per call); else im2col blocks and one BLAS
-    product each, leaving out the filters that are silent in the image. Images spread
-    over threads; the sum's order is fixed (:func:`_chunks`).
+    Optimizations: the filters silent in the whole batch are left out (their gradient is
+    0). For square filters whose polyphase components are 2x2 to 5x5 with enough channels
+    (:func:`_algorithm`), Winograd F(r x r, 2 x 2) on the same input tiles as the
+    bottom-up pass, the sum over positions and images done in the transform domain (one
+    output transform per call); else im2col blocks and one BLAS product each, leaving
+    out the filters that are silent in the image. Images spread over threads; the sum's
+    order is fixed (:func:`_chunks`).
     """
     dtype = _dtype(x, G)
-    x, G = asarray(x, dtype), asarray(G, dtype)
-    K = G.shape[1]
-    dW = np.zeros((K, x.shape[1]) + tuple(kernel_hw), dtype=dtype)
+    x, G = _channels_last(x, dtype), _channels_last(G, dtype)
+    K = G.shape[3]
+    dW = np.zeros((K, x.shape[3]) + tuple(kernel_hw), dtype=dtype)
     db = np.zeros(K, dtype=dtype)
     active = _active_filters(G) if G.size else np.zeros(0, dtype=np.int64)
     if len(active) == K:
         dW, db = _weight_grad(x, G, kernel_hw, stride, padding)
     elif len(active):
-        dW[active], db[active] = _weight_grad(
-            x, np.ascontiguousarray(G[:, active]), kernel_hw, stride, padding
-        )
+        G = np.ascontiguousarray(G[..., active])
+        dW[active], db[active] = _weight_grad(x, G, kernel_hw, stride, padding)
     return dW, db
 
 
 def _weight_grad(x, G, kernel_hw, stride, padding):
-    """:func:`conv_weight_grad` of C-contiguous arrays of one dtype, ``G`` not empty."""
+    """:func:`conv_weight_grad` of channels-last arrays of one dtype, ``G`` not empty."""
     dtype = x.dtype
-    (kh, kw), (N, C, H, Wd), (_, K, Ho, Wo) = kernel_hw, x.shape, G.shape
-    window = kh * kw * C
+    (kh, kw), (N, H, Wd, C), (_, Ho, Wo, K) = kernel_hw, x.shape, G.shape
     chunks = _chunks(N)
     if _algorithm(C, K, kh, kw, stride, "weight_grad") == "winograd":
         s, r = stride, _components(kh, stride)
@@ -787,6 +828,7 @@ def _weight_grad(x, G, kernel_hw, stride, padding):
         phases = dW_t.reshape(r, r, K, s, s, C).transpose(2, 5, 0, 3, 1, 4)
         dW = phases.reshape(K, C, r * s, r * s)[:, :, :kh, :kw]
         return np.ascontiguousarray(dW), db_each.sum(axis=0)
+    window = kh * kw * C
     rows = _rows_per_block(window, Ho, Wo, dtype)
 
     def scratch():  # and the thread's product
@@ -826,10 +868,17 @@ def langevin_step(I, B, Z, step_size, sigma):
 
     See :func:`gcn_numpy.backends.reference.langevin_step`.
 
-    Optimizations: one compiled loop, no temporary arrays.
+    Optimizations: one compiled loop, no temporary arrays; ``B`` from
+    :func:`conv_transpose` (channels last) read in place.
     """
     dtype = _dtype(I, B, Z)
-    I, B, Z = (asarray(a, dtype) for a in (I, B, Z))
+    I, Z = asarray(I, dtype), asarray(Z, dtype)
+    B = np.asarray(B)
     out = np.empty(I.shape, dtype=dtype)
-    _langevin(I.ravel(), B.ravel(), Z.ravel(), 0.5 * step_size**2, sigma**2, step_size, out.ravel())
+    if B.ndim == 4 and B.dtype == dtype and B.shape == I.shape:
+        _langevin(I, B, Z, 0.5 * step_size**2, sigma**2, step_size, out)
+    else:
+        B = asarray(B, dtype).reshape(I.shape)
+        _langevin(I.reshape(1, 1, 1, -1), B.reshape(1, 1, 1, -1), Z.reshape(1, 1, 1, -1),
+                  0.5 * step_size**2, sigma**2, step_size, out.reshape(1, 1, 1, -1))  # fmt: skip
     return out

@@ -127,13 +127,13 @@ def block_rows(th, tw):
 
 @njit(cache=True, nogil=True)
 def split_channels_last(x, shift, stride, xs):
-    """``xs[I, J % 2, J // 2, (a*s + b)*C + c] = x[c, i, j]`` where ``i + shift = s*I + a``
+    """``xs[I, J % 2, J // 2, (a*s + b)*C + c] = x[i, j, c]`` where ``i + shift = s*I + a``
     and ``j + shift = s*J + b`` (``0 <= a, b < s``, ``s = stride``), inside ``xs``; ``x``
-    is one image's ``(C, H, W)`` maps, ``shift`` its zero padding (negative: rows and
+    is one image's ``(H, W, C)`` maps, ``shift`` its zero padding (negative: rows and
     columns cut off). With stride 1 that is ``xs[i + shift, ...]``; with stride ``s``, the
     ``s * s`` polyphase components of the padded image, side by side as channels, on which
     a stride-``s`` layer is a stride-1 one. The rest of ``xs`` is left as it is (zeros)."""
-    C, H, W = x.shape
+    H, W, C = x.shape
     rows, _, half, _ = xs.shape
     s = stride
     for i in range(max(0, -shift), H):
@@ -144,10 +144,10 @@ def split_channels_last(x, shift, stride, xs):
             J, b = (j + shift) // s, (j + shift) % s
             if J >= 2 * half:
                 break
-            dst = xs[I, J % 2, J // 2]
+            src, dst = x[i, j], xs[I, J % 2, J // 2]
             offset = (a * s + b) * C
             for c in range(C):
-                dst[offset + c] = x[c, i, j]
+                dst[offset + c] = src[c]
 
 
 # The transforms multiply short vectors of coefficients with long runs of numbers: every
@@ -350,10 +350,10 @@ def gradient_output_transform(D, AW, dW_t):
 
 @njit(cache=True, nogil=True)
 def correlate_image(x, shift, stride, U, BT, AT, rows, xs, V, M, rows_buf, out_buf, ys):
-    """``ys`` = the correlation of one image's maps ``x``, shifted by ``shift`` (the zero
-    padding) and split into its ``stride**2`` polyphase components (``(s*s*C, ...)``, see
-    :func:`split_channels_last`), with the filters whose transform is ``U`` ``(n*n, s*s*C,
-    K)``:
+    """``ys`` = the correlation of one image's maps ``x`` ``(H, W, C)``, shifted by
+    ``shift`` (the zero padding) and split into its ``stride**2`` polyphase components
+    (:func:`split_channels_last`), with the filters whose transform is ``U`` ``(n*n,
+    s*s*C, K)``:
     ``ys[i, j % 2, j // 2, k]`` for the ``2 th x 2 tw`` positions of the tiles (those past
     the map's ``Ho x Wo`` are to be dropped). Scratch: ``xs`` (:func:`split_shape`, zero
     outside the image), ``V`` and ``M`` (flat, ``n*n*rows*tw`` times ``C`` or ``K``),
@@ -378,8 +378,8 @@ def weight_grad_image(x, G, padding, stride, BT, GG, rows, xs, gs, V, T, rows_bu
                       first):  # fmt: skip
     """Add one image's share of the weight gradient, in the transform domain, to ``D``
     ``(n*n, K, s*s*C)`` (or set it, with ``first``): ``D_f += T_f^T V_f`` over the image's
-    tiles, ``x`` ``(C, H, W)`` its input (split as in :func:`correlate_image`), ``G`` ``(K,
-    Ho, Wo)`` its coefficients. Returns
+    tiles, ``x`` ``(H, W, C)`` its input (split as in :func:`correlate_image`), ``G`` ``(Ho,
+    Wo, K)`` its coefficients. Returns
     the sum of ``G`` over positions, ``(K,)``. Scratch as in :func:`correlate_image`, and
     ``gs`` (``(2 th, 2, tw, K)``, zero past the map) and ``T`` (flat, ``n*n*rows*tw*K``)."""
     nf, K, C = D.shape[0], D.shape[1], D.shape[2]
@@ -387,8 +387,8 @@ def weight_grad_image(x, G, padding, stride, BT, GG, rows, xs, gs, V, T, rows_bu
     split_channels_last(x, padding, stride, xs)
     split_channels_last(G, 0, 1, gs)
     db = np.zeros(K, dtype=D.dtype)
-    for k in range(K):
-        db[k] = G[k].sum()
+    for row in G.reshape((-1, K)):
+        db += row
     for ti0 in range(0, th, rows):
         ti1 = min(th, ti0 + rows)
         m = (ti1 - ti0) * tw
