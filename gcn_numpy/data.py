@@ -8,6 +8,7 @@ mean image. :func:`to_uint8` adds it back.
 
 import glob
 import os
+import warnings
 from importlib import resources
 
 import numpy as np
@@ -28,6 +29,8 @@ __all__ = [
     "to_uint8",
     "load_training_images",
     "training_photo",
+    "DataError",
+    "UpsamplingWarning",
 ]
 
 
@@ -64,10 +67,25 @@ def expand_paths(specs):
     return paths
 
 
-def _resize(image, size):
+GRAY_MODES = ("1", "L", "LA", "La", "I", "F") + tuple(f"I;16{e}" for e in ("", "B", "L", "N"))
+UPSAMPLING_WARNED = 2.0  # a warning when an image is enlarged by more than this factor
+
+
+class UpsamplingWarning(UserWarning):
+    """A training image much smaller than the training size, enlarged (and blurred)."""
+
+
+def _resize(image, size, path=None):
     """Scale so the shorter side is ``size``."""
     w, h = image.size
     scale = size / min(w, h)
+    if path is not None and scale > UPSAMPLING_WARNED:
+        warnings.warn(
+            f"{path} is {w}x{h} px: it is upsampled {scale:.1f}x to {size} px, and learned "
+            "blurred; give a larger image or a smaller --size",
+            UpsamplingWarning,
+            stacklevel=3,
+        )
     if scale != 1:
         image = image.resize(
             (max(size, round(w * scale)), max(size, round(h * scale))), Image.Resampling.LANCZOS
@@ -75,39 +93,97 @@ def _resize(image, size):
     return image
 
 
-def _resize_crop(image, size):
+def _resize_crop(image, size, path=None):
     """Scale so the shorter side is ``size``, then crop the centre ``size x size``."""
-    image = _resize(image, size)
+    image = _resize(image, size, path)
     w, h = image.size
     left, top = (w - size) // 2, (h - size) // 2
     return image.crop((left, top, left + size, top + size))
 
 
-def _read(paths):
-    images = []
-    for path in paths:
-        try:
+def _open(path):
+    """The image in ``path``, fully read; :class:`DataError` for what Pillow cannot read,
+    a truncated file, or a decompression bomb (an image larger than Pillow's limit)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
                 im.load()
-                images.append(im.copy())
-        except (UnidentifiedImageError, OSError) as e:
-            raise DataError(f"{path!r} is not an image Pillow can read") from e
-    gray = all(im.mode in ("L", "I", "I;16", "F", "1", "LA") for im in images)
-    return images, "L" if gray else "RGB"
+                return im.copy()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise DataError(
+            f"{path} has more pixels than this program reads (Pillow's limit, "
+            f"{Image.MAX_IMAGE_PIXELS} pixels): shrink it first"
+        ) from None
+    except UnidentifiedImageError:
+        raise DataError(f"{path} is not an image Pillow can read") from None
+    except OSError as e:
+        raise DataError(f"{path} is truncated or damaged (Pillow: {e})") from None
 
 
-def _array(image, mode):
-    a = np.asarray(image.convert(mode), dtype=np.float64)
-    return a[None] if mode == "L" else a.transpose(2, 0, 1)
+def _is_gray(image):
+    if image.mode in GRAY_MODES:
+        return True
+    if image.mode in ("P", "PA"):  # a palette of greys only
+        palette = np.asarray(image.convert("RGB"))
+        return bool(np.all(palette == palette[..., :1]))
+    return False
+
+
+def _channels(image, gray):
+    """The image as float planes in 0-255 (one for gray, R, G, B otherwise).
+
+    Conversions: alpha is dropped (pixels as stored, not composited); palettes, CMYK and
+    other colour spaces become RGB; bilevel images 0 and 255; 16-bit images are divided by
+    257 (65535 -> 255) and 32-bit integer ones too when they exceed 255; floating-point
+    images in [0, 1] are multiplied by 255, others taken as they are.
+    """
+    mode = image.mode
+    if mode.startswith("I") or mode == "F":
+        a = np.asarray(image, dtype=np.float64)
+        if mode == "F":
+            a = a * 255 if a.size and np.nanmax(a) <= 1.0 else a
+        elif mode.startswith("I;16") or (a.size and a.max() > 255):
+            a = a / 257.0
+        return [a] if gray else [a, a, a]
+    if gray:
+        return [np.asarray(image.convert("L"), dtype=np.float64)]
+    return list(np.asarray(image.convert("RGB"), dtype=np.float64).transpose(2, 0, 1))
+
+
+def _planes_to_images(planes):
+    return [Image.fromarray(p.astype(np.float32), mode="F") for p in planes]
+
+
+def _prepared(image, gray, size, path, crop=True):
+    """One image as an array ``(C, size, size)`` (``crop``) or ``(C, H, W)`` with the
+    shorter side ``size``, in 0-255."""
+    fit = _resize_crop if crop else _resize
+    if image.mode in ("L", "RGB") or (not image.mode.startswith("I") and image.mode != "F"):
+        eight_bit = image.convert("L" if gray else "RGB")
+        a = np.asarray(fit(eight_bit, size, path), dtype=np.float64)
+        return a[None] if gray else a.transpose(2, 0, 1)
+    planes = [np.asarray(fit(p, size, path)) for p in _planes_to_images(_channels(image, gray))]
+    return np.clip(np.stack(planes).astype(np.float64), 0.0, 255.0)  # Lanczos overshoots
+
+
+def _read(paths):
+    images = [_open(path) for path in paths]
+    return images, all(_is_gray(im) for im in images)
 
 
 def load_images(paths, size):
     """Read image files into an array of shape (M, C, size, size), floats in 0-255.
 
-    Gray if every file is gray, otherwise RGB (C = 3).
+    Gray if every file is gray, otherwise RGB (C = 3): see :func:`_channels` for how
+    palettes, alpha, 16-bit and floating-point images are converted. Bad files raise
+    :class:`DataError`; images enlarged more than ``UPSAMPLING_WARNED`` times warn
+    (:class:`UpsamplingWarning`).
     """
-    images, mode = _read(paths)
-    return np.stack([_array(_resize_crop(im, size), mode) for im in images])
+    images, gray = _read(paths)
+    return np.stack(
+        [_prepared(im, gray, size, path) for im, path in zip(images, paths, strict=True)]
+    )
 
 
 def shipped_texture(name, size, scale=None):
@@ -205,6 +281,6 @@ def training_photo(config):
         paths = expand_paths(config.images)
         if len(paths) != 1:
             return None
-        images, mode = _read(paths)
-        return _array(_resize(images[0], config.size), mode)
+        images, gray = _read(paths)
+        return _prepared(images[0], gray, config.size, None, crop=False)
     return None

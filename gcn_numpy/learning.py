@@ -10,6 +10,7 @@ Everything here runs on the net's backend arrays (``xp``): on the GPU a learning
 makes no host round trip until its metrics are read at the end.
 """
 
+import collections
 import json
 
 import numpy as np
@@ -17,7 +18,7 @@ import numpy as np
 from .model import GenerativeConvNet, energy_from_score
 from .sampling import langevin_chains
 
-__all__ = ["Learner", "NonFiniteError", "ReleaseRule", "Adam", "make_rule"]
+__all__ = ["Learner", "DivergenceError", "NonFiniteError", "ReleaseRule", "Adam", "make_rule"]
 
 METRICS = ("f_obs", "f_syn", "energy", "grad_norm", "recon_error")
 CLIP_MODES = ("abs", "signed")
@@ -25,8 +26,12 @@ POSITIONS = ("all", "clean")  # which top positions f sums: every one, or those 
 # the boundary (their receptive field inside the image)
 
 
-class NonFiniteError(FloatingPointError):
-    """Langevin or learning produced nan or inf; the learner's state was not changed."""
+class DivergenceError(FloatingPointError):
+    """Learning diverged (non-finite values or gradient spikes) several iterations in a
+    row; the learner's state is the last good one."""
+
+
+NonFiniteError = DivergenceError  # the name of earlier versions
 
 
 class ReleaseRule:
@@ -132,7 +137,16 @@ class Learner:
         one-step samples, one per observed image).
     iteration : int
         Learning iterations done.
+    rollbacks : int
+        Iterations undone because they diverged (see :meth:`step`).
     """
+
+    SPIKE_FACTOR = 100.0  # a gradient norm this many times its recent median is a spike
+    HISTORY = 50  # iterations of the current stage whose gradient norms give the median
+    MIN_HISTORY = 50  # no spike test before the stage has a full window: in its first
+    # iterations the gradient norm grows steadily (measured: 20-100x over 20 iterations of
+    # the default run) while f_obs runs ahead of f_syn, which is learning, not divergence
+    MAX_ROLLBACKS = 3  # in a row: then stop
 
     def __init__(self, config, images):
         self.config = config
@@ -151,6 +165,8 @@ class Learner:
         self.rng = np.random.default_rng(config.seed)
         self.iteration = 0
         self.lr = config.lr
+        self.rollbacks, self.rollbacks_in_a_row = 0, 0
+        self.grad_history = collections.deque(maxlen=self.HISTORY)
         self.net = self._build_net(1 if config.grow else self.n_layers_total, images)
         self.obs = self.net.check_images(images)
         self.opt_state = self.rule.init_state(self.net.params, self.net.xp)
@@ -200,8 +216,15 @@ class Learner:
         n_conv = len(old.layers)
         new.set_params(old.params[:n_conv] + new.params[n_conv:])
         self.net = new
-        self.lr *= self.config.lr_decay_per_layer
+        self.lr = self._stage_lr(n_conv + 1)  # a halving after a rollback ends with its stage
+        self.grad_history.clear()
         self.opt_state = self.rule.init_state(new.params, new.xp)
+
+    def _stage_lr(self, n_layers):
+        """The learning rate of the stage with ``n_layers`` layers (halved at each new one)."""
+        if not self.config.grow:
+            return self.config.lr
+        return self.config.lr * self.config.lr_decay_per_layer ** (n_layers - 1)
 
     def _grow_if_due(self):
         cfg = self.config
@@ -217,11 +240,12 @@ class Learner:
         return int(np.prod([layer["stride"] for layer in self.config.layers]))
 
     def _mask(self, images, positions):
-        """``B_top`` for a side whose ``positions`` setting is ``"clean"``: only the top
-        positions whose receptive field lies inside the image enter its ``f``, and with it
-        its ``H``; ``None`` (every position) for ``"all"``."""
+        """``(B_top, count)`` for a side whose ``positions`` setting is ``"clean"``: only
+        the ``count`` top positions whose receptive field lies inside the image enter its
+        ``f``, and with it its ``H``; ``(None, None)`` (every position) for ``"all"``. The
+        mask is made once per net and canvas, on the backend's device."""
         if positions != "clean":
-            return None
+            return None, None
         key = (self.net, images.shape[2:])
         cache = self.__dict__.setdefault("_masks", {})
         if key not in cache:
@@ -232,7 +256,7 @@ class Learner:
                     "free of the boundary: the receptive field is larger than the image"
                 )
             cache.clear()  # one net at a time
-            cache[key] = mask[None, None].astype(self.net.dtype)
+            cache[key] = (self.net.asarray(mask[None, None]), int(mask.sum()))
         return cache[key]
 
     def _observed_mask(self):
@@ -241,25 +265,24 @@ class Learner:
     def _synthesized_mask(self, syn):
         return self._mask(syn, self.config.synthesized_positions)
 
-    def _positions(self, images, mask=None):
+    def _positions(self, images, summed=None):
         """Per parameter array pair, the size of the map it acts on: each conv layer's
         own output map (the release's normalisation), 1 for a linear top's single
-        filter. With a ``mask`` on the top map, each size is scaled by the fraction of the
-        top positions that ``f`` sums."""
+        filter. When ``f`` sums only ``summed`` of the top map's positions, each size is
+        scaled by that fraction."""
         shapes = self.net.layer_shapes(*images.shape[2:])
         sizes = [h * w for _, h, w in shapes]
-        if mask is not None:
-            share = float(mask.sum()) / sizes[-1]
-            sizes = [n * share for n in sizes]
+        if summed is not None:
+            sizes = [n * summed / sizes[-1] for n in sizes]
         return sizes + ([1] if self.net.top == "linear" else [])
 
-    def _summed_top_positions(self, images, mask=None):
+    def _summed_top_positions(self, images, summed=None):
         """How many top-map positions ``f`` sums: 1 for the linear top (one filter over
         the whole map), the masked count, or the whole map."""
         if self.net.top == "linear":
             return 1
-        if mask is not None:
-            return float(mask.sum())
+        if summed is not None:
+            return summed
         _, h, w = self.net.layer_shapes(*images.shape[2:])[-1]
         return h * w
 
@@ -276,7 +299,7 @@ class Learner:
             cfg.step_size,
             cfg.sigma,
             self.rng,
-            B_top=self._synthesized_mask(start),
+            B_top=self._synthesized_mask(start)[0],
         )
 
     def statistics(self, syn):
@@ -285,10 +308,10 @@ class Learner:
         observed pass also gives ``B``, the reconstruction."""
         net, cd = self.net, self.config.mode == "cd"
         obs_out = net.forward_backward(
-            self.obs, need_B=cd, need_grads=True, B_top=self._observed_mask()
+            self.obs, need_B=cd, need_grads=True, B_top=self._observed_mask()[0]
         )
         syn_out = net.forward_backward(
-            syn, need_B=False, need_grads=True, B_top=self._synthesized_mask(syn)
+            syn, need_B=False, need_grads=True, B_top=self._synthesized_mask(syn)[0]
         )
         return obs_out, syn_out
 
@@ -298,8 +321,8 @@ class Learner:
         map (the observed and synthesized maps differ when the chains' canvas is larger;
         a linear top's filter has one position)."""
         n_obs, n_syn = self.obs.shape[0], syn.shape[0]
-        sizes_obs = self._positions(self.obs, self._observed_mask())
-        sizes_syn = self._positions(syn, self._synthesized_mask(syn))
+        sizes_obs = self._positions(self.obs, self._observed_mask()[1])
+        sizes_syn = self._positions(syn, self._synthesized_mask(syn)[1])
         grads = []
         for (gWo, gbo), (gWs, gbs), m_obs, m_syn in zip(
             obs_out["grads"], syn_out["grads"], sizes_obs, sizes_syn, strict=True
@@ -322,40 +345,76 @@ class Learner:
         for W, b in params:
             finite = finite & xp.isfinite(W).all() & xp.isfinite(b).all()
         # scores per top-map position, comparable between canvases of different sizes
-        f_obs = obs_out["f"].mean() / self._summed_top_positions(self.obs, self._observed_mask())
-        f_syn = syn_out["f"].mean() / self._summed_top_positions(syn, self._synthesized_mask(syn))
+        f_obs = obs_out["f"].mean() / self._summed_top_positions(self.obs, self._observed_mask()[1])
+        f_syn = syn_out["f"].mean() / self._summed_top_positions(
+            syn, self._synthesized_mask(syn)[1]
+        )
         values = [f_obs, f_syn, energy.mean(), grad_norm, recon, finite]
         return net.to_numpy(xp.stack([xp.asarray(v, dtype=xp.float64) for v in values]))
 
+    def _problem(self, values):
+        """Why the iteration with these metrics must be rolled back, or ``None``."""
+        if not values[-1]:
+            return "non-finite values in Langevin sampling or learning"
+        grad_norm = float(values[METRICS.index("grad_norm")])
+        if len(self.grad_history) >= self.MIN_HISTORY:
+            median = float(np.median(self.grad_history))
+            if grad_norm > self.SPIKE_FACTOR * median:
+                return (
+                    f"gradient norm {grad_norm:.3g} above {self.SPIKE_FACTOR:g} x its median "
+                    f"{median:.3g} over the last {len(self.grad_history)} iterations"
+                )
+        return None
+
     def step(self):
-        """One learning iteration; returns its metrics as floats: ``f_obs`` and ``f_syn``
-        (mean scores per position of the top map), ``energy`` (mean over the chains),
-        ``grad_norm``, ``recon_error`` (CD: mean ``|sigma^2 B - I|``, 0-255 units).
+        """One learning iteration; returns its metrics: ``f_obs`` and ``f_syn`` (mean scores
+        per position of the top map), ``energy`` (mean over the chains), ``grad_norm``,
+        ``recon_error`` (CD: mean ``|sigma^2 B - I|``, 0-255 units), ``lr`` (the learning
+        rate it used) and ``rollback`` (the reason it was undone, or ``""``).
 
         Lines 4-6 of Algorithm 1: :meth:`synthesize`, :meth:`statistics` and
-        :meth:`gradient`, then ``w <- w + eta (H_obs - H_syn)`` by the update rule. The
-        state changes only if everything stayed finite; otherwise
-        :class:`NonFiniteError` is raised.
+        :meth:`gradient`, then ``w <- w + eta (H_obs - H_syn)`` by the update rule.
+
+        Divergence: when the iteration produces non-finite values, or a gradient norm above
+        ``SPIKE_FACTOR`` times its median over the stage's last ``HISTORY`` iterations, its
+        result is dropped (weights, chains and optimizer stay as they were), the learning
+        rate is halved for the rest of the stage, and the next call draws new noise (the
+        random generator is not rewound, so seeded runs stay reproducible). After
+        ``MAX_ROLLBACKS`` in a row, :class:`DivergenceError` is raised instead; the state
+        is still the last good one.
         """
         self._grow_if_due()
-        rng_state = self.rng.bit_generator.state
-        syn = self.synthesize()
-        obs_out, syn_out = self.statistics(syn)
-        grads = self.gradient(obs_out, syn_out, syn)
-        params, opt_state = self.rule.update(
-            self.net.params, grads, self.opt_state, self.lr, self.net.xp
-        )
-        values = self._metrics(obs_out, syn_out, syn, grads, params)
-        if not values[-1]:
-            self.rng.bit_generator.state = rng_state
-            raise NonFiniteError(
-                f"non-finite values in Langevin sampling or learning at iteration "
-                f"{self.iteration + 1}; try a smaller --step-size or --lr"
+        lr = self.lr
+        with np.errstate(all="ignore"):  # overflow is caught below, as a rollback
+            syn = self.synthesize()
+            obs_out, syn_out = self.statistics(syn)
+            grads = self.gradient(obs_out, syn_out, syn)
+            params, opt_state = self.rule.update(
+                self.net.params, grads, self.opt_state, lr, self.net.xp
             )
+            values = self._metrics(obs_out, syn_out, syn, grads, params)
+        metrics = dict(zip(METRICS, (float(v) for v in values[:-1]), strict=True))
+        metrics["lr"] = lr
+        problem = self._problem(values)
+        if problem:
+            self.rollbacks_in_a_row += 1
+            self.rollbacks += 1
+            if self.rollbacks_in_a_row >= self.MAX_ROLLBACKS:
+                raise DivergenceError(
+                    f"{problem} at iteration {self.iteration + 1}, "
+                    f"{self.rollbacks_in_a_row} times in a row (learning rate now {lr:.3g}); "
+                    "try a smaller --step-size or --lr"
+                )
+            self.lr = 0.5 * lr
+            metrics["rollback"] = problem
+            return metrics
         self.net.set_params(params)
         self.opt_state, self.chains = opt_state, syn
         self.iteration += 1
-        return dict(zip(METRICS, (float(v) for v in values[:-1]), strict=True))
+        self.rollbacks_in_a_row = 0
+        self.grad_history.append(metrics["grad_norm"])
+        metrics["rollback"] = ""
+        return metrics
 
     def reconstruct(self, images=None):
         """The auto-encoding ``I -> delta(I) -> sigma^2 B_{w, delta}`` (Theorem 1) of the
@@ -367,7 +426,7 @@ class Learner:
     # -------------------------------------------------------------- checkpoint
 
     def state_dict(self):
-        """The complete learning state as NumPy arrays and JSON strings."""
+        """The complete learning state as NumPy arrays (a JSON string for the generator)."""
         to_np = self.net.to_numpy
         state = {
             "iteration": np.array(self.iteration),
@@ -377,6 +436,8 @@ class Learner:
             "rng": np.array(json.dumps(self.rng.bit_generator.state)),
             "n_params": np.array(len(self.net.params)),
             "n_opt": np.array(len(self.opt_state)),
+            "grad_history": np.array(self.grad_history, dtype=np.float64),
+            "rollbacks": np.array([self.rollbacks, self.rollbacks_in_a_row]),
         }
         for i, (W, b) in enumerate(self.net.params):
             state[f"W{i}"], state[f"b{i}"] = to_np(W), to_np(b)
@@ -385,28 +446,61 @@ class Learner:
         return state
 
     def load_state_dict(self, state):
-        """Restore :meth:`state_dict`'s output; ``ValueError`` if it does not fit the config."""
+        """Restore :meth:`state_dict`'s output. ``ValueError`` saying what does not fit the
+        configuration (a missing entry, a shape, a dtype, a net of another size); then the
+        learner is unchanged."""
         try:
-            n_layers = int(state["n_layers"])
+            n_layers = _scalar(state, "n_layers", int)
             if not 1 <= n_layers <= self.n_layers_total:
                 raise ValueError(
-                    f"checkpoint has {n_layers} layers, the config {self.n_layers_total}"
+                    f"it holds a net of {n_layers} layers, the configuration has "
+                    f"{self.n_layers_total}"
                 )
             net = self._build_net(n_layers, self.obs)
-            weights = [(state[f"W{i}"], state[f"b{i}"]) for i in range(int(state["n_params"]))]
+            n_params = _scalar(state, "n_params", int)
+            weights = [(_floats(state, f"W{i}"), _floats(state, f"b{i}")) for i in range(n_params)]
             net.set_weights(weights)
             template = self.rule.init_state(net.params, net.xp)
-            opt_state = [net.asarray(state[f"opt{i}"]) for i in range(int(state["n_opt"]))]
+            n_opt = _scalar(state, "n_opt", int)
+            opt_state = [_floats(state, f"opt{i}") for i in range(n_opt)]
             if [a.shape for a in opt_state] != [a.shape for a in template]:
-                raise ValueError("optimizer state does not match the update rule")
-            chains = np.asarray(state["chains"])
-            if chains.shape[0] != self.chains.shape[0] or chains.shape[1:] != self.chains.shape[1:]:
-                raise ValueError(f"chains of shape {chains.shape}, expected {self.chains.shape}")
+                raise ValueError("its optimizer state does not match the update rule")
+            chains = _floats(state, "chains")
+            if chains.shape != tuple(self.chains.shape):
+                raise ValueError(
+                    f"its chains have shape {chains.shape}, expected {tuple(self.chains.shape)}"
+                )
+            if not np.all(np.isfinite(chains)):
+                raise ValueError("its chains hold non-finite values")
             rng_state = json.loads(str(state["rng"]))
-            iteration = int(state["iteration"])
+            probe = np.random.default_rng()
+            probe.bit_generator.state = rng_state  # raises on a foreign state
+            iteration = _scalar(state, "iteration", int)
+            lr = _scalar(state, "lr", float)
+            history = _floats(state, "grad_history") if "grad_history" in state else []
+            rollbacks = state.get("rollbacks", np.zeros(2, dtype=int))
         except KeyError as e:
-            raise ValueError(f"checkpoint lacks {e}") from None
-        self.net, self.opt_state = net, opt_state
+            raise ValueError(f"it lacks the entry {e}") from None
+        except (TypeError, json.JSONDecodeError) as e:
+            raise ValueError(f"an entry is malformed ({e})") from None
+        self.net = net
+        self.opt_state = [net.asarray(a) for a in opt_state]
         self.chains = net.asarray(chains)
         self.rng.bit_generator.state = rng_state
-        self.iteration, self.lr = iteration, float(state["lr"])
+        self.iteration, self.lr = iteration, lr
+        self.grad_history = collections.deque(np.asarray(history).tolist(), maxlen=self.HISTORY)
+        self.rollbacks, self.rollbacks_in_a_row = (int(n) for n in np.asarray(rollbacks)[:2])
+
+
+def _scalar(state, key, kind):
+    a = np.asarray(state[key])
+    if a.shape != () or a.dtype.kind not in "iuf":
+        raise ValueError(f"its entry {key!r} is not a number")
+    return kind(a)
+
+
+def _floats(state, key):
+    a = np.asarray(state[key])
+    if a.dtype.kind not in "fiu":
+        raise ValueError(f"its entry {key!r} holds {a.dtype}, not numbers")
+    return a

@@ -110,12 +110,15 @@ def texture_stats(samples, training):
     images; ``spectrum_distance`` is the total-variation distance of the two normalised
     radial spectra (0 = same shape, 1 = disjoint)."""
     s, t = np.asarray(samples, dtype=np.float64), np.asarray(training, dtype=np.float64)
+    n_bins = max(1, min(16, min(s.shape[2:] + t.shape[2:]) // 2))  # the same bins for both
     return {
         "mean_samples": float(s.mean()),
         "mean_training": float(t.mean()),
         "std_samples": float(s.std(axis=(1, 2, 3)).mean()),
         "std_training": float(t.std(axis=(1, 2, 3)).mean()),
-        "spectrum_distance": float(0.5 * np.abs(radial_spectrum(s) - radial_spectrum(t)).sum()),
+        "spectrum_distance": float(
+            0.5 * np.abs(radial_spectrum(s, n_bins) - radial_spectrum(t, n_bins)).sum()
+        ),
     }
 
 

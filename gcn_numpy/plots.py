@@ -8,7 +8,10 @@ import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
 
+from ._io import atomic_write
+
 __all__ = [
+    "read_png",
     "save_images",
     "tile",
     "fit",
@@ -20,11 +23,27 @@ __all__ = [
 ]
 
 
+def _save_png(path, image):
+    """A uint8 image as a PNG, written atomically (a run being watched never shows half a
+    file)."""
+    atomic_write(path, lambda f: Image.fromarray(image).save(f, format="PNG"))
+
+
+def _save_figure(path, fig):
+    atomic_write(path, lambda f: fig.savefig(f, format="png"))
+
+
+def read_png(path):
+    """A PNG written by :func:`save_images` as a uint8 array."""
+    with Image.open(path) as im:
+        return np.asarray(im)
+
+
 def save_images(folder, images, prefix="chain"):
     """One PNG per image: ``folder/<prefix>_00.png``, ..."""
     os.makedirs(folder, exist_ok=True)
     for i, im in enumerate(images):
-        Image.fromarray(im).save(os.path.join(folder, f"{prefix}_{i:02d}.png"))
+        _save_png(os.path.join(folder, f"{prefix}_{i:02d}.png"), im)
 
 
 def tile(images, columns=None, gap=2, fill=255):
@@ -62,28 +81,46 @@ def _show(ax, image, title=None):
         ax.set_title(title, fontsize=9)
 
 
-def save_grid(path, training, samples, max_training=4, max_samples=8):
-    """Training images (top row) beside synthesized ones (below), at the same scale."""
+def save_grid(path, training, samples, max_training=4, max_samples=8, columns=4):
+    """Training images (top row) above synthesized ones, every image drawn at the same
+    number of screen pixels per image pixel, so that a chain on a larger canvas than the
+    training image looks larger, not shrunk; intensities as they are (0-255, no
+    stretching)."""
     training, samples = training[:max_training], samples[:max_samples]
-    columns = max(len(training), min(4, len(samples)))
-    rows = 1 + int(np.ceil(len(samples) / columns))
-    side = max(1.2, max(training.shape[1], samples.shape[1]) / 60)  # inches per image
-    fig = Figure(figsize=(columns * side, rows * (side + 0.25)), dpi=100)
-    for i in range(rows * columns):
-        ax = fig.add_subplot(rows, columns, i + 1)
-        ax.set_axis_off()
-        if i < columns:
-            if i < len(training):
-                _show(ax, training[i], "training" if i == 0 else None)
-        elif i - columns < len(samples):
-            _show(ax, samples[i - columns], "synthesized" if i == columns else None)
-    fig.tight_layout()
-    fig.savefig(path)
+    rows = [list(training)] + [
+        list(samples[i : i + columns]) for i in range(0, len(samples), columns)
+    ]
+    label_px, gap = 18, 6
+    widest = max(sum(im.shape[1] for im in row) + gap * (len(row) - 1) for row in rows)
+    zoom = max(1, min(4, round(420 / widest)))  # screen pixels per image pixel
+    heights = [max(im.shape[0] for im in row) * zoom for row in rows]
+    W = widest * zoom + 2 * gap
+    H = sum(heights) + len(rows) * label_px + 2 * gap
+    fig = Figure(figsize=(W / 100, H / 100), dpi=100)
+    y = H - gap
+    for r, row in enumerate(rows):
+        y -= label_px + heights[r]
+        x = gap
+        for i, im in enumerate(row):
+            h, w = im.shape[0] * zoom, im.shape[1] * zoom
+            ax = fig.add_axes([x / W, (y + heights[r] - h) / H, w / W, h / H])
+            title = None
+            if i == 0 and r < 2:
+                kind = "training" if r == 0 else "synthesized"
+                title = f"{kind} ({im.shape[1]}x{im.shape[0]} px)"
+            _show(ax, im, title)
+            if title:
+                ax.title.set_horizontalalignment("left")
+                ax.title.set_x(0.0)
+            x += w + gap * zoom
+    _save_figure(path, fig)
 
 
-def save_curves(path, metrics, stage_starts=()):
+def save_curves(path, metrics, stage_starts=(), rollbacks=()):
     """f_obs and f_syn (with their gap), the chains' energy, the gradient norm and, for CD,
-    the reconstruction error, against the iteration. ``metrics``: dict of arrays."""
+    the reconstruction error, against the iteration. ``metrics``: dict of arrays (the
+    iterations kept); ``stage_starts`` and ``rollbacks``: iterations marked by dashed grey
+    and dotted red lines."""
     it = np.asarray(metrics["iteration"])
     panels = [
         ("score f", ("f_obs", "f_syn")),
@@ -99,6 +136,8 @@ def save_curves(path, metrics, stage_starts=()):
             ax.plot(it, metrics[key], label=key, lw=1)
         for s in stage_starts:
             ax.axvline(s, color="0.6", lw=0.8, ls="--")
+        for s in rollbacks:
+            ax.axvline(s, color="tab:red", lw=0.8, ls=":")
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("iteration")
         if len(keys) > 1:
@@ -106,13 +145,18 @@ def save_curves(path, metrics, stage_starts=()):
         if keys == ("grad_norm",):
             ax.set_yscale("log")
     fig.tight_layout()
-    fig.savefig(path)
+    _save_figure(path, fig)
 
 
 def save_gif(path, frames, duration_ms=120):
     """An animated GIF from a list of uint8 sheets (each gray (H, W) or color (H, W, 3))."""
     images = [Image.fromarray(f) for f in frames]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
+    atomic_write(
+        path,
+        lambda f: images[0].save(
+            f, format="GIF", save_all=True, append_images=images[1:], duration=duration_ms, loop=0
+        ),
+    )
 
 
 def save_reconstructions(path, training, reconstructions, max_images=8):
@@ -127,7 +171,7 @@ def save_reconstructions(path, training, reconstructions, max_images=8):
             "reconstruction" if i == 0 else None,
         )
     fig.tight_layout()
-    fig.savefig(path)
+    _save_figure(path, fig)
 
 
 def save_filters(path, W, max_filters=64):
@@ -140,6 +184,6 @@ def save_filters(path, W, max_filters=64):
     u = u[:, 0] if u.shape[1] == 1 else u[:, :3].transpose(0, 2, 3, 1)
     sheet = tile(u, gap=1, fill=128)
     factor = max(1, 192 // sheet.shape[0])
-    Image.fromarray(
-        np.kron(sheet, np.ones((factor, factor) + (1,) * (sheet.ndim - 2), dtype=np.uint8))
-    ).save(path)
+    _save_png(
+        path, np.kron(sheet, np.ones((factor, factor) + (1,) * (sheet.ndim - 2), dtype=np.uint8))
+    )

@@ -46,10 +46,13 @@ def run_summary(samples, training, photo=None):
         "sameness": float(np.nanmax(novelty["to_other_chains"]))
         if len(samples) > 1
         else float("nan"),
-        "frame_score": metrics.frame_score(samples, training),
+        "frame_score": float("nan"),
         "spectrum_distance": stats["spectrum_distance"],
         "std_ratio": stats["std_samples"] / stats["std_training"],
     }
+    if min(samples.shape[2:]) <= 2 * metrics.FRAME_MARGIN:  # no interior to compare with
+        return summary
+    summary["frame_score"] = metrics.frame_score(samples, training)
     if photo is not None:
         training_std = float(training.mean(axis=1).std())
         crops = metrics.frame_reference(photo, samples.shape[-1], training_std)

@@ -4,30 +4,58 @@ With no arguments it learns the ``texture`` preset from a shipped texture in a f
 on a CPU. See ``--help`` for every option; presets are in :mod:`gcn_numpy.presets`.
 
 Outputs (default folder ``runs/<preset>-<timestamp>/``): ``config.json``, ``metrics.csv``,
-``synthesized/chain_XX.png``, ``grid.png``, ``curves.png``, ``chains.gif``,
-``filters.png``, ``reconstructions.png`` (CD), ``checkpoint.npz``.
+``checkpoint.npz``, refreshed at every checkpoint: ``synthesized/chain_XX.png``,
+``grid.png``, ``curves.png``, ``filters.png``, ``reconstructions.png`` (CD); at the end:
+``chains.gif`` (from the frames in ``frames/``) and ``summary.json``.
+
+What a run guarantees: a checkpoint is written whole or not at all, every
+``--checkpoint-every`` iterations and when the run stops; Ctrl-C, SIGTERM and SIGHUP finish
+the current iteration, write the checkpoint and exit (130, 143, 129); ``--resume`` then
+gives the result of an uninterrupted run, bit for bit. A diverging iteration is rolled
+back (see :meth:`gcn_numpy.learning.Learner.step`). Bad input, damaged checkpoints and
+outputs that cannot be written exit 2 with one line; a second run given the same ``--out``
+is refused while the first one lives.
 """
 
 import argparse
+import contextlib
 import csv
+import glob
 import json
 import os
 import signal
 import sys
 import time
-import zipfile
+import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
+from tqdm import tqdm
 
-from . import data, plots
+from . import checkpoint, data, plots
+from ._io import OutputError, atomic_write
+from ._validate import positive_float, positive_int
 from .backends import BACKENDS
-from .learning import METRICS, Learner, NonFiniteError
+from .boundary import BOUNDARIES
+from .learning import METRICS, DivergenceError, Learner
 from .presets import PRESETS, TrainConfig, get_preset
+from .summary import run_summary, summary_line, write_summary
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: runs are not locked
+    fcntl = None
 
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C, after a clean save
-CSV_COLUMNS = ("iteration", "layers") + METRICS + ("seconds",)
-RESUMABLE = {"iterations", "checkpoint_every", "backend"}
+EXIT_DIVERGED = 1
+STOP_SIGNALS = {  # what ends a run cleanly, and the exit status it then returns (128 + n)
+    signal.SIGINT: 130,
+    signal.SIGTERM: 143,
+    **({signal.SIGHUP: 129} if hasattr(signal, "SIGHUP") else {}),
+}
+CSV_COLUMNS = ("iteration", "layers") + METRICS + ("lr", "rollback", "seconds")
+FRAME_PIXELS = 384  # width of a frame of chains.gif at most
+PROGRESS_EVERY_S = 10  # a progress line this often when stderr is not a terminal
 
 
 class UsageError(Exception):
@@ -39,28 +67,106 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
+# ------------------------------------------------------------------------- options
 
 
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (np.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
+def _argument(check, kind):
+    """An argparse type: parse the text as ``kind``, then apply the package's ``check``."""
+
+    def convert(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            noun = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
+        try:
+            return check(value, "the value")
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    return convert
+
+
+POSITIVE_INT = _argument(positive_int, int)
+POSITIVE_FLOAT = _argument(positive_float, float)
+
+
+@dataclass(frozen=True)
+class Option:
+    """A command-line option that sets a field of :class:`~gcn_numpy.presets.TrainConfig`
+    (the one list the parser, the configuration and ``--resume``'s rules come from)."""
+
+    flag: str
+    help: str
+    type: object = None
+    choices: tuple = None
+    metavar: str = None
+    resumable: bool = False  # may change when a run is resumed
+
+    @property
+    def field(self):
+        return self.flag[2:].replace("-", "_")
+
+
+OPTIONS = (
+    Option(
+        "--size",
+        "training images are resized (shorter side) and centre-cropped to SIZE x SIZE; "
+        "shipped textures are cropped at the preset's scale",
+        POSITIVE_INT,
+    ),
+    Option(
+        "--iterations",
+        "learning iterations T, per layer stage when layers are grown",
+        POSITIVE_INT,
+        resumable=True,
+    ),
+    Option("--chains", "parallel Langevin chains M~", POSITIVE_INT),
+    Option("--langevin-steps", "Langevin steps L per learning iteration", POSITIVE_INT),
+    Option("--step-size", "Langevin step size epsilon of eq. (19)", POSITIVE_FLOAT),
+    Option("--sigma", "standard deviation of the Gaussian reference q", POSITIVE_FLOAT),
+    Option("--lr", "learning rate eta", POSITIVE_FLOAT),
+    Option(
+        "--optimizer",
+        "release: the original update rule (rescaled gradient ascent); adam",
+        choices=("release", "adam"),
+    ),
+    Option(
+        "--boundary",
+        "what the filters see beyond the image edge: zero (the release's zero padding), "
+        "circular (the chains live on a torus and the training image's statistics come from "
+        "the positions that never see its edge: no frame along the samples' border) or "
+        "reflect",
+        choices=BOUNDARIES,
+    ),
+    Option(
+        "--backend",
+        "numpy (reference) | numba (CPU) | cupy (GPU)",
+        choices=BACKENDS,
+        metavar="NAME",
+        resumable=True,
+    ),
+    Option("--seed", "seed of weights and noise", int),
+    Option(
+        "--checkpoint-every",
+        "write checkpoint.npz and refresh the pictures every N iterations",
+        POSITIVE_INT,
+        metavar="N",
+        resumable=True,
+    ),
+    Option(
+        "--synth-size",
+        "canvas of the chains, SIZE x SIZE, may exceed the training size (convolutional "
+        "'sum' top only; default: the preset's scale of the training size)",
+        POSITIVE_INT,
+        metavar="SIZE",
+    ),
+)
+RESUMABLE = tuple(o.flag for o in OPTIONS if o.resumable) + ("--out",)
 
 
 def build_parser():
-    d = PRESETS["texture"]
+    default = PRESETS["texture"]
     p = _Parser(
         prog="python -m gcn_numpy.train",
         description="Learn a generative ConvNet (Xie et al., ICML 2016) from images with "
@@ -70,7 +176,6 @@ def build_parser():
     )
     p.add_argument(
         "--preset",
-        default="texture",
         choices=sorted(PRESETS),
         metavar="NAME",
         help="configuration: texture | object | cd (CPU scale) or texture-paper | "
@@ -83,199 +188,133 @@ def build_parser():
         help="training image: a file, a folder or a glob; repeatable "
         "(default: the preset's data, e.g. the shipped gravel texture)",
     )
-    p.add_argument(
-        "--size",
-        type=_positive_int,
-        help="training images are resized (shorter side) and centre-cropped to SIZE x SIZE; "
-        f"shipped textures are cropped at the preset's scale (texture: {d.size})",
-    )
-    p.add_argument(
-        "--iterations",
-        type=_positive_int,
-        help="learning iterations T, per layer "
-        f"stage when layers are grown (texture: {d.iterations})",
-    )
-    p.add_argument(
-        "--chains", type=_positive_int, help=f"parallel Langevin chains M~ (texture: {d.chains})"
-    )
-    p.add_argument(
-        "--langevin-steps",
-        type=_positive_int,
-        help=f"Langevin steps L per learning iteration (texture: {d.langevin_steps})",
-    )
-    p.add_argument(
-        "--step-size",
-        type=_positive_float,
-        help=f"Langevin step size epsilon of eq. (19) (texture: {d.step_size})",
-    )
-    p.add_argument(
-        "--sigma",
-        type=_positive_float,
-        help=f"standard deviation of the Gaussian reference q (texture: {d.sigma})",
-    )
-    p.add_argument("--lr", type=_positive_float, help=f"learning rate eta (texture: {d.lr})")
-    p.add_argument(
-        "--optimizer",
-        choices=("release", "adam"),
-        help=f"release: the original update rule (rescaled gradient ascent); adam "
-        f"(texture: {d.optimizer})",
-    )
-    p.add_argument(
-        "--backend",
-        choices=BACKENDS,
-        metavar="NAME",
-        help=f"numpy (reference) | numba (CPU) | cupy (GPU) (texture: {d.backend})",
-    )
-    p.add_argument("--seed", type=int, help=f"seed of weights and noise (texture: {d.seed})")
+    for o in OPTIONS:
+        value = getattr(default, o.field)
+        shown = "the training size x 1.5" if o.field == "synth_size" else value
+        p.add_argument(
+            o.flag,
+            type=o.type,
+            choices=o.choices,
+            metavar=o.metavar or (o.field.upper() if o.choices is None else None),
+            help=f"{o.help} (texture: {shown})",
+        )
     p.add_argument(
         "--out",
         metavar="DIR",
-        help="output folder (default: "
-        "runs/<preset>-<timestamp>, or the checkpoint's folder with --resume)",
+        help="output folder (default: runs/<preset>-<timestamp>, or the checkpoint's folder "
+        "with --resume)",
     )
     p.add_argument(
         "--resume",
         metavar="CHECKPOINT",
-        help="continue from a checkpoint.npz; the result equals an uninterrupted "
-        "run (only --iterations, --checkpoint-every, --backend and --out may change)",
-    )
-    p.add_argument(
-        "--checkpoint-every",
-        type=_positive_int,
-        metavar="N",
-        help=f"write checkpoint.npz every N iterations (texture: {d.checkpoint_every})",
-    )
-    p.add_argument(
-        "--synth-size",
-        type=_positive_int,
-        metavar="SIZE",
-        help="canvas of the chains, SIZE x SIZE, may exceed the training size "
-        "(convolutional 'sum' top only; default: the training size)",
+        help="continue from a checkpoint.npz; the result equals an uninterrupted run (only "
+        f"{', '.join(RESUMABLE)} may change)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
-OPTION_FIELDS = (
-    "size",
-    "iterations",
-    "chains",
-    "langevin_steps",
-    "step_size",
-    "sigma",
-    "lr",
-    "optimizer",
-    "backend",
-    "seed",
-    "checkpoint_every",
-    "synth_size",
-)
-
-
 def config_from_args(args):
-    config = get_preset(args.preset)
-    for name in OPTION_FIELDS:
-        value = getattr(args, name)
+    """The preset named by ``args`` with the options given on the command line applied."""
+    config = get_preset(args.preset or "texture")
+    for o in OPTIONS:
+        value = getattr(args, o.field)
         if value is not None:
-            setattr(config, name, value)
+            setattr(config, o.field, value)
+    if args.boundary is not None:  # the torus needs the training image's clean positions
+        clean = "clean" if args.boundary == "circular" else "all"
+        config.observed_positions = config.synthesized_positions = "all"
+        if config.top == "sum":
+            config.observed_positions = clean
     if args.image:
         config.data, config.images = "files", list(args.image)
     return config
 
 
-# ------------------------------------------------------------------ checkpoint
-
-
-def save_checkpoint(path, learner, run):
-    """Write ``checkpoint.npz`` atomically: a temporary file, then a rename."""
-    state = learner.state_dict()
-    state["config"] = np.array(json.dumps(learner.config.to_dict()))
-    state["obs"] = learner.net.to_numpy(learner.obs)
-    state["mean"] = run["mean"]
-    state["metrics"] = np.array(run["metrics"], dtype=np.float64).reshape(-1, len(CSV_COLUMNS))
-    state["frames"] = np.array(run["frames"], dtype=np.uint8)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        np.savez_compressed(f, **state)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path):
-    """The arrays of a checkpoint, or ``UsageError`` naming what is wrong with it."""
-    if not os.path.isfile(path):
-        raise UsageError(f"no such checkpoint: {path!r}")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            state = {k: z[k] for k in z.files}
-        config = TrainConfig.from_dict(json.loads(str(state["config"])))
-        for key in ("obs", "mean", "metrics", "frames", "iteration"):
-            state[key]  # noqa: B018 -- presence check
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, TypeError) as e:
-        raise UsageError(f"corrupt or incompatible checkpoint {path!r}: {e}") from None
-    return config, state
-
-
-# ------------------------------------------------------------------- progress
-
-
-class Progress:
-    """A one-line progress bar on stderr: iteration, f_obs - f_syn per top-map position
-    and the time left."""
-
-    def __init__(self, total, start, quiet=False):
-        self.total, self.start, self.quiet = total, start, quiet
-        self.t0 = time.perf_counter()
-        self.tty = sys.stderr.isatty()
-        self.last_line = 0.0
-
-    def update(self, iteration, layers, gap):
-        if self.quiet:
-            return
-        done = iteration - self.start
-        elapsed = time.perf_counter() - self.t0
-        left = elapsed / max(done, 1) * (self.total - iteration)
-        width = 24
-        fill = int(width * iteration / self.total)
-        line = (
-            f"[{'#' * fill}{'.' * (width - fill)}] {iteration}/{self.total} "
-            f"layers {layers}  f_obs-f_syn {gap:+.3g}  {elapsed / max(done, 1):.2f} s/it  "
-            f"left {int(left) // 60}:{int(left) % 60:02d}"
+def resumed_config(args):
+    """``(config, state, out)`` for ``--resume``: the checkpoint's configuration with the
+    resumable options applied."""
+    config, state = checkpoint.load(args.resume, len(CSV_COLUMNS))
+    changed = [o.flag for o in OPTIONS if getattr(args, o.field) is not None and not o.resumable]
+    if changed or args.image or args.preset:
+        given = changed + ["--image"] * bool(args.image) + ["--preset"] * bool(args.preset)
+        raise UsageError(
+            f"--resume continues the checkpoint's configuration; {', '.join(given)} cannot "
+            f"change (only {', '.join(RESUMABLE)} may)"
         )
-        if self.tty:
-            print("\r" + line, end="", file=sys.stderr, flush=True)
-        elif time.perf_counter() - self.last_line > 10 or iteration == self.total:
-            print(line, file=sys.stderr, flush=True)
-            self.last_line = time.perf_counter()
-
-    def close(self):
-        if self.tty and not self.quiet:
-            print(file=sys.stderr)
+    for o in OPTIONS:
+        if o.resumable and getattr(args, o.field) is not None:
+            setattr(config, o.field, getattr(args, o.field))
+    out = args.out or os.path.dirname(os.path.abspath(args.resume))
+    return config, state, out
 
 
-# ------------------------------------------------------------------------- run
+# ------------------------------------------------------------------------- the run
 
 
-class _Interrupt:
-    """Ctrl-C ends the run after the current iteration; a second one stops at once."""
+@dataclass
+class Run:
+    """What a training run keeps besides its learner: where it writes, the training
+    images' mean, the metrics rows so far and the photograph the samples are judged
+    against."""
 
-    def __init__(self):
-        self.requested = False
+    config: TrainConfig
+    out: str
+    mean: np.ndarray
+    metrics: list = field(default_factory=list)  # rows of CSV_COLUMNS
+    photo: np.ndarray = None  # data.training_photo, for the frame score's reference
 
-    def __enter__(self):
-        self.previous = signal.signal(signal.SIGINT, self._handle)
-        return self
+    def path(self, *names):
+        return os.path.join(self.out, *names)
 
-    def _handle(self, signum, frame):
-        self.requested = True
-        signal.signal(signal.SIGINT, self.previous)
+    @property
+    def checkpoint(self):
+        return self.path("checkpoint.npz")
 
-    def __exit__(self, *exc):
-        signal.signal(signal.SIGINT, self.previous)
+    def kept_rows(self):
+        """The metrics of the iterations kept (not rolled back), as an array."""
+        rows = np.array(self.metrics, dtype=np.float64).reshape(-1, len(CSV_COLUMNS))
+        return rows[rows[:, CSV_COLUMNS.index("rollback")] == 0]
 
 
-FRAME_PIXELS = 384
+def _makedirs(path):
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create the folder {path}: {e.strerror or e}") from None
+
+
+def _write_csv(run, rows, mode="w"):
+    """Write ``metrics.csv`` anew with its header (``mode="w"``) or append ``rows``."""
+    path = run.path("metrics.csv")
+
+    def write(f):
+        writer = csv.writer(f)
+        if mode == "w":
+            writer.writerow(CSV_COLUMNS)
+        for row in rows:
+            ints = [int(row[0]), int(row[1])]
+            values = [f"{v:.6g}" for v in row[2:-2]]
+            writer.writerow(ints + values + [int(row[-2]), f"{row[-1]:.6g}"])
+
+    if mode == "w":
+        atomic_write(path, lambda f: write(_Text(f)))
+        return
+    try:
+        with open(path, "a", newline="") as f:
+            write(f)
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+class _Text:
+    """A text view of a binary file, for csv.writer inside :func:`atomic_write`."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def write(self, s):
+        return self.f.write(s.encode())
 
 
 def _frame(learner, mean):
@@ -285,137 +324,287 @@ def _frame(learner, mean):
     return plots.fit(sheet, FRAME_PIXELS)
 
 
-def write_outputs(out, learner, run):
-    """Samples, pictures and curves from the current state."""
-    mean = run["mean"]
+def _frame_paths(run):
+    return sorted(glob.glob(run.path("frames", "frame_*.png")))
+
+
+def save_frame(run, learner):
+    plots.save_images(
+        run.path("frames"), [_frame(learner, run.mean)], prefix=f"frame_{learner.iteration:06d}"
+    )
+
+
+def write_outputs(run, learner, final=False):
+    """Samples, pictures and curves from the current state (each file written
+    atomically); ``final`` adds ``chains.gif``."""
     obs = learner.net.to_numpy(learner.obs)
     chains = learner.net.to_numpy(learner.chains)
-    samples, training = data.to_uint8(chains, mean), data.to_uint8(obs, mean)
-    plots.save_images(os.path.join(out, "synthesized"), samples)
-    plots.save_grid(os.path.join(out, "grid.png"), training, samples)
-    rows = np.array(run["metrics"], dtype=np.float64).reshape(-1, len(CSV_COLUMNS))
-    if len(rows):
-        metrics = {c: rows[:, i] for i, c in enumerate(CSV_COLUMNS)}
-        starts = [
-            int(it) for it, prev in zip(rows[1:, 0], np.diff(rows[:, 1]), strict=True) if prev > 0
-        ]
-        plots.save_curves(os.path.join(out, "curves.png"), metrics, starts)
-    if run["frames"]:
-        plots.save_gif(os.path.join(out, "chains.gif"), run["frames"])
-    plots.save_filters(os.path.join(out, "filters.png"), learner.net.weights[0][0])
+    samples, training = data.to_uint8(chains, run.mean), data.to_uint8(obs, run.mean)
+    plots.save_images(run.path("synthesized"), samples)
+    plots.save_grid(run.path("grid.png"), training, samples)
+    rows = np.array(run.metrics, dtype=np.float64).reshape(-1, len(CSV_COLUMNS))
+    kept = run.kept_rows()
+    if len(kept):
+        metrics = {c: kept[:, i] for i, c in enumerate(CSV_COLUMNS)}
+        layers = kept[:, 1]
+        starts = [int(kept[i, 0]) for i in range(1, len(kept)) if layers[i] > layers[i - 1]]
+        undone = rows[rows[:, CSV_COLUMNS.index("rollback")] > 0, 0]
+        plots.save_curves(run.path("curves.png"), metrics, starts, undone)
+    plots.save_filters(run.path("filters.png"), learner.net.weights[0][0])
     if learner.config.mode == "cd":
-        recon = data.to_uint8(learner.reconstruct(), mean)
-        plots.save_reconstructions(os.path.join(out, "reconstructions.png"), training, recon)
+        recon = data.to_uint8(learner.reconstruct(), run.mean)
+        plots.save_reconstructions(run.path("reconstructions.png"), training, recon)
+    frames = _frame_paths(run)
+    if final and frames:
+        plots.save_gif(run.path("chains.gif"), [plots.read_png(p) for p in frames])
 
 
-def _write_csv(path, rows, mode="w"):
-    """Write ``metrics.csv`` anew with its header (``mode="w"``) or append ``rows``."""
-    with open(path, mode, newline="") as f:
-        writer = csv.writer(f)
-        if mode == "w":
-            writer.writerow(CSV_COLUMNS)
-        for row in rows:
-            writer.writerow([int(row[0]), int(row[1])] + [f"{v:.6g}" for v in row[2:]])
+def finish_summary(run, learner, seconds):
+    """``summary.json`` and its one line: copying, sameness, the frame score (against
+    real crops), texture statistics, rollbacks, wall time."""
+    samples = learner.net.to_numpy(learner.chains)
+    obs = learner.net.to_numpy(learner.obs)
+    summary = run_summary(samples, obs, photo=run.photo)
+    kept = run.kept_rows()
+    if learner.config.mode == "cd" and len(kept):
+        summary["recon_error"] = float(kept[-1, CSV_COLUMNS.index("recon_error")])
+    summary.update(
+        iterations=learner.iteration,
+        rollbacks=learner.rollbacks,
+        seconds=round(seconds, 1),
+        canvas=list(samples.shape[2:]),
+        preset=run.config.preset,
+    )
+    write_summary(run.path("summary.json"), summary)
+    line = summary_line(summary)
+    if learner.rollbacks:
+        line += f", {learner.rollbacks} rollback(s)"
+    return line
 
 
-def run_training(config, out, resume_state=None, quiet=False):
-    """Train, writing outputs into ``out``; returns ``(learner, interrupted)``. Raises
-    ``UsageError`` for bad input and ``NonFiniteError`` (after saving the last good state)."""
-    if resume_state is not None:
-        obs, mean = resume_state["obs"], resume_state["mean"]
+# ------------------------------------------------------------------- the console
+
+
+class Progress:
+    """Progress on stderr: a tqdm bar on a terminal, otherwise a line every
+    ``PROGRESS_EVERY_S`` seconds (and at the end); nothing with ``quiet``."""
+
+    def __init__(self, total, start, quiet=False):
+        self.total, self.start, self.quiet = total, start, quiet
+        self.t0 = self.last_line = time.perf_counter()
+        self.bar = None
+        if not quiet and sys.stderr.isatty():
+            self.bar = tqdm(total=total, initial=start, file=sys.stderr, unit="it", leave=True)
+
+    def update(self, iteration, layers, gap):
+        postfix = f"layers {layers}, f_obs-f_syn {gap:+.3g}"
+        if self.bar is not None:
+            self.bar.n = iteration
+            self.bar.set_postfix_str(postfix, refresh=True)
+            return
+        now = time.perf_counter()
+        if self.quiet or (now - self.last_line < PROGRESS_EVERY_S and iteration < self.total):
+            return
+        line = tqdm.format_meter(
+            iteration, self.total, now - self.t0, initial=self.start, postfix=postfix, ncols=100
+        )
+        print(line, file=sys.stderr, flush=True)
+        self.last_line = now
+
+    def write(self, line):
+        """A line that is not progress (a rollback), shown above the bar."""
+        if self.bar is not None:
+            self.bar.write(line, file=sys.stderr)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+class _StopSignals:
+    """SIGINT, SIGTERM and SIGHUP end the run after the current iteration; a second one
+    acts as the signal normally does (Ctrl-C: at once)."""
+
+    def __enter__(self):
+        self.received = None
+        self.previous = {s: signal.signal(s, self._handle) for s in STOP_SIGNALS}
+        return self
+
+    def _handle(self, signum, frame):
+        self.received = signum
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+
+    def __exit__(self, *exc):
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+
+
+@contextlib.contextmanager
+def _locked(out):
+    """Hold ``out/.lock`` for the life of the run: a second live run on the same folder is
+    refused; the operating system drops the lock when a process dies, so a killed run's
+    folder can be resumed."""
+    if fcntl is None:
+        yield
+        return
+    path = os.path.join(out, ".lock")
+    try:
+        f = open(path, "a+")
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            owner = f.read().strip() or "?"
+            raise UsageError(
+                f"another run (process {owner}) is writing to {out}; wait for it or choose "
+                "another --out"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _warn(message):
+    print(f"gcn_numpy.train: warning: {message}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------- training
+
+
+def start(config, out, state=None, source=None):
+    """The learner and run record for a new run (``state=None``) or one resumed from the
+    checkpoint ``source``, with ``out`` prepared: config.json, metrics.csv and the frames
+    agree with the state."""
+    if state is not None:
+        obs, mean = state["obs"], state["mean"]
     else:
-        raw = data.load_training_images(config)
-        obs, mean = data.prepare(raw)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", data.UpsamplingWarning)
+            obs, mean = data.prepare(data.load_training_images(config))
+        for w in caught:
+            _warn(w.message)
     try:
         learner = Learner(config, obs)
-        if resume_state is not None:
-            learner.load_state_dict(resume_state)
-    except (ValueError, RuntimeError) as e:  # bad sizes, checkpoint, unavailable backend
+    except (ValueError, RuntimeError) as e:  # bad sizes, an unavailable backend
         raise UsageError(str(e)) from None
-    run = {"mean": np.asarray(mean, dtype=np.float64), "metrics": [], "frames": []}
-    if resume_state is not None:
-        run["metrics"] = [list(r) for r in resume_state["metrics"]]
-        run["frames"] = list(resume_state["frames"])
-    os.makedirs(out, exist_ok=True)
-    ckpt = os.path.join(out, "checkpoint.npz")
-    with open(os.path.join(out, "config.json"), "w") as f:
-        json.dump(
-            config.to_dict() | {"mean": run["mean"].tolist(), "image_shape": list(obs.shape)},
-            f,
-            indent=2,
-        )
-    csv_path = os.path.join(out, "metrics.csv")
-    _write_csv(csv_path, run["metrics"])
-    if not run["frames"]:
-        run["frames"].append(_frame(learner, run["mean"]))
+    if state is not None:
+        try:
+            learner.load_state_dict(state)
+        except ValueError as e:
+            raise checkpoint.CheckpointError(
+                f"checkpoint {source} does not fit its configuration: {e}"
+            ) from None
+    run = Run(config, out, np.asarray(mean, dtype=np.float64))
+    if state is not None:
+        run.metrics = [list(r) for r in state["metrics"]]
+    with contextlib.suppress(data.DataError, OSError):
+        run.photo = data.training_photo(config)
+    atomic_write(
+        run.path("config.json"),
+        lambda f: f.write(
+            json.dumps(
+                config.to_dict() | {"mean": run.mean.tolist(), "image_shape": list(obs.shape)},
+                indent=2,
+            ).encode()
+        ),
+    )
+    _write_csv(run, run.metrics)
+    for path in _frame_paths(run):  # frames of a longer run in this folder, or after a kill
+        if int(os.path.basename(path)[6:12]) > learner.iteration or state is None:
+            os.remove(path)
+    if not _frame_paths(run):
+        save_frame(run, learner)
+    return learner, run
 
+
+def train(learner, run, stop, quiet=False):
+    """Iterate until done or a stop signal; checkpoint and pictures every
+    ``checkpoint_every`` iterations. Rolled-back iterations are logged (metrics.csv, the
+    console) and learning goes on; :class:`DivergenceError` propagates."""
+    config = run.config
     total = learner.total_iterations
     progress = Progress(total, learner.iteration, quiet)
-    with _Interrupt() as interrupt:
-        while learner.iteration < total and not interrupt.requested:
+    try:
+        while learner.iteration < total and stop.received is None:
             t0 = time.perf_counter()
-            try:
-                m = learner.step()
-            except NonFiniteError:
-                progress.close()
-                save_checkpoint(ckpt, learner, run)
-                raise
-            row = [learner.iteration, len(learner.net.layers)] + [m[k] for k in METRICS]
-            row.append(time.perf_counter() - t0)
-            run["metrics"].append(row)
-            _write_csv(csv_path, [row], mode="a")
+            m = learner.step()
+            undone = bool(m["rollback"])
+            row = [learner.iteration + undone, len(learner.net.layers)]
+            row += [m[k] for k in METRICS] + [m["lr"], float(undone), time.perf_counter() - t0]
+            run.metrics.append(row)
+            _write_csv(run, [row], mode="a")
+            if undone:
+                progress.write(
+                    f"iteration {row[0]} rolled back: {m['rollback']}; learning rate halved "
+                    f"to {learner.lr:.3g} for the rest of the stage"
+                )
+                continue
             if learner.iteration % config.snapshot_every == 0:
-                run["frames"].append(_frame(learner, run["mean"]))
+                save_frame(run, learner)
             if learner.iteration % config.checkpoint_every == 0:
-                save_checkpoint(ckpt, learner, run)
+                checkpoint.save(run.checkpoint, learner, run.mean, run.metrics)
+                write_outputs(run, learner)
             progress.update(learner.iteration, len(learner.net.layers), m["f_obs"] - m["f_syn"])
+    finally:
         progress.close()
-        save_checkpoint(ckpt, learner, run)
-        write_outputs(out, learner, run)
-    return learner, interrupt.requested
 
 
 def main(argv=None):
     parser = build_parser()
+    out = None
+    learner = None
     try:
         args = parser.parse_args(argv)
-        resume_state = None
         if args.resume:
-            config, resume_state = load_checkpoint(args.resume)
-            changed = [
-                n for n in OPTION_FIELDS if getattr(args, n) is not None and n not in RESUMABLE
-            ]
-            if changed or args.image or args.preset != "texture":
-                raise UsageError(
-                    "--resume continues the checkpoint's configuration; only "
-                    "--iterations, --checkpoint-every, --backend and --out may change"
-                )
-            for name in RESUMABLE:
-                if getattr(args, name) is not None:
-                    setattr(config, name, getattr(args, name))
-            out = args.out or os.path.dirname(os.path.abspath(args.resume))
+            config, state, out = resumed_config(args)
         else:
-            config = config_from_args(args)
+            config, state = config_from_args(args), None
             stamp = time.strftime("%Y%m%d-%H%M%S")
             out = args.out or os.path.join("runs", f"{config.preset}-{stamp}")
-        learner, interrupted = run_training(config, out, resume_state, quiet=args.quiet)
-    except (UsageError, data.DataError) as e:
+        _makedirs(out)
+        with _locked(out), _StopSignals() as stop:
+            t0 = time.perf_counter()
+            learner, run = start(config, out, state, args.resume)
+            try:
+                train(learner, run, stop, quiet=args.quiet)
+            except DivergenceError as e:
+                checkpoint.save(run.checkpoint, learner, run.mean, run.metrics)
+                write_outputs(run, learner, final=True)
+                print(
+                    f"gcn_numpy.train: stopped: {e}; the last good state is in {run.checkpoint}",
+                    file=sys.stderr,
+                )
+                return EXIT_DIVERGED
+            checkpoint.save(run.checkpoint, learner, run.mean, run.metrics)
+            write_outputs(run, learner, final=True)
+            if stop.received is not None:
+                name = signal.Signals(stop.received).name
+                print(
+                    f"stopped by {name} after iteration {learner.iteration}; checkpoint saved; "
+                    f"resume with: python -m gcn_numpy.train --resume {run.checkpoint}",
+                    file=sys.stderr,
+                )
+                return STOP_SIGNALS[stop.received]
+            line = finish_summary(run, learner, time.perf_counter() - t0)
+    except (UsageError, data.DataError, checkpoint.CheckpointError, OutputError) as e:
         print(f"gcn_numpy.train: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except NonFiniteError as e:
-        print(
-            f"gcn_numpy.train: {e}; the last good state is in "
-            f"{os.path.join(out, 'checkpoint.npz')}",
-            file=sys.stderr,
-        )
-        return 1
-    if interrupted:
-        print(
-            f"interrupted after iteration {learner.iteration}; checkpoint saved; resume with: "
-            f"python -m gcn_numpy.train --resume {os.path.join(out, 'checkpoint.npz')}",
-            file=sys.stderr,
-        )
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:  # a second Ctrl-C: no new checkpoint
+        where = f"; the last checkpoint is in {os.path.join(out, 'checkpoint.npz')}" if out else ""
+        print(f"gcn_numpy.train: stopped at once{where}", file=sys.stderr)
+        return STOP_SIGNALS[signal.SIGINT]
+    print(line)
     print(f"{learner.iteration} iterations done; outputs in {out}")
     return 0
 

@@ -64,3 +64,12 @@ def test_available_backends_are_instances_of_the_protocol(backend):
     from gcn_numpy.backends import get_backend
 
     assert isinstance(get_backend(backend), Backend)
+
+
+@pytest.mark.parametrize("backend", ["cupy"])  # numba: with its kernel rewrite
+@pytest.mark.parametrize(
+    "kernel", ["conv2d", "conv_relu", "gate", "conv_transpose", "conv_weight_grad"]
+)
+def test_fast_kernels_point_back_to_the_reference(backend, kernel):
+    doc = inspect.getdoc(getattr(_module(backend), kernel)) or ""
+    assert f"reference.{kernel}" in doc, f"{backend}.{kernel} does not name the reference"

@@ -1,7 +1,8 @@
 """The CuPy backend: CUDA C kernels around cuBLAS matrix products, float32 and float64.
 
 Install with ``pip install 'gcn_numpy[gpu]'``; needs an NVIDIA GPU. The functions and
-their conventions are those of :mod:`gcn_numpy.backends.reference`, on CuPy device arrays.
+their conventions are those of :mod:`gcn_numpy.backends.reference`, on CuPy device arrays;
+each public kernel's docstring names the reference function it implements.
 
 Design. A layer is one matrix product (cuBLAS) plus memory-bound kernels from
 ``cuda/conv.cu`` (loaded with :class:`cupy.RawModule`), with the batch folded into the
@@ -15,18 +16,29 @@ columns so that each layer costs one large GEMM:
   ``col2im`` sums each pixel's overlapping copies;
 - weight gradient: ``dW = G @ col.T``, the correlation of ``G`` with the layer's input.
 
+The rows of the column matrix are ordered (c, u, v), so that ``W_mat`` is the filter array
+reshaped, without a copy; ``conv.cu`` ties this order to the loops of ``reference.py``.
+
 The pointwise steps (the gate ``B * delta`` and the Langevin update of eq. 19) are
 :class:`cupy.ElementwiseKernel`\\ s. Nothing here copies to or from the host, so a learning
 loop built on these functions stays on the device.
 
-Noise: :func:`standard_normal` draws on the device from one cuRAND generator per NumPy
-``Generator``, seeded once from ``rng.integers`` on the generator's first use. A run is
-therefore reproducible from the caller's seed, but its noise differs from the NumPy backend's.
+Noise: :func:`standard_normal` draws one 64-bit seed from the caller's NumPy ``Generator``
+per call and expands it on the device with the counter-based generator Philox4x32-10 and
+the Box-Muller transform (``normal`` in ``conv.cu``). The noise is therefore a function of
+the NumPy generator's state alone: restoring that state (a checkpoint, a rollback) replays
+it exactly, as on the CPU backends; no generator state lives on the device. It differs from
+the NumPy backend's noise, which ``rng.standard_normal`` draws.
 
-TF32: :func:`allow_tf32` lets cuBLAS use tensor cores for float32 products (off by default:
-TF32 rounds the factors to 10-bit mantissas).
+TF32: :func:`allow_tf32` and :func:`tf32` let cuBLAS use tensor cores for float32 products
+(off by default: TF32 rounds the factors to 10-bit mantissas).
+
+Column reuse: inside :func:`reusing_columns`, the weight gradient takes the column matrix
+that the forward pass built from the same input array instead of building it again.
 """
 
+import contextlib
+import contextvars
 import functools
 from collections import OrderedDict
 from importlib import resources
@@ -47,7 +59,7 @@ xp = cupy
 BLOCK = 256  # threads per block along the pixel axis of every kernel
 MAX_GRID_YZ = 65535  # CUDA's limit on gridDim.y and gridDim.z
 MAX_INT = 2**31 - 1
-KERNELS = ("im2col", "col2im", "bias_relu", "swap_leading_axes")
+KERNELS = ("im2col", "col2im", "bias_relu", "swap_leading_axes", "normal")
 CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
 
 
@@ -70,15 +82,14 @@ def check_available():
         _load_libraries()
     except Exception as exc:
         raise RuntimeError(
-            "backend 'cupy': CuPy cannot load the CUDA libraries it needs (cuBLAS, cuRAND, "
-            f"NVRTC): {exc}. Install them with: pip install 'cupy-cuda13x[ctk]'"
+            "backend 'cupy': CuPy cannot load the CUDA libraries it needs (cuBLAS, NVRTC): "
+            f"{exc}. Install them with: pip install 'cupy-cuda13x[ctk]'"
         ) from exc
 
 
 def _load_libraries():
-    """Load cuBLAS, cuRAND and NVRTC now, which CuPy would otherwise do at first use."""
+    """Load cuBLAS and NVRTC now, which CuPy would otherwise do at first use."""
     import cupy.cublas  # noqa: F401
-    from cupy_backends.cuda.libs import curand  # noqa: F401
 
     cupy.cuda.nvrtc.getVersion()
 
@@ -122,11 +133,15 @@ def _gemm(a, b, trans_a=False, trans_b=False):
 
 
 def _grid(fast, mid, slow):
-    """Grid and block for ``fast`` threads along x, ``mid`` along y, ``slow`` along z."""
-    if fast > MAX_INT or mid > MAX_GRID_YZ or slow > MAX_GRID_YZ:
+    """Grid and block for ``fast`` threads along x, ``mid`` along y, ``slow`` along z.
+
+    The kernels index pixels with ``int``: the last block's idle threads, up to
+    ``BLOCK - 1`` past ``fast``, must not overflow it either.
+    """
+    if fast > MAX_INT - (BLOCK - 1) or mid > MAX_GRID_YZ or slow > MAX_GRID_YZ:
         raise ValueError(
             f"arrays too large for the CUDA kernels: {fast} pixels, {mid} x {slow} maps "
-            f"(at most {MAX_INT} and {MAX_GRID_YZ} each)"
+            f"(at most {MAX_INT - (BLOCK - 1)} and {MAX_GRID_YZ} each)"
         )
     return (-(-fast // BLOCK), mid, slow), (BLOCK, 1, 1)
 
@@ -148,6 +163,8 @@ def _im2col(x, kernel_hw, stride, padding):
     """Column matrix ``(C*kh*kw, N*Ho*Wo)`` of ``x`` (see ``conv.cu``) and ``(Ho, Wo)``."""
     N, C, H, W = x.shape
     kh, kw = kernel_hw
+    if H * W > MAX_INT:  # the kernel's offsets within one map are int
+        raise ValueError(f"maps too large for the CUDA kernels: {H} x {W} pixels")
     Ho, Wo = output_size(H, kh, stride, padding), output_size(W, kw, stride, padding)
     col = xp.empty((C * kh * kw, N * Ho * Wo), dtype=x.dtype)
     if col.size:
@@ -197,22 +214,86 @@ def to_numpy(a):
     return cupy.asnumpy(a)
 
 
+# Column matrices kept for the weight gradient while reusing_columns() is active:
+# id(x) -> (x, (kernel_hw, stride, padding, dtype), col), oldest first. The entry holds x
+# itself, so its id cannot be reused by another array while the entry lives.
+_COLUMNS = contextvars.ContextVar("gcn_cupy_columns", default=None)
+
+
+@contextlib.contextmanager
+def reusing_columns(limit=8):
+    """Within this block, :func:`conv_weight_grad` reuses the column matrix that
+    :func:`conv2d` or :func:`conv_relu` built from the same input array, instead of
+    building it again (one ``im2col`` per layer fewer in a gradient pass).
+
+    The caller promises not to modify those input arrays in place inside the block (the
+    model never does: each layer's maps are new arrays). At most ``limit`` matrices are
+    kept, the oldest dropped first; each is dropped when used. Outside the block nothing is
+    kept. Blocks nest; the outermost one ends the reuse.
+    """
+    if _COLUMNS.get() is not None:
+        yield
+        return
+    token = _COLUMNS.set((OrderedDict(), int(limit)))
+    try:
+        yield
+    finally:
+        _COLUMNS.reset(token)
+
+
+def _keep_columns(x, geometry, col):
+    kept = _COLUMNS.get()
+    if kept is None:
+        return
+    columns, limit = kept
+    columns.pop(id(x), None)
+    columns[id(x)] = (x, geometry, col)
+    while len(columns) > limit:
+        columns.popitem(last=False)
+
+
+def _kept_columns(x, geometry):
+    kept = _COLUMNS.get()
+    if kept is None:
+        return None
+    entry = kept[0].get(id(x))
+    if entry is None or entry[0] is not x or entry[1] != geometry:
+        return None
+    del kept[0][id(x)]
+    return entry[2]
+
+
+def _geometry(kernel_hw, stride, padding, dtype):
+    return tuple(int(k) for k in kernel_hw), int(stride), int(padding), np.dtype(dtype)
+
+
 def _responses(x, W, stride, padding):
     """Channel-major responses ``W_mat @ im2col(x)`` of shape ``(K, N*P)`` and ``(Ho, Wo)``."""
     dtype = _dtype(x, W)
-    x, W = _contiguous(x, dtype), _contiguous(W, dtype)
-    col, out_hw = _im2col(x, W.shape[2:], stride, padding)
+    W = _contiguous(W, dtype)
+    col, out_hw = _im2col(_contiguous(x, dtype), W.shape[2:], stride, padding)
+    _keep_columns(x, _geometry(W.shape[2:], stride, padding, dtype), col)
     return _gemm(W.reshape(W.shape[0], -1), col), out_hw
 
 
 def conv2d(x, W, stride, padding):
-    """Linear filter responses of eq. (12), without bias: shape ``(N, K, Ho, Wo)``."""
+    """Linear filter responses of eq. (12), without bias: ``reference.conv2d`` on the device,
+    shape ``(N, K, Ho, Wo)``.
+
+    Optimised: the whole batch is one GEMM against the column matrix (``im2col``); the
+    channel-major product is brought back to batch-major by one ``swap_leading_axes``.
+    """
     Y, (Ho, Wo) = _responses(x, W, stride, padding)
     return _swap_leading_axes(Y.reshape(W.shape[0], x.shape[0], Ho, Wo))
 
 
 def conv_relu(x, W, b, stride, padding):
-    """One bottom-up layer, eqs. (13)-(14): ``(F, delta)``, delta a bool device array."""
+    """One bottom-up layer, eqs. (13)-(14): ``reference.conv_relu`` on the device, returning
+    ``(F, delta)``, delta a bool device array.
+
+    Optimised: as :func:`conv2d`, with the bias, the ReLU, the activation pattern and the
+    layout change fused into one pass over the GEMM output (``bias_relu``).
+    """
     Y, (Ho, Wo) = _responses(x, W, stride, padding)
     N, K, P = x.shape[0], W.shape[0], Ho * Wo
     F = xp.empty((N, K, Ho, Wo), dtype=Y.dtype)
@@ -224,7 +305,11 @@ def conv_relu(x, W, b, stride, padding):
 
 
 def gate(B, delta):
-    """Top-down coefficients ``B * delta`` of eq. (16) (an ``ElementwiseKernel``)."""
+    """Top-down coefficients ``B * delta`` of eq. (16): ``reference.gate`` on the device.
+
+    Optimised: one ``ElementwiseKernel`` pass, which also reads a broadcast ``B`` (the
+    linear top's filter) without materialising it.
+    """
     return _pointwise()["gate"](B, delta)
 
 
@@ -235,7 +320,13 @@ def _channel_major(G, dtype):
 
 
 def conv_transpose(G, W, stride, padding, in_hw):
-    """Top-down deconvolution, eq. (16): filters added up as basis functions, ``(N, C, H, W)``."""
+    """Top-down deconvolution, eq. (16): ``reference.conv_transpose`` on the device, the
+    filters added up as basis functions, shape ``(N, C, H, W)``.
+
+    Optimised: the copies of all filters at all positions of the batch are one GEMM
+    (``W_mat.T @ G``, the transpose passed to cuBLAS as a flag); ``col2im`` then gathers each
+    pixel's overlapping copies, one thread per pixel, so no atomics are needed.
+    """
     dtype = _dtype(G, W)
     W = _contiguous(W, dtype)
     N, K, Ho, Wo = G.shape
@@ -244,36 +335,60 @@ def conv_transpose(G, W, stride, padding, in_hw):
 
 
 def conv_weight_grad(x, G, kernel_hw, stride, padding):
-    """``(dW, db)``: the gradient of ``<G, conv2d(x, W) + b>``, summed over the batch."""
+    """``(dW, db)``, the gradient of ``<G, conv2d(x, W) + b>`` summed over the batch:
+    ``reference.conv_weight_grad`` on the device.
+
+    Optimised: ``dW`` is one GEMM of the channel-major ``G`` with the column matrix of ``x``
+    (transposed by a cuBLAS flag), which inside :func:`reusing_columns` is the one the
+    forward pass built; ``db`` is a row sum of the same ``G``.
+    """
     dtype = _dtype(x, G)
-    col, _ = _im2col(_contiguous(x, dtype), tuple(kernel_hw), stride, padding)
+    geometry = _geometry(kernel_hw, stride, padding, dtype)
+    col = _kept_columns(x, geometry)
+    if col is None:
+        col, _ = _im2col(_contiguous(x, dtype), geometry[0], stride, padding)
     Gm = _channel_major(G, dtype)
     dW = _gemm(Gm, col, trans_b=True)
-    return dW.reshape((G.shape[1], x.shape[1]) + tuple(kernel_hw)), Gm.sum(axis=1)
+    return dW.reshape((G.shape[1], x.shape[1]) + geometry[0]), Gm.sum(axis=1)
 
 
-_GENERATORS = OrderedDict()  # id(rng) -> (rng, cupy RandomState); rng kept so ids stay unique
-_MAX_GENERATORS = 16
+def seed_words(seed):
+    """The Philox key ``(seed mod 2**32, seed // 2**32)`` of a 64-bit ``seed``, as the
+    ``unsigned int`` kernel arguments of ``normal``."""
+    seed = int(seed)
+    return np.uint32(seed & 0xFFFFFFFF), np.uint32(seed >> 32)
+
+
+def normal_from_seed(seed, shape, dtype):
+    """``Z ~ N(0, 1)`` of ``shape``: Philox4x32-10 keyed by the 64-bit ``seed`` and
+    Box-Muller, element ``i`` of the C-order array a fixed function of ``(seed, i)`` (the
+    formula is in ``conv.cu``)."""
+    dtype = np.dtype(dtype)
+    if dtype not in CTYPES:
+        raise TypeError(f"the cupy backend draws float32 or float64 noise, not {dtype}")
+    out = xp.empty(shape, dtype=dtype)
+    n = out.size
+    if n:
+        grid = _grid((n + 1) // 2, 1, 1)
+        _launch("normal", dtype, *grid, (out, np.int64(n)) + seed_words(seed))
+    return out
 
 
 def standard_normal(rng, shape, dtype):
-    """Device noise ``Z ~ N(0, 1)``, from the cuRAND generator paired with the NumPy ``rng``.
+    """Gaussian white noise ``Z ~ N(0, 1)`` on the device, a function of the NumPy ``rng``'s
+    state alone: ``reference.standard_normal``'s role, with other draws.
 
-    The pair is made on ``rng``'s first use here, seeded with ``rng.integers(2**63)``; the
-    most recently used pairs are kept. Draws are reproducible from the caller's seed.
+    Each call takes one 64-bit seed from ``rng`` (``rng.integers``) and expands it with
+    :func:`normal_from_seed`, so restoring ``rng``'s state replays the noise exactly, and
+    no generator state is kept on the device (nothing to checkpoint, nothing to evict).
     """
-    key = id(rng)
-    if key in _GENERATORS:
-        _GENERATORS.move_to_end(key)
-    else:
-        _GENERATORS[key] = (rng, cupy.random.RandomState(int(rng.integers(2**63))))
-        if len(_GENERATORS) > _MAX_GENERATORS:
-            _GENERATORS.popitem(last=False)
-    return _GENERATORS[key][1].standard_normal(shape, dtype=dtype)
+    seed = rng.integers(0, 2**64, dtype=np.uint64)
+    return normal_from_seed(seed, shape, dtype)
 
 
 def langevin_step(I, B, Z, step_size, sigma):
-    """One Langevin step, eq. (19): ``I - (eps^2 / 2) (I / sigma^2 - B) + eps Z``."""
+    """One Langevin step, eq. (19): ``I - (eps^2 / 2) (I / sigma^2 - B) + eps Z``, as
+    ``reference.langevin_step``, in one ``ElementwiseKernel`` pass."""
     t = np.dtype(I.dtype).type
     return _pointwise()["langevin"](I, B, Z, t(0.5 * step_size**2), t(sigma**2), t(step_size))
 
@@ -291,9 +406,48 @@ def _pointwise():
     }
 
 
-def allow_tf32(enabled):
-    """Let cuBLAS use TF32 tensor cores for float32 products on the current device."""
+# ------------------------------------------------------------------------------ TF32
+
+# cublasMath_t's CUBLAS_TF32_TENSOR_OP_MATH in cublas_api.h (CUDA 11 and later). CuPy's
+# cublas module exports CUBLAS_DEFAULT_MATH (0) and CUBLAS_TENSOR_OP_MATH (1) only.
+TF32_TENSOR_OP_MATH = 3
+
+
+def _cublas():
     from cupy_backends.cuda.libs import cublas
 
-    mode = cublas.CUBLAS_TF32_TENSOR_OP_MATH if enabled else cublas.CUBLAS_DEFAULT_MATH
-    cublas.setMathMode(cupy.cuda.device.get_cublas_handle(), mode)
+    return cublas
+
+
+def _cublas_handle():
+    return cupy.cuda.device.get_cublas_handle()
+
+
+def cublas_math_mode():
+    """The cuBLAS math mode of the current device and thread (0 default, 3 TF32)."""
+    return _cublas().getMathMode(_cublas_handle())
+
+
+def allow_tf32(enabled):
+    """Let cuBLAS use TF32 tensor cores for float32 products (``enabled``) or not, on the
+    current device and thread (CuPy keeps one cuBLAS handle per device and thread).
+    Returns the previous math mode, for :func:`tf32` to restore."""
+    lib = _cublas()
+    handle = _cublas_handle()
+    previous = lib.getMathMode(handle)
+    if enabled:
+        mode = getattr(lib, "CUBLAS_TF32_TENSOR_OP_MATH", TF32_TENSOR_OP_MATH)
+    else:
+        mode = lib.CUBLAS_DEFAULT_MATH
+    lib.setMathMode(handle, mode)
+    return previous
+
+
+@contextlib.contextmanager
+def tf32(enabled=True):
+    """A block whose float32 products use TF32 (or not); the previous mode comes back after."""
+    previous = allow_tf32(enabled)
+    try:
+        yield
+    finally:
+        _cublas().setMathMode(_cublas_handle(), previous)
