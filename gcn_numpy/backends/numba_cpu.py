@@ -448,9 +448,10 @@ def _unsplit_phases(ys, stride, padding, out):
 
 @njit(cache=True, nogil=True)
 def _gate(B, delta, G):
-    """``G = B * delta`` element by element (flat, contiguous arrays)."""
+    """``G = B * delta`` element by element (flat, contiguous arrays): a product, as in the
+    reference, so that a non-finite ``B`` where ``delta`` is 0 gives NaN there too."""
     for i in range(G.size):
-        G[i] = B[i] if delta[i] else 0
+        G[i] = B[i] * delta[i]
 
 
 @njit(cache=True, nogil=True)
@@ -821,9 +822,18 @@ def _weight_grad(x, G, kernel_hw, stride, padding):
                 )  # fmt: skip
 
         _each_task(len(chunks), run, scratch)
-        D = D_each.sum(axis=0)
-        dW_t = np.empty((r, r, K * s * s * C), dtype=dtype)
-        wino.gradient_output_transform(D.reshape(nf, -1), tiling.AW, dW_t)
+        # the chunks' sum and the output transform, by ranges of filter-channel pairs
+        pairs = K * s * s * C
+        D_pairs = D_each.reshape(len(chunks), nf, pairs)
+        dW_t = np.empty((r, r, pairs), dtype=dtype)
+        cuts = np.linspace(0, pairs, 2 * _thread_count() + 1).astype(int)
+        _each_task(
+            len(cuts) - 1,
+            lambda i: wino.gradient_output_transform(
+                D_pairs, tiling.AW, cuts[i], cuts[i + 1], dW_t
+            ),
+            tuple,
+        )
         # tap (u, v) of channel (a, b, c) is W[k, c, s*u + a, s*v + b] (see _taps)
         phases = dW_t.reshape(r, r, K, s, s, C).transpose(2, 5, 0, 3, 1, 4)
         dW = phases.reshape(K, C, r * s, r * s)[:, :, :kh, :kw]

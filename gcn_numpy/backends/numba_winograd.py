@@ -322,27 +322,35 @@ def filter_transform(taps, GW, U):
 
 
 @njit(cache=True, nogil=True)
-def gradient_output_transform(D, AW, dW_t):
-    """``dW_t[u, v, :] = (AW D AW^T)[u, v, :]`` for ``D`` ``(n*n, P)`` (``P`` filter-channel
-    pairs); ``dW_t`` is ``(r, r, P)``."""
+def gradient_output_transform(D_each, AW, p0, p1, dW_t):
+    """``dW_t[u, v, p] = (AW D AW^T)[u, v, p]`` for the filter-channel pairs ``p0 <= p <
+    p1``, ``D = sum_i D_each[i]`` added in the order of ``i`` (the chunks of images);
+    ``D_each`` is ``(chunks, n*n, P)``, ``dW_t`` ``(r, r, P)``. Column ranges are
+    independent: threads may take one each."""
     r, n = AW.shape
-    P = D.shape[1]
-    src, dst = D.ravel(), dW_t.ravel()
-    tmp = np.empty(r * n * P, dtype=D.dtype)
+    P, run = D_each.shape[2], p1 - p0
+    D = np.empty(n * n * run, dtype=D_each.dtype)
+    for f in range(n * n):
+        row = D[f * run : (f + 1) * run]
+        row[:] = D_each[0, f, p0:p1]
+        for i in range(1, D_each.shape[0]):
+            row += D_each[i, f, p0:p1]
+    dst = dW_t.ravel()
+    tmp = np.empty(r * n * run, dtype=D.dtype)
     offsets = np.empty(n, np.int64)
     d_offsets = np.empty(r, np.int64)
     for b in range(n):
         for a in range(n):
-            offsets[a] = (a * n + b) * P
+            offsets[a] = (a * n + b) * run
         for u in range(r):
-            d_offsets[u] = (u * n + b) * P
-        _mix(AW, src, offsets, tmp, d_offsets, P)
+            d_offsets[u] = (u * n + b) * run
+        _mix(AW, D, offsets, tmp, d_offsets, run)
     for u in range(r):
         for b in range(n):
-            offsets[b] = (u * n + b) * P
+            offsets[b] = (u * n + b) * run
         for v in range(r):
-            d_offsets[v] = (u * r + v) * P
-        _mix(AW, tmp, offsets, dst, d_offsets, P)
+            d_offsets[v] = (u * r + v) * P + p0
+        _mix(AW, tmp, offsets, dst, d_offsets, run)
 
 
 # ------------------------------------------------------------------ one image
