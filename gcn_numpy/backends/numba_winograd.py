@@ -151,71 +151,72 @@ def split_channels_last(x, shift, stride, xs):
 
 
 # The transforms multiply short vectors of coefficients with long runs of numbers: every
-# output run is written once, from all its input runs, in one vector loop (fused
-# multiply-adds allowed: "contract"). The loops are written out for 2, 4 and 6 inputs
-# (n = 3 and 5 pad to 4 and 6 with zero coefficients).
+# output run is written once, from its input runs with non-zero coefficients, in one vector
+# loop (fused multiply-adds allowed: "contract"). The loops are written out for 2, 4 and 6
+# terms, an odd count padded with a zero term (F(2, 3)'s input transform has 2 non-zero
+# coefficients a row out of 4, F(2, 5)'s 4 or 5 out of 6).
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"})
-def _mix2(coefs, src, offsets, dst, d_offsets, run):
-    o0, o1 = np.uint64(offsets[0]), np.uint64(offsets[1])
-    for b in range(coefs.shape[0]):
-        c0, c1 = coefs[b, 0], coefs[b, 1]
-        d = np.uint64(d_offsets[b])
-        for q in range(np.uint64(run)):
-            dst[d + q] = c0 * src[o0 + q] + c1 * src[o1 + q]
+def _row2(c, o, src, dst, d, run):
+    c0, c1 = c[0], c[1]
+    o0, o1 = np.uint64(o[0]), np.uint64(o[1])
+    d = np.uint64(d)
+    for q in range(np.uint64(run)):
+        dst[d + q] = c0 * src[o0 + q] + c1 * src[o1 + q]
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"})
-def _mix4(coefs, src, offsets, dst, d_offsets, run):
-    o0, o1 = np.uint64(offsets[0]), np.uint64(offsets[1])
-    o2, o3 = np.uint64(offsets[2]), np.uint64(offsets[3])
-    for b in range(coefs.shape[0]):
-        c0, c1, c2, c3 = coefs[b, 0], coefs[b, 1], coefs[b, 2], coefs[b, 3]
-        d = np.uint64(d_offsets[b])
-        for q in range(np.uint64(run)):
-            dst[d + q] = c0 * src[o0 + q] + c1 * src[o1 + q] + c2 * src[o2 + q] + c3 * src[o3 + q]
+def _row4(c, o, src, dst, d, run):
+    c0, c1, c2, c3 = c[0], c[1], c[2], c[3]
+    o0, o1, o2, o3 = np.uint64(o[0]), np.uint64(o[1]), np.uint64(o[2]), np.uint64(o[3])
+    d = np.uint64(d)
+    for q in range(np.uint64(run)):
+        dst[d + q] = c0 * src[o0 + q] + c1 * src[o1 + q] + c2 * src[o2 + q] + c3 * src[o3 + q]
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"})
-def _mix6(coefs, src, offsets, dst, d_offsets, run):
-    o0, o1 = np.uint64(offsets[0]), np.uint64(offsets[1])
-    o2, o3 = np.uint64(offsets[2]), np.uint64(offsets[3])
-    o4, o5 = np.uint64(offsets[4]), np.uint64(offsets[5])
-    for b in range(coefs.shape[0]):
-        c0, c1, c2 = coefs[b, 0], coefs[b, 1], coefs[b, 2]
-        c3, c4, c5 = coefs[b, 3], coefs[b, 4], coefs[b, 5]
-        d = np.uint64(d_offsets[b])
-        for q in range(np.uint64(run)):
-            dst[d + q] = (
-                c0 * src[o0 + q]
-                + c1 * src[o1 + q]
-                + c2 * src[o2 + q]
-                + c3 * src[o3 + q]
-                + c4 * src[o4 + q]
-                + c5 * src[o5 + q]
-            )
+def _row6(c, o, src, dst, d, run):
+    c0, c1, c2, c3, c4, c5 = c[0], c[1], c[2], c[3], c[4], c[5]
+    o0, o1, o2 = np.uint64(o[0]), np.uint64(o[1]), np.uint64(o[2])
+    o3, o4, o5 = np.uint64(o[3]), np.uint64(o[4]), np.uint64(o[5])
+    d = np.uint64(d)
+    for q in range(np.uint64(run)):
+        dst[d + q] = (
+            c0 * src[o0 + q]
+            + c1 * src[o1 + q]
+            + c2 * src[o2 + q]
+            + c3 * src[o3 + q]
+            + c4 * src[o4 + q]
+            + c5 * src[o5 + q]
+        )
 
 
 @njit(cache=True, nogil=True)
 def _mix(coefs, src, offsets, dst, d_offsets, run):
     """``dst[d_offsets[b] + q] = sum_j coefs[b, j] * src[offsets[j] + q]`` for every row
-    ``b`` of ``coefs`` and ``q < run``."""
-    width = coefs.shape[1]
-    if width == 2 or width == 4 or width == 6:
-        padded, offs = coefs, offsets
-    else:
-        pad = 4 if width < 4 else 6
-        padded = np.zeros((coefs.shape[0], pad), dtype=coefs.dtype)
-        padded[:, :width] = coefs
-        offs = np.full(pad, offsets[0], dtype=np.int64)
-        offs[:width] = offsets
-    if padded.shape[1] == 2:
-        _mix2(padded, src, offs, dst, d_offsets, run)
-    elif padded.shape[1] == 4:
-        _mix4(padded, src, offs, dst, d_offsets, run)
-    else:
-        _mix6(padded, src, offs, dst, d_offsets, run)
+    ``b`` of ``coefs`` (at most 6 columns) and ``q < run``."""
+    c = np.zeros(6, dtype=coefs.dtype)
+    o = np.zeros(6, dtype=np.int64)
+    for b in range(coefs.shape[0]):
+        terms = 0
+        for j in range(coefs.shape[1]):
+            if coefs[b, j] != 0:
+                c[terms], o[terms] = coefs[b, j], offsets[j]
+                terms += 1
+        if terms == 0:
+            for q in range(run):
+                dst[d_offsets[b] + q] = 0
+            continue
+        if terms % 2:  # a zero term on an input already read
+            c[terms], o[terms] = 0, o[0]
+            terms += 1
+        if terms == 2:
+            _row2(c, o, src, dst, d_offsets[b], run)
+        elif terms == 4:
+            _row4(c, o, src, dst, d_offsets[b], run)
+        else:
+            _row6(c, o, src, dst, d_offsets[b], run)
 
 
 @njit(cache=True, nogil=True)
