@@ -24,7 +24,7 @@ in two dimensions the same on rows and columns. Summed over the channels, the pr
   flipped and transposed: ``B^{(l-1)}_c(x) = sum_{k,u,v} G_k(x + (u, v) - (r-1-p))
   W[k, c, r-1-u, r-1-v]``;
 - weight gradient: ``F(r x r, 2 x 2)`` on the same input tiles (the same ``V_n^{-T}``):
-  ``D_f (K x C) = sum over tiles of T_f^T (K x tiles) @ V_f (tiles x C)`` with ``T`` the
+  ``D_f (C x K) = sum over tiles of V_f^T (C x tiles) @ T_f (tiles x K)`` with ``T`` the
   ``2 x 2`` tiles of ``G`` transformed by ``V_2``, then ``dW = V_r^T D V_r``.
 
 Accuracy: the transforms add rounding error. Against the float64 reference, float32
@@ -386,12 +386,12 @@ def correlate_image(x, shift, stride, U, BT, AT, rows, xs, V, M, rows_buf, out_b
 def weight_grad_image(x, G, padding, stride, BT, GG, rows, xs, gs, V, T, rows_buf, g_buf, D,
                       first):  # fmt: skip
     """Add one image's share of the weight gradient, in the transform domain, to ``D``
-    ``(n*n, K, s*s*C)`` (or set it, with ``first``): ``D_f += T_f^T V_f`` over the image's
+    ``(n*n, s*s*C, K)`` (or set it, with ``first``): ``D_f += V_f^T T_f`` over the image's
     tiles, ``x`` ``(H, W, C)`` its input (split as in :func:`correlate_image`), ``G`` ``(Ho,
     Wo, K)`` its coefficients. Returns
     the sum of ``G`` over positions, ``(K,)``. Scratch as in :func:`correlate_image`, and
     ``gs`` (``(2 th, 2, tw, K)``, zero past the map) and ``T`` (flat, ``n*n*rows*tw*K``)."""
-    nf, K, C = D.shape[0], D.shape[1], D.shape[2]
+    nf, C, K = D.shape[0], D.shape[1], D.shape[2]
     th, tw = gs.shape[0] // TILE, gs.shape[2]
     split_channels_last(x, padding, stride, xs)
     split_channels_last(G, 0, 1, gs)
@@ -407,6 +407,6 @@ def weight_grad_image(x, G, padding, stride, BT, GG, rows, xs, gs, V, T, rows_bu
         gradient_transform(gs, GG, ti0, ti1, Tb, g_buf)
         beta = 0.0 if first and ti0 == 0 else 1.0
         for f in range(nf):
-            gemm(True, False, K, C, m, 1.0, Tb[f].ravel(), K, Vb[f].ravel(), C, beta,
-                 D[f].ravel(), C)  # fmt: skip
+            gemm(True, False, C, K, m, 1.0, Vb[f].ravel(), C, Tb[f].ravel(), K, beta,
+                 D[f].ravel(), K)  # fmt: skip
     return db
