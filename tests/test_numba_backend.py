@@ -32,7 +32,7 @@ FIXED_CASES = [  # (N, C, K, H, W, kernel, stride, padding)
 
 WINOGRAD_CASES = [
     (2, 100, 64, 18, 18, 5, 1, 2),  # the texture net's second layer at 64 px
-    (2, 64, 30, 18, 18, 3, 1, 2),  # its third layer
+    (2, 64, 30, 18, 18, 3, 1, 2),  # its third layer (30 filters: 32 in the bottom-up products)
     (3, 5, 7, 11, 8, 5, 1, 0),  # odd and even map sizes: a last tile half outside the map
     (2, 3, 4, 9, 10, 4, 1, 3),  # even filters; top-down without padding of G (r - 1 - p = 0)
     (2, 4, 3, 7, 6, 2, 1, 2),  # padding beyond r - 1: the top-down cuts G's border off
