@@ -5,22 +5,25 @@ The default backend. The functions and their conventions are those of
 reference function it implements. Every kernel is compiled once per dtype, and
 ``cache=True`` keeps the machine code on disk for the next process.
 
-Two ways of computing a layer, chosen per layer by :func:`_algorithm`:
+Two ways of computing a layer, chosen per pass by :func:`_algorithm`:
 
-- **Winograd** (:mod:`.numba_winograd`), for stride 1 and square filters of size 2 to 5
-  (the texture net's 5x5 and 3x3 layers): ``2 x 2`` output tiles from ``(r+1) x (r+1)``
-  input tiles, 2.8 times fewer multiply-adds than the direct sum for 5x5 filters, 2.25 for
-  3x3. The bottom-up pass, the top-down pass (as a correlation of ``G`` with the flipped
-  filters) and the weight gradient all run this way.
-- **im2col**, for every other layer (the texture net's first layer: 15x15, stride 3): an
-  explicit patch matrix ``P`` followed by one BLAS product per block of output rows:
+- **Winograd** (:mod:`.numba_winograd`): ``2 x 2`` output tiles from ``(r+1) x (r+1)``
+  input tiles, for square filters whose polyphase components are ``r x r``, ``2 <= r <=
+  5``: 2.8 times fewer multiply-adds than the direct sum for 5x5 filters, 2.25 for 3x3. A
+  stride-``s`` layer is a stride-1 layer on the ``s*s`` polyphase components of its input
+  (:func:`_taps`): the texture net's 15x15 stride-3 first layer is a 5x5 one on 27 (color)
+  channels. Bottom-up pass, top-down pass (for stride 1; the correlation of ``G`` with the
+  flipped filters) and weight gradient, where the layer has enough channels.
+- **im2col**, for the rest (the first layer's top-down pass, layers on few channels,
+  other filter sizes): an explicit patch matrix ``P`` followed by one BLAS product per
+  block of output rows:
 
-  - bottom-up, eqs. (12)-(14): responses ``P @ W_win``, one row per position; bias, ReLU
-    and ``delta`` in the loop that stores them;
-  - top-down, eq. (16): ``P = G.T @ W_rows``, row ``x`` being the sum of the filters
+  - bottom-up, eqs. (12)-(14): responses ``P @ W_win``, one row per position, written
+    in place into the output; bias, ReLU and ``delta`` in one more loop over it;
+  - top-down, eq. (16): ``P = G @ W_rows``, row ``x`` being the sum of the filters
     weighted by the coefficients ``G_k(x)``; :func:`_add_patches` adds the overlapping
     windows up;
-  - weight gradient: ``dW_win += P.T @ G.T``, the correlation of ``G`` with the input.
+  - weight gradient: ``dW_win += P.T @ G``, the correlation of ``G`` with the input.
 
   ``W_win`` is the filters as a ``(kh*kw*C, K)`` matrix, one column per filter, its rows
   in the order of :func:`_patches`; ``W_rows`` is its transpose, one row per filter.
@@ -47,9 +50,15 @@ whole filters fall silent. Single units are not: with about half the units activ
 kernel that skipped them ran slower than BLAS on the dense product
 (``benchmarks/results_cpu.md``).
 
+Filters silent in the whole batch are left out of the top-down pass and the weight
+gradient (:func:`_active_filters`), and the Winograd transforms of the filters are
+remembered from call to call (:func:`_transformed_filters`): a Langevin chain runs each
+layer 20 times per learning iteration with the same weights.
+
 Threads: :func:`numba.get_num_threads` threads take the batch's images one at a time (a
 core shared with another process then simply does fewer), each with its own scratch
-arrays; BLAS runs one thread per call (:mod:`.numba_blas`). The weight gradient is summed
+arrays; BLAS runs one thread per call (:mod:`.numba_blas`, safe when several threads of
+the caller run kernels at once). The weight gradient is summed
 in a fixed order (per chunk of images, chunks in order; :func:`_chunks`), so that results
 do not depend on which thread took which image, nor on the thread count. The per-image
 kernels are plain ``nogil`` functions called from a thread pool: the same work inside a
@@ -300,7 +309,8 @@ def _columns(G_rows, q0, channels, gT):
 @njit(cache=True, nogil=True)
 def _forward_image(x, W_win, b, kh, kw, stride, padding, rows, relu, out, delta, xpad, P_buf):
     """Responses of eq. (12) of one image ``x`` ``(H, W, C)`` into ``out`` ``(Ho, Wo, K)``;
-    with ``relu``, one bottom-up layer of eqs. (13)-(14): ``out = F`` and ``delta``::
+    with ``relu``, one bottom-up layer of eqs. (13)-(14): ``out = F`` and ``delta``. One
+    image of :func:`gcn_numpy.backends.reference.conv2d` or ``conv_relu``::
 
         xpad = x inside a border of p zeros
         for each block i0 .. i1-1 of output rows:
@@ -330,7 +340,7 @@ def _forward_image(x, W_win, b, kh, kw, stride, padding, rows, relu, out, delta,
 @njit(cache=True, nogil=True)
 def _deconvolve_image(G, W_rows, kh, kw, stride, padding, rows, out, xpad, P_buf, g_buf):
     """Top-down deconvolution, eq. (16), of one image's ``G`` ``(Ho, Wo, K)`` into ``out``
-    ``(H, W, C)``::
+    ``(H, W, C)``: one image of :func:`gcn_numpy.backends.reference.conv_transpose`::
 
         xpad = zeros (H + 2p, W + 2p, C)
         ks = the active channels
@@ -364,9 +374,9 @@ def _deconvolve_image(G, W_rows, kh, kw, stride, padding, rows, out, xpad, P_buf
 @njit(cache=True, nogil=True)
 def _weight_grad_image(x, G, kh, kw, stride, padding, rows, xpad, P_buf, g_buf, product,
                        dW_win, db):  # fmt: skip
-    """Add one image's share to ``dW_win`` (``dW`` as a ``(kh*kw*C, K)`` matrix like
-    ``W_win``) and to ``db``; ``x`` ``(H, W, C)``, ``G`` ``(Ho, Wo, K)``; ``product`` is
-    scratch of ``dW_win``'s size::
+    """Add one image's share of :func:`gcn_numpy.backends.reference.conv_weight_grad` to
+    ``dW_win`` (``dW`` as a ``(kh*kw*C, K)`` matrix like ``W_win``) and to ``db``; ``x``
+    ``(H, W, C)``, ``G`` ``(Ho, Wo, K)``; ``product`` is scratch of ``dW_win``'s size::
 
         xpad = x inside a border of p zeros
         ks = the active channels

@@ -362,11 +362,12 @@ def correlate_image(x, shift, stride, U, BT, AT, rows, xs, V, M, rows_buf, out_b
     """``ys`` = the correlation of one image's maps ``x`` ``(H, W, C)``, shifted by
     ``shift`` (the zero padding) and split into its ``stride**2`` polyphase components
     (:func:`split_channels_last`), with the filters whose transform is ``U`` ``(n*n,
-    s*s*C, K)``:
-    ``ys[i, j % 2, j // 2, k]`` for the ``2 th x 2 tw`` positions of the tiles (those past
-    the map's ``Ho x Wo`` are to be dropped). Scratch: ``xs`` (:func:`split_shape`, zero
-    outside the image), ``V`` and ``M`` (flat, ``n*n*rows*tw`` times ``C`` or ``K``),
-    ``rows_buf`` and ``out_buf`` for the two transforms."""
+    s*s*C, K)``: ``ys[i, j % 2, j // 2, k]`` for the ``2 th x 2 tw`` positions of the tiles
+    (those past the map's ``Ho x Wo`` are to be dropped). One image of
+    :func:`gcn_numpy.backends.reference.conv2d`, or, on ``G`` with the flipped filters, of
+    ``conv_transpose``. Scratch: ``xs`` (:func:`split_shape`, zero outside the image),
+    ``V`` and ``M`` (flat, ``n*n*rows*tw`` times ``C`` or ``K``), ``rows_buf`` and
+    ``out_buf`` for the two transforms."""
     nf, C, K = U.shape[0], U.shape[1], U.shape[2]
     th, tw = ys.shape[0] // TILE, ys.shape[2]
     split_channels_last(x, shift, stride, xs)
@@ -385,12 +386,13 @@ def correlate_image(x, shift, stride, U, BT, AT, rows, xs, V, M, rows_buf, out_b
 @njit(cache=True, nogil=True)
 def weight_grad_image(x, G, padding, stride, BT, GG, rows, xs, gs, V, T, rows_buf, g_buf, D,
                       first):  # fmt: skip
-    """Add one image's share of the weight gradient, in the transform domain, to ``D``
-    ``(n*n, s*s*C, K)`` (or set it, with ``first``): ``D_f += V_f^T T_f`` over the image's
-    tiles, ``x`` ``(H, W, C)`` its input (split as in :func:`correlate_image`), ``G`` ``(Ho,
-    Wo, K)`` its coefficients. Returns
-    the sum of ``G`` over positions, ``(K,)``. Scratch as in :func:`correlate_image`, and
-    ``gs`` (``(2 th, 2, tw, K)``, zero past the map) and ``T`` (flat, ``n*n*rows*tw*K``)."""
+    """Add one image's share of the weight gradient
+    (:func:`gcn_numpy.backends.reference.conv_weight_grad`), in the transform domain, to
+    ``D`` ``(n*n, s*s*C, K)`` (or set it, with ``first``): ``D_f += V_f^T T_f`` over the
+    image's tiles, ``x`` ``(H, W, C)`` its input (split as in :func:`correlate_image`),
+    ``G`` ``(Ho, Wo, K)`` its coefficients. Returns the sum of ``G`` over positions,
+    ``(K,)``. Scratch as in :func:`correlate_image`, and ``gs`` (``(2 th, 2, tw, K)``, zero
+    past the map) and ``T`` (flat, ``n*n*rows*tw*K``)."""
     nf, C, K = D.shape[0], D.shape[1], D.shape[2]
     th, tw = gs.shape[0] // TILE, gs.shape[2]
     split_channels_last(x, padding, stride, xs)
