@@ -52,9 +52,14 @@ import sys
 import tempfile
 import time
 
-import numba
-import numpy as np
-from common import (
+# The gcn_numpy of the tree this file is in, not an installed one: run as a script, Python
+# puts benchmarks/ first on the path, not the current directory.
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+from common import (  # noqa: E402
     EPS,
     LAYERS,
     SIGMA,
@@ -64,10 +69,11 @@ from common import (
     learning_iteration,
     rel_err,
 )
-from torch_peer import TorchNet
+from torch_peer import TorchNet  # noqa: E402
 
-from gcn_numpy import GenerativeConvNet
-from gcn_numpy.backends import numba_blas
+import gcn_numpy  # noqa: E402
+from gcn_numpy import GenerativeConvNet  # noqa: E402
+from gcn_numpy.backends import numba_blas  # noqa: E402
 
 # the sizes' channels when --channels is not given: the issue's three configurations
 DEFAULT_CHANNELS = {64: [3], 128: [1], 224: [3]}
@@ -242,7 +248,7 @@ def kernel_rows(torch, net, chains, reps=5):
 COMPILE_SCRIPT = """
 import sys, time
 import numpy as np
-sys.path.insert(0, {bench_dir!r})
+sys.path[:0] = [{bench_dir!r}, {repo!r}]
 from common import LAYERS, learning_iteration
 from gcn_numpy import GenerativeConvNet
 
@@ -260,7 +266,7 @@ def compile_times():
     """Seconds of the first learning iteration (64x64 color, 4 chains, 1 step) in a fresh
     process: with an empty Numba cache, then with the cache that run left; and of a second
     iteration in the same process (nothing left to compile)."""
-    script = COMPILE_SCRIPT.format(bench_dir=os.path.dirname(os.path.abspath(__file__)))
+    script = COMPILE_SCRIPT.format(bench_dir=os.path.dirname(os.path.abspath(__file__)), repo=REPO)
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache)
         runs = []
@@ -282,6 +288,7 @@ def machine(torch):
         "numpy": np.__version__,
         "torch": torch.__version__,
         "torch CPU capability": torch.backends.cpu.get_cpu_capability(),
+        "gcn_numpy": os.path.dirname(gcn_numpy.__file__),
         "blas (numba)": numba_blas.describe(),
     }
     for pool in blas_info():
