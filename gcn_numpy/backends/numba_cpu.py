@@ -753,11 +753,15 @@ def conv_transpose(G, W, stride, padding, in_hw):
     active = _active_filters(G) if G.size else np.zeros(0, dtype=np.int64)
     if not out.size or not len(active):
         return _shaped(out)
+    # chosen for the whole layer: with few filters left, the work on the other side (the
+    # C channels' transforms or windows) decides, and Winograd's is the smaller (the top
+    # layer at 128 px with 6 of its 30 filters active, 16 chains: 5.8 ms, 12.5 with im2col)
+    K, C, kh, kw = W.shape
+    algorithm = _algorithm(C, K, kh, kw, stride, "top_down")
     if len(active) < G.shape[3]:
         G, W = np.ascontiguousarray(G[..., active]), np.ascontiguousarray(W[active])
     N, Ho, Wo, K = G.shape
-    _, C, kh, kw = W.shape
-    if _algorithm(C, K, kh, kw, stride, "top_down") == "winograd":
+    if algorithm == "winograd":
         s, r = stride, _components(kh, stride)
         first = padding // s  # the polyphase grid's first row holding an output row
         Hq, Wq = (H + padding + s - 1) // s - first, (Wd + padding + s - 1) // s - first
@@ -802,20 +806,22 @@ def conv_weight_grad(x, G, kernel_hw, stride, padding):
     dW = np.zeros((K, x.shape[3]) + tuple(kernel_hw), dtype=dtype)
     db = np.zeros(K, dtype=dtype)
     active = _active_filters(G) if G.size else np.zeros(0, dtype=np.int64)
+    # chosen for the whole layer, as in conv_transpose (same layer: 9.8 ms, 17.5 with im2col)
+    algorithm = _algorithm(x.shape[3], K, *kernel_hw, stride, "weight_grad")
     if len(active) == K:
-        dW, db = _weight_grad(x, G, kernel_hw, stride, padding)
+        dW, db = _weight_grad(x, G, kernel_hw, stride, padding, algorithm)
     elif len(active):
         G = np.ascontiguousarray(G[..., active])
-        dW[active], db[active] = _weight_grad(x, G, kernel_hw, stride, padding)
+        dW[active], db[active] = _weight_grad(x, G, kernel_hw, stride, padding, algorithm)
     return dW, db
 
 
-def _weight_grad(x, G, kernel_hw, stride, padding):
+def _weight_grad(x, G, kernel_hw, stride, padding, algorithm):
     """:func:`conv_weight_grad` of channels-last arrays of one dtype, ``G`` not empty."""
     dtype = x.dtype
     (kh, kw), (N, H, Wd, C), (_, Ho, Wo, K) = kernel_hw, x.shape, G.shape
     chunks = _chunks(N)
-    if _algorithm(C, K, kh, kw, stride, "weight_grad") == "winograd":
+    if algorithm == "winograd":
         s, r = stride, _components(kh, stride)
         tiling = _Tiling(s * s * C, K, r, Ho, Wo, dtype)
         nf = tiling.n * tiling.n
