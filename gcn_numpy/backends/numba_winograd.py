@@ -80,7 +80,7 @@ def _inverse(A):
     return [row[n:] for row in M]
 
 
-def _transpose(A):
+def _matrix_transpose(A):
     return [list(col) for col in zip(*A, strict=True)]
 
 
@@ -99,7 +99,7 @@ def matrices(r, dtype):
     n = r + TILE - 1
     points = POINTS[: n - 1]
     Vn, Vr, V2 = (_evaluation(points, k) for k in (n, r, TILE))
-    exact = (_transpose(_inverse(Vn)), _transpose(V2), Vr, V2, _transpose(Vr))
+    exact = (_matrix_transpose(_inverse(Vn)), _matrix_transpose(V2), Vr, V2, _matrix_transpose(Vr))
     return tuple(np.array([[float(v) for v in row] for row in A], dtype=dtype) for A in exact)
 
 
