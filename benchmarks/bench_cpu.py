@@ -1,62 +1,102 @@
 """The numba backend against PyTorch on the CPU, on the paper's texture net, float32.
 
-    python benchmarks/bench_cpu.py [--quick] [--threads T] [--rounds R] [--json results.json]
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_cpu.py \
+        [--sizes 64 128 224] [--trained N] [--quick] [--threads T] [--json results.json]
 
-The texture net (REFERENCE.md section 1: 100 filters 15x15 stride 3 pad 2, 64 5x5 pad 2,
-30 3x3 pad 2, f = sum of the top responses), 16 chains, gray and color, 64x64 and 128x128.
-For each, three computations through the gcn_numpy API and the same in PyTorch (conv2d +
-autograd, the same weights):
+The texture net (100 filters 15x15 stride 3 pad 2, 64 5x5 pad 2, 30 3x3 pad 2, f = sum of
+the top responses), 16 chains; by default 64x64 color, 128x128 gray and 224x224 color (the
+paper's size), ``--channels`` for others. For each, three computations through the
+gcn_numpy API and the same in PyTorch (conv2d + autograd, the same weights, default
+settings, as many threads):
 
-- ``top_down``: ``net.forward_backward(chains, need_B=True)``, the work of one Langevin
-  step; PyTorch: ``B = df/dI`` by autograd;
-- ``weight_gradient``: ``net.forward_backward(chains, need_B=False, need_grads=True)``;
-  PyTorch: autograd of the mean score in the weights;
-- a learning iteration of Algorithm 1: 10 Langevin steps of eq. (19) on the chains
-  (eps = 0.3, sigma = 1, noise included), then the weight gradients on the observed image
-  and on the chains.
+- ``top_down``: ``net.forward_backward(chains, need_B=True, need_f=False)``, the work of one
+  Langevin step; PyTorch: ``B = df/dI`` by autograd;
+- ``weight_gradient``: ``net.forward_backward(chains, need_B=False, need_f=False,
+  need_grads=True)``; PyTorch: autograd of the summed score in the weights;
+- a learning iteration of Algorithm 1 (``benchmarks/common.py``): 10 Langevin steps of eq.
+  (19) on the chains through ``gcn_numpy.sampling.langevin_chains`` (eps = 0.3, sigma = 1,
+  noise included), then the weight gradients on the observed image and on the chains.
 
 Weights are the release's initialisation, N(0, 0.01^2) with zero biases; the observed image
 is uniform in [-128, 128] (0-255, centred); the chains start at 0 and are warmed up first.
+``--trained N`` measures the same on nets trained N iterations on the shipped gravel texture
+at 64 px (gray; the color net on the same texture in all three channels), whose activity is
+no longer half and half, observed images and chains at each size.
+
 The two sides run interleaved, one timed call each per round, the order alternating, each
-right after an untimed call of the same side (see ``interleaved``); the table
-gives median times and the median over rounds of the ratio numba / PyTorch. PyTorch uses as
-many threads as Numba (``--threads``). Other processes on the machine distort the ratio (the
-load average is printed): a thread of PyTorch's that waits for a core stalls every
-operation, while Numba's threads take images one at a time and simply do fewer. GFLOP/s
-count every multiply-add of the dense convolutions (also those with a zero coefficient),
-against the float32 matrix-product rate (torch.mm, same threads) measured in the same run.
-Also printed: the fraction of active units (delta = 1) per layer in the chains, per-layer
-kernel times, and the JIT compile time (a fresh process, empty Numba cache). ``--trained N``
-adds the same measurements on a net trained for N iterations, whose activity is no longer
-half and half.
+right after an untimed call of the same side (see ``interleaved``); the table gives median
+times and the median over rounds of the ratio numba / PyTorch. Other processes on the
+machine distort the ratio (the load average is printed): a thread of PyTorch's that waits
+for a core stalls every operation, while Numba's threads take images one at a time and
+simply do fewer. GFLOP/s count every multiply-add of the direct convolutions (also those
+with a zero coefficient, and the ones Winograd's tiles do not need), against the float32
+matrix-product rate (torch.mm, same threads) measured in the same run.
+
+Run it with ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` unset in that command alone (some
+machines set them for old OpenBLAS builds; a current OpenBLAS then runs AVX2 kernels on an
+AVX-512 CPU, which is not what a user's machine runs): the BLAS kernels in use are printed
+(threadpoolctl). To compare AVX2 code on an AVX-512 machine, force it on both sides:
+``NUMBA_CPU_NAME=haswell OPENBLAS_CORETYPE=Haswell`` for numba, and for PyTorch
+``ATEN_CPU_CAPABILITY=avx2`` (its own kernels) with ``ONEDNN_MAX_CPU_ISA=AVX2`` (its
+convolutions) and ``MKL_ENABLE_INSTRUCTIONS=AVX2`` (its matrix products): with
+``ATEN_CPU_CAPABILITY`` alone its convolutions still ran AVX-512 code (a 5x5 layer took 10.4
+ms, 14.0 ms with oneDNN held to AVX2).
 """
 
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-import numba
-import numpy as np
-from torch_peer import TorchNet
+# The gcn_numpy of the tree this file is in, not an installed one: run as a script, Python
+# puts benchmarks/ first on the path, not the current directory.
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
 
-from gcn_numpy import GenerativeConvNet, Layer
-from gcn_numpy.backends import numba_blas
-from gcn_numpy.sampling import langevin_chains
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+from common import (  # noqa: E402
+    EPS,
+    LAYERS,
+    SIGMA,
+    blas_info,
+    cpu_model,
+    flat_grads,
+    learning_iteration,
+    rel_err,
+)
+from torch_peer import TorchNet  # noqa: E402
 
-LAYERS = (Layer(100, 15, stride=3, padding=2), Layer(64, 5, padding=2), Layer(30, 3, padding=2))
-EPS, SIGMA = 0.3, 1.0
+import gcn_numpy  # noqa: E402
+from gcn_numpy import GenerativeConvNet  # noqa: E402
+from gcn_numpy.backends import numba_blas  # noqa: E402
+
+# the sizes' channels when --channels is not given: the issue's three configurations
+DEFAULT_CHANNELS = {64: [3], 128: [1], 224: [3]}
+ENVIRONMENT = (
+    "OPENBLAS_CORETYPE",
+    "OPENBLAS_L2_SIZE",
+    "NUMBA_CPU_NAME",
+    "ATEN_CPU_CAPABILITY",
+    "ONEDNN_MAX_CPU_ISA",
+    "MKL_ENABLE_INSTRUCTIONS",
+)
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--sizes", type=int, nargs="+", default=[64, 128], help="image sizes")
-    p.add_argument("--channels", type=int, nargs="+", default=[1, 3], help="1 gray, 3 color")
+    p.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 224], help="image sizes")
+    p.add_argument(
+        "--channels",
+        type=int,
+        nargs="+",
+        help="1 gray, 3 color, for every size (default: 64 color, 128 gray, 224 color, "
+        "both for other sizes)",
+    )
     p.add_argument("--chains", type=int, default=16, help="Langevin chains")
     p.add_argument("--steps", type=int, default=10, help="Langevin steps per iteration")
     p.add_argument("--rounds", type=int, default=9, help="timed rounds per computation")
@@ -68,9 +108,15 @@ def parse_args(argv=None):
         type=int,
         default=0,
         metavar="N",
-        help="also measure a texture net after N learning iterations (gray, smallest size)",
+        help="also measure texture nets after N learning iterations (at every size)",
     )
     p.add_argument("--no-compile", action="store_true", help="skip the JIT compile timing")
+    p.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="time the kernels by the process's CPU time instead of the wall clock (with "
+        "--threads 1 on a loaded machine: what each side computes, not what it waited)",
+    )
     p.add_argument("--quick", action="store_true", help="smoke test: 32x32 gray, 2 rounds")
     p.add_argument("--json", help="write the results to this file")
     args = p.parse_args(argv)
@@ -78,26 +124,6 @@ def parse_args(argv=None):
         args.sizes, args.channels, args.chains, args.steps = [32], [1], 4, 2
         args.rounds, args.warmup, args.no_kernels, args.no_compile = 2, 1, True, True
     return args
-
-
-def rel_err(a, b):
-    a, b = (np.asarray(x, dtype=np.float64) for x in (a, b))
-    return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
-
-
-def flat_grads(grads):
-    return [g for pair in grads for g in pair]
-
-
-# ----------------------------------------------------------------------------- numba
-
-
-def numba_iteration(net, obs, chains, rng, steps):
-    """One learning iteration through the gcn_numpy API; the chains and both gradients."""
-    chains = langevin_chains(net, chains, steps, EPS, SIGMA, rng)
-    g_obs = net.forward_backward(obs, need_B=False, need_grads=True)["grads"]
-    g_syn = net.forward_backward(chains, need_B=False, need_grads=True)["grads"]
-    return chains, g_obs, g_syn
 
 
 # --------------------------------------------------------------------------- helpers
@@ -132,15 +158,24 @@ def matmul_rates(torch, n=1024, reps=10):
     rates = {}
     for name, fn in (("np.dot", lambda: a @ a), ("torch.mm", lambda: ta @ ta)):
         fn()
-        best = min(_seconds(fn) for _ in range(reps))
+        best = min(_wall_seconds(fn) for _ in range(reps))
         rates[name] = 2 * n**3 / best / 1e9
     return rates
 
 
-def _seconds(fn):
+CLOCK = time.perf_counter  # time.process_time with --cpu-time
+
+
+def _wall_seconds(fn):
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
+
+
+def _seconds(fn):
+    t0 = CLOCK()
+    fn()
+    return CLOCK() - t0
 
 
 def interleaved(fns, rounds, warm=True):
@@ -197,7 +232,7 @@ def layer_pairs(torch, be, layer, x, W, b, G):
 
 def kernel_rows(torch, net, chains, reps=5):
     """Per-layer milliseconds of each seam kernel on the chains and of PyTorch's counterpart."""
-    be = net._be
+    be = net.kernels
     maps, deltas = net.bottom_up(chains)
     rows = []
     for l, (layer, (W, b)) in enumerate(zip(LAYERS, net.params, strict=True), start=1):
@@ -213,8 +248,8 @@ def kernel_rows(torch, net, chains, reps=5):
 COMPILE_SCRIPT = """
 import sys, time
 import numpy as np
-sys.path.insert(0, {bench_dir!r})
-from bench_cpu import LAYERS, numba_iteration
+sys.path[:0] = [{bench_dir!r}, {repo!r}]
+from common import LAYERS, learning_iteration
 from gcn_numpy import GenerativeConvNet
 
 net = GenerativeConvNet(3, LAYERS, image_size=(64, 64), backend="numba", dtype=np.float32)
@@ -222,7 +257,7 @@ obs = net.check_images(np.random.default_rng(0).uniform(-128, 128, size=(1, 3, 6
 chains = net.check_images(np.zeros((4, 3, 64, 64)))
 for _ in range(2):
     t0 = time.perf_counter()
-    numba_iteration(net, obs, chains, np.random.default_rng(1), 1)
+    learning_iteration(net, obs, chains, np.random.default_rng(1), 1)
     print(time.perf_counter() - t0)
 """
 
@@ -231,7 +266,7 @@ def compile_times():
     """Seconds of the first learning iteration (64x64 color, 4 chains, 1 step) in a fresh
     process: with an empty Numba cache, then with the cache that run left; and of a second
     iteration in the same process (nothing left to compile)."""
-    script = COMPILE_SCRIPT.format(bench_dir=os.path.dirname(os.path.abspath(__file__)))
+    script = COMPILE_SCRIPT.format(bench_dir=os.path.dirname(os.path.abspath(__file__)), repo=REPO)
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache)
         runs = []
@@ -244,30 +279,35 @@ def compile_times():
 
 
 def machine(torch):
-    model = platform.processor() or platform.machine()
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as fh:
-            names = [line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")]
-        model = names[0] if names else model
-    return {
-        "cpu": model,
+    model, width = cpu_model()
+    info = {
+        "cpu": f"{model} ({width})",
         "cores": os.cpu_count(),
         "threads": numba.get_num_threads(),
         "numba": numba.__version__,
         "numpy": np.__version__,
         "torch": torch.__version__,
+        "torch CPU capability": torch.backends.cpu.get_cpu_capability(),
+        "gcn_numpy": os.path.dirname(gcn_numpy.__file__),
         "blas (numba)": numba_blas.describe(),
-        "python": platform.python_version(),
     }
+    for pool in blas_info():
+        info[f"blas {pool['internal_api']} {pool['version']}"] = (
+            f"{pool['architecture']} kernels, {pool['num_threads']} threads"
+        )
+    for name in ENVIRONMENT:
+        info[name] = os.environ.get(name, "unset")
+    return info
 
 
 # ------------------------------------------------------------------------------ main
 
 
-def trained(args, S):
-    """Weights, observed image and chains after ``args.trained`` learning iterations of the
-    texture net on the shipped gravel texture (gray, ``S x S``; the release's update rule,
-    learning rate 0.001, all layers at once), by :class:`gcn_numpy.learning.Learner`."""
+def trained(args, C, S=64):
+    """Weights after ``args.trained`` learning iterations of the texture net on the shipped
+    gravel texture (``S x S``, in ``C`` channels: gray, or the same gray in all three; the
+    release's update rule, learning rate 0.001, all layers at once), by
+    :class:`gcn_numpy.learning.Learner`."""
     from gcn_numpy import data
     from gcn_numpy.learning import Learner
     from gcn_numpy.presets import get_preset
@@ -275,32 +315,40 @@ def trained(args, S):
     config = get_preset("texture-paper")
     config.size, config.grow, config.lr = S, False, 0.001
     config.chains, config.langevin_steps, config.dtype = args.chains, args.steps, "float32"
-    learner = Learner(config, data.prepare(data.shipped_texture("gravel", S))[0])
+    image = np.repeat(data.prepare(data.shipped_texture("gravel", S))[0], C, axis=1)
+    learner = Learner(config, image)
     for _ in range(args.trained):
         learner.step()
-    return learner.net.weights, learner.obs, learner.chains
+    return learner.net.weights
 
 
-def bench_config(torch, args, C, S, start=None):
-    """Every measurement of one image size and channel count; ``start`` = (weights,
-    observed image, chains) instead of the initial weights, a random image and zeros."""
+def observed(C, S, weights):
+    """The observed image: uniform in [-128, 128] at initialisation; the gravel texture
+    (centred, in ``C`` channels) for a trained net."""
+    if weights is None:
+        return np.random.default_rng(0).uniform(-128.0, 128.0, size=(1, C, S, S))
+    from gcn_numpy import data
+
+    return np.repeat(data.prepare(data.shipped_texture("gravel", S))[0], C, axis=1)
+
+
+def bench_config(torch, args, C, S, weights=None):
+    """Every measurement of one image size and channel count, on the initial weights or
+    on ``weights``."""
     M = args.chains
     net = GenerativeConvNet(C, LAYERS, image_size=(S, S), backend="numba", dtype=np.float32)
-    obs = np.random.default_rng(0).uniform(-128.0, 128.0, size=(1, C, S, S))
-    chains = np.zeros((M, C, S, S))
-    if start is not None:
-        weights, obs, chains = start
+    if weights is not None:
         net.set_weights(weights)
     tnet = TorchNet(torch, net.weights, LAYERS, EPS, SIGMA)
-    obs = net.check_images(obs)
+    obs = net.check_images(observed(C, S, weights))
     obs_t = torch.from_numpy(obs)
-    numba_state = [net.check_images(chains), np.random.default_rng(1)]
+    numba_state = [net.check_images(np.zeros((M, C, S, S))), np.random.default_rng(1)]
     gen = torch.Generator()
     gen.manual_seed(1)
     torch_state = [torch.from_numpy(numba_state[0].copy()), gen]
 
     def numba_run():
-        numba_state[0] = numba_iteration(net, obs, *numba_state, args.steps)[0]
+        numba_state[0] = learning_iteration(net, obs, *numba_state, args.steps)[0]
 
     def torch_run():
         torch_state[0] = tnet.iteration(obs_t, *torch_state, args.steps)[0]
@@ -325,16 +373,18 @@ def bench_config(torch, args, C, S, start=None):
     flops = work(net, S, M, args.steps)
     fns = {
         "top_down": {
-            "numba": lambda: net.forward_backward(chains, need_B=True),
+            "numba": lambda: net.forward_backward(chains, need_B=True, need_f=False),
             "torch": lambda: tnet.B(chains_t),
         },
         "weight_gradient": {
-            "numba": lambda: net.forward_backward(chains, need_B=False, need_grads=True),
+            "numba": lambda: net.forward_backward(
+                chains, need_B=False, need_f=False, need_grads=True
+            ),
             "torch": lambda: tnet.grads(chains_t),
         },
         "iteration": {"numba": numba_run, "torch": torch_run},
     }
-    label = f"{S}x{S}x{C}" + ("" if start is None else f" trained {args.trained} it.")
+    label = f"{S}x{S}x{C}" + ("" if weights is None else f" trained {args.trained} it.")
     result = {"image": label, "agreement": agree}
     for what, pair in fns.items():
         times = interleaved(pair, args.rounds, warm=what != "iteration")
@@ -349,7 +399,8 @@ def bench_config(torch, args, C, S, start=None):
 def print_report(info, rates, results, compiled, args):
     print(
         f"texture net, {args.chains} chains, {args.steps} Langevin steps + gradients per "
-        f"iteration, float32; {args.rounds} interleaved rounds after {args.warmup} warm-up"
+        f"iteration, float32; {args.rounds} interleaved rounds after {args.warmup} warm-up; "
+        + ("process CPU time" if args.cpu_time else "wall-clock time")
     )
     for key, value in info.items():
         print(f"  {key}: {value}")
@@ -405,24 +456,41 @@ def print_report(info, rates, results, compiled, args):
         )
 
 
+def configurations(args):
+    """``[(C, S), ...]``: each size with its channels."""
+    return [(C, S) for S in args.sizes for C in (args.channels or DEFAULT_CHANNELS.get(S, [1, 3]))]
+
+
 def main(argv=None):
     args = parse_args(argv)
     import torch
 
+    for name in ENVIRONMENT[:2]:
+        if name in os.environ:
+            print(
+                f"warning: {name}={os.environ[name]} is set: OpenBLAS may run other kernels "
+                "than this CPU's (run with env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE)",
+                file=sys.stderr,
+            )
     if args.threads:
         numba.set_num_threads(args.threads)
     torch.set_num_threads(numba.get_num_threads())
+    if args.cpu_time:
+        global CLOCK
+        CLOCK = time.process_time
     info = machine(torch)
     info["torch threads"] = torch.get_num_threads()
     load_before = os.getloadavg()
     rates = matmul_rates(torch)
-    results = [bench_config(torch, args, C, S) for S in args.sizes for C in args.channels]
+    configs = configurations(args)
+    results = [bench_config(torch, args, C, S) for C, S in configs]
     if args.trained:
-        S = min(args.sizes)
-        results.append(bench_config(torch, args, 1, S, start=trained(args, S)))
+        weights = {C: trained(args, C) for C in sorted({C for C, _ in configs})}
+        results += [bench_config(torch, args, C, S, weights[C]) for C, S in configs]
     rates_after = matmul_rates(torch)
     rates = {k: max(v, rates_after[k]) for k, v in rates.items()}
-    info["load average (1 min) before / after"] = f"{load_before[0]:.2f} / {os.getloadavg()[0]:.2f}"
+    load_after = os.getloadavg()
+    info["load average (1 min) before / after"] = f"{load_before[0]:.2f} / {load_after[0]:.2f}"
     compiled = None if args.no_compile else compile_times()
     print_report(info, rates, results, compiled, args)
     if args.json:

@@ -56,7 +56,7 @@ def test_available_backends_are_instances_of_the_protocol(backend):
     assert isinstance(get_backend(backend), Backend)
 
 
-@pytest.mark.parametrize("backend", ["cupy"])  # numba: with its kernel rewrite
+@pytest.mark.parametrize("backend", ["numba", "cupy"])
 @pytest.mark.parametrize(
     "kernel", ["conv2d", "conv_relu", "gate", "conv_transpose", "conv_weight_grad"]
 )

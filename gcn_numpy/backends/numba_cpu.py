@@ -1,90 +1,214 @@
 """The Numba backend: hand-written CPU kernels around BLAS matrix products, float32 and float64.
 
 The default backend. The functions and their conventions are those of
-:mod:`gcn_numpy.backends.reference`, on NumPy arrays. Every kernel is compiled once per
-dtype, and ``cache=True`` keeps the machine code on disk for the next process.
+:mod:`gcn_numpy.backends.reference`, on NumPy arrays; each seam function names the
+reference function it implements. Every kernel is compiled once per dtype, and
+``cache=True`` keeps the machine code on disk for the next process.
 
-Design. A layer is an explicit im2col followed by a matrix product (BLAS, through Numba's
-``np.dot``), one block of output rows of one image at a time. The image is copied channels
-last, so that the window under output position ``x`` (what the filters ``w_{k,x}`` of eq.
-11 meet there) is ``kh`` contiguous runs; ``P`` holds one window per row:
+Two ways of computing a layer, chosen per pass by :func:`_algorithm`:
 
-- bottom-up, eqs. (12)-(14): responses ``P @ Wt``, one row per position; bias, ReLU and
-  ``delta`` in the loop that stores them;
-- top-down, eq. (16): ``P = G.T @ Wk``, row ``x`` being the sum of the filters weighted
-  by the coefficients ``G_k(x)``; :func:`_add_patches` adds the overlapping windows up;
-- weight gradient: ``dWt += P.T @ G.T``, the correlation of ``G`` with the layer's input.
+- **Winograd** (:mod:`.numba_winograd`): ``2 x 2`` output tiles from ``(r+1) x (r+1)``
+  input tiles, for square filters whose polyphase components are ``r x r``, ``2 <= r <=
+  5``: 2.8 times fewer multiply-adds than the direct sum for 5x5 filters, 2.25 for 3x3. A
+  stride-``s`` layer is a stride-1 layer on the ``s*s`` polyphase components of its input
+  (:func:`_taps`): the texture net's 15x15 stride-3 first layer is a 5x5 one on 27 (color)
+  channels. Bottom-up pass, top-down pass (for stride 1; the correlation of ``G`` with the
+  flipped filters) and weight gradient, where the layer has enough channels.
+- **im2col**, for the rest (the first layer's top-down pass, layers on few channels,
+  other filter sizes): an explicit patch matrix ``P`` followed by one BLAS product per
+  block of output rows:
+
+  - bottom-up, eqs. (12)-(14): responses ``P @ W_win``, one row per position, written
+    in place into the output; bias, ReLU and ``delta`` in one more loop over it;
+  - top-down, eq. (16): ``P = G @ W_rows``, row ``x`` being the sum of the filters
+    weighted by the coefficients ``G_k(x)``; :func:`_add_patches` adds the overlapping
+    windows up;
+  - weight gradient: ``dW_win += P.T @ G``, the correlation of ``G`` with the input.
+
+  ``W_win`` is the filters as a ``(kh*kw*C, K)`` matrix, one column per filter, its rows
+  in the order of :func:`_patches`; ``W_rows`` is its transpose, one row per filter.
+
+Column order of the patches: a window is copied row ``u`` by row ``u``, each row as ``kw``
+positions ``v`` of ``C`` channels, so column ``(u*kw + v)*C + c`` of ``P`` holds the input
+under tap ``(u, v)`` of channel ``c``. The reference sums over the same taps in its loops
+``for u, for v`` with the channels contracted inside (``einsum("kc,...")``): ``W_win``'s row
+``(u*kw + v)*C + c`` is ``W[:, c, u, v]``, and the product visits the terms in that order.
+
+Memory order: maps are shaped ``(N, C, H, W)`` as in the reference, and those the kernels
+return are channels last in memory: an ``(N, H, W, C)`` C-contiguous array seen through
+``transpose(0, 3, 1, 2)``. Every kernel works on the channels-last order (a filter's
+window is then a few contiguous runs, a product's rows are positions), and takes such
+arrays without a copy: one layer's output goes into the next layer's kernels as it is,
+instead of being transposed on the way out and back on the way in (measured 10-20% of a
+Winograd layer). Arrays in the usual order (the images, an array from elsewhere) are
+copied channels last first. Values are the same whatever the order; NumPy operations on
+the returned arrays work as on any other.
 
 Filters with no active unit in an image (``G_k = 0`` everywhere) are left out of that
-image's top-down product and gradient (:func:`_active_channels`). Single units are not:
-with about half the units active, a kernel that skipped them ran slower than BLAS on the
-dense product (measured in ``benchmarks/results_cpu.md``, as the other choices here). A
-direct loop nest ran at 3-17 GFLOP/s per core against 28-72 for im2col and BLAS, and a
-hand-written register-blocked product reached 55-65% of BLAS.
+image's im2col top-down product and gradient (:func:`_active_channels`): in a trained net
+whole filters fall silent. Single units are not: with about half the units active, a
+kernel that skipped them ran slower than BLAS on the dense product
+(``benchmarks/results_cpu.md``).
 
-Threads: :func:`numba.get_num_threads` threads take the batch's images one at a time, each
-image with its own buffers; BLAS runs one thread per call (:mod:`.numba_blas`). The
-per-image kernels are plain ``nogil`` functions called from a thread pool: the same work
-inside a ``prange`` loop took four times longer to compile, and a static split of the batch
-lost a whole core's share whenever another process shared a core. The pointwise kernels
-are single loops: memory-bound, they cost about 1% of a Langevin step, and a ``prange``
-version was slower whenever another process used a core (measured 8 ms a call instead of
-0.4 on the texture net's first layer).
+Filters silent in the whole batch are left out of the top-down pass and the weight
+gradient (:func:`_active_filters`), and the Winograd transforms of the filters are
+remembered from call to call (:func:`_transformed_filters`): a Langevin chain runs each
+layer 20 times per learning iteration with the same weights.
+
+Threads: :func:`numba.get_num_threads` threads take the batch's images one at a time (a
+core shared with another process then simply does fewer), each with its own scratch
+arrays; BLAS runs one thread per call (:mod:`.numba_blas`, safe when several threads of
+the caller run kernels at once). The weight gradient is summed
+in a fixed order (per chunk of images, chunks in order; :func:`_chunks`), so that results
+do not depend on which thread took which image, nor on the thread count. The per-image
+kernels are plain ``nogil`` functions called from a thread pool: the same work inside a
+``prange`` loop took four times longer to compile. The pointwise kernels are single loops:
+memory-bound, they cost about 1% of a Langevin step.
 """
 
+import collections
 import concurrent.futures
 import functools
 import itertools
+import threading
 
 import numba
 import numpy as np
 from numba import njit
 
+from . import numba_winograd as wino
 from .numba_blas import single_threaded
 from .reference import output_size
 
 name = "numba"
 xp = np
 
-BLOCK_BYTES = 2**22  # target size of ``P``: it stays in cache between its copy and product
+BLOCK_BYTES = 2**22  # target size of the im2col ``P``: it stays in cache between copy and product
 
 
 def asarray(a, dtype):
-    """Return ``a`` as a C-contiguous array of ``dtype`` (a copy only where needed)."""
+    """Return ``a`` as a C-contiguous array of ``dtype`` (a copy only where needed).
+
+    See :func:`gcn_numpy.backends.reference.asarray`.
+    """
     return np.ascontiguousarray(np.asarray(a), dtype=dtype)
 
 
 def to_numpy(a):
-    """Host NumPy view of a backend array (the identity here)."""
+    """Host NumPy view of a backend array (the identity here).
+
+    See :func:`gcn_numpy.backends.reference.to_numpy`.
+    """
     return np.asarray(a)
+
+
+WINOGRAD_MIN_CHANNELS = 1024  # channels in x channels out: below, im2col ran faster
+
+
+def _algorithm(C, K, kh, kw, stride, pass_):
+    """``"winograd"`` or ``"im2col"`` for one pass (``"bottom_up"``, ``"top_down"``,
+    ``"weight_grad"``) of a layer of ``K`` filters ``kh x kw`` on ``C`` channels (the tests
+    force each in turn, so that both are checked on every shape they apply to).
+
+    Winograd where it applies (:func:`_winograd_applies`) and the products are large
+    enough: with fewer than WINOGRAD_MIN_CHANNELS channels in times out, the transforms and
+    the short products cost more than they save (measured, 16 images: 5x5 filters on 1 or
+    3 channels took 2.5-4 times longer, 3x3 from 16 to 32 channels 1.5 times; 3 channels
+    at stride 3, 27 polyphase channels, ran 1.3 times faster). The top-down pass of a
+    strided layer stays im2col: its gather form has only ``s*s*C`` outputs (27 for the
+    texture net's first layer, 1.35 times slower than im2col's scatter form)."""
+    if not _winograd_applies(kh, kw, stride):
+        return "im2col"
+    if pass_ == "top_down":
+        inputs, outputs = K, stride * stride * C
+        if stride > 1:
+            return "im2col"
+    else:
+        inputs, outputs = stride * stride * C, K
+    return "winograd" if inputs * outputs >= WINOGRAD_MIN_CHANNELS else "im2col"
+
+
+def _winograd_applies(kh, kw, stride):
+    """Whether :mod:`.numba_winograd` computes the layer: square filters whose polyphase
+    components (:func:`_taps`) are 2x2 to 5x5, ``ceil(kh / stride)`` in its KERNELS."""
+    return kh == kw and _components(kh, stride) in wino.KERNELS
+
+
+def _components(kernel, stride):
+    """``r``: the size of a stride-``stride`` filter's polyphase components."""
+    return -(-kernel // stride)
+
+
+def _taps(W, stride, flip):
+    """The filters ``W`` ``(K, C, k, k)`` of a stride-``s`` layer as ``(r*r, I, O)``: tap
+    ``(u, v)`` of the stride-1 layer on the ``s*s`` polyphase components of the input
+    (:func:`.numba_winograd.split_channels_last`), ``W[k, c, s*u + a, s*v + b]`` (zero
+    past ``k``) for channel ``(a*s + b)*C + c``.
+
+    Bottom-up and weight gradient (not ``flip``): ``I = s*s*C`` channels in, ``O = K``
+    out. Top-down (``flip``): the gather form, ``I = K`` and ``O = s*s*C``, taps flipped.
+    """
+    K, C, k, _ = W.shape
+    s, r = stride, _components(k, stride)
+    shape = (r * r, K, s * s * C) if flip else (r * r, s * s * C, K)
+    taps = np.zeros(shape, dtype=W.dtype)
+    _gather_taps(np.ascontiguousarray(W), s, r, flip, taps)
+    return taps
+
+
+@njit(cache=True, nogil=True)
+def _gather_taps(W, s, r, flip, taps):
+    """Fill the non-zero taps of :func:`_taps`."""
+    K, C, k, _ = W.shape
+    for c in range(C):
+        for u in range(k):
+            for v in range(k):
+                a, b = u % s, v % s
+                ch = (a * s + b) * C + c
+                if flip:
+                    t = (r - 1 - u // s) * r + (r - 1 - v // s)
+                    for f in range(K):
+                        taps[t, f, ch] = W[f, c, u, v]
+                else:
+                    t = (u // s) * r + v // s
+                    for f in range(K):
+                        taps[t, ch, f] = W[f, c, u, v]
 
 
 # ------------------------------------------------------------- copies within one image
 #
-# One image's maps are copied channels last, ``(H + 2p, W + 2p, C)`` with a zero border,
-# so that each row of a filter's window is one contiguous run of ``kw*C`` numbers. Flat
-# offsets are unsigned (np.uint64) in the innermost loops: Numba then drops its test for
-# negative indices, which would keep those loops from vectorising.
+# One image's maps ``(H, W, C)`` are copied into ``xpad`` ``(H + 2p, W + 2p, C)`` with a zero
+# border, so that each row of a filter's window is one contiguous run of ``kw*C`` numbers.
+# Flat offsets are unsigned (np.uint64) in the innermost loops: Numba then drops its test
+# for negative indices, which would keep those loops from vectorising.
 
 
 @njit(cache=True, nogil=True)
-def _channels_last(x, p, xpad):
-    """``xpad[i + p, j + p, c] = x[c, i, j]``: one image inside the zero border of ``xpad``."""
-    C, H, W = x.shape
+def _into_border(x, p, xpad):
+    """``xpad[i + p, j + p, :] = x[i, j, :]``: one image inside the zero border of ``xpad``."""
+    H, W, C = x.shape
+    Wp = xpad.shape[1]
+    src, dst = x.ravel(), xpad.ravel()
+    run = np.uint64(W * C)
     for i in range(H):
-        for j in range(W):
-            for c in range(C):
-                xpad[i + p, j + p, c] = x[c, i, j]
+        d = np.uint64(((i + p) * Wp + p) * C)
+        e = np.uint64(i * W * C)
+        for a in range(run):
+            dst[d + a] = src[e + a]
 
 
 @njit(cache=True, nogil=True)
-def _channels_first(xpad, p, x):
-    """``x[c, i, j] = xpad[i + p, j + p, c]``: the interior of ``xpad``, channels first."""
-    C, H, W = x.shape
-    for c in range(C):
-        for i in range(H):
-            for j in range(W):
-                x[c, i, j] = xpad[i + p, j + p, c]
+def _out_of_border(xpad, p, x):
+    """``x[i, j, :] = xpad[i + p, j + p, :]``: the interior of ``xpad``."""
+    H, W, C = x.shape
+    Wp = xpad.shape[1]
+    src, dst = xpad.ravel(), x.ravel()
+    run = np.uint64(W * C)
+    for i in range(H):
+        e = np.uint64(((i + p) * Wp + p) * C)
+        d = np.uint64(i * W * C)
+        for a in range(run):
+            dst[d + a] = src[e + a]
 
 
 @njit(cache=True, nogil=True)
@@ -92,7 +216,7 @@ def _patches(xpad, kh, kw, stride, i0, i1, Wo, P):
     """The window under every output position of rows ``i0 <= i < i1``, one per row of ``P``.
 
     Row ``q`` of ``P`` ``((i1 - i0)*Wo, kh*kw*C)`` is what the filters ``w_{k,x}`` meet at
-    ``x = (i, j)``, ordered ``(u, v, c)``::
+    ``x = (i, j)``, ordered ``(u, v, c)`` (see the module's note on the column order)::
 
         for i in i0 .. i1-1, j in 0 .. Wo-1:
             q = (i - i0)*Wo + j
@@ -135,146 +259,198 @@ def _add_patches(P, kh, kw, stride, i0, i1, Wo, xpad):
 
 
 @njit(cache=True, nogil=True)
-def _active_channels(G_flat):
-    """The channels ``k`` with some ``G_k(x) != 0`` in one image's ``(K, positions)`` map.
+def _active_channels(G_rows):
+    """The channels ``k`` with some ``G_k(x) != 0`` in one image's ``(positions, K)`` map.
 
     A filter with no active unit in an image adds no copy of itself to ``B`` (eq. 16) and
     gets no gradient from that image: in a trained net whole filters fall silent (after
     120 iterations on a texture, 29 of the top layer's 30), and their work is skipped.
     """
-    K, n_positions = G_flat.shape
-    channels = np.empty(K, dtype=np.int64)
+    n_positions, K = G_rows.shape
+    seen = np.zeros(K, dtype=np.bool_)
     count = 0
-    for k in range(K):
-        for q in range(n_positions):
-            if G_flat[k, q] != 0:
-                channels[count] = k
+    for q in range(n_positions):
+        for k in range(K):
+            if G_rows[q, k] != 0 and not seen[k]:
+                seen[k] = True
                 count += 1
-                break
-    return channels[:count]
+        if count == K:
+            break
+    return np.flatnonzero(seen)
 
 
 @njit(cache=True, nogil=True)
-def _transposed_block(G_flat, q0, gT):
-    """``gT[q, k] = G_flat[k, q0 + q]``: a block of ``m`` positions as an ``(m, K)`` matrix."""
-    m, K = gT.shape
-    for k in range(K):
-        for q in range(m):
-            gT[q, k] = G_flat[k, q0 + q]
+def _active_filters(G):
+    """The filters ``k`` with some ``G[n, ..., k] != 0`` in a batch ``(N, Ho, Wo, K)``: the
+    others add nothing to ``B`` and have a zero gradient. In a trained net most of a
+    layer's filters can be silent on every chain (29 of the texture net's top 30 after 120
+    iterations)."""
+    return _active_channels(G.reshape((-1, G.shape[3])))
 
 
-# ------------------------------------------------------------- the layers, one image
+@njit(cache=True, nogil=True)
+def _columns(G_rows, q0, channels, gT):
+    """``gT[q, c] = G_rows[q0 + q, channels[c]]``: a block of ``m`` positions of the active
+    channels, as an ``(m, len(channels))`` matrix."""
+    m, n = gT.shape
+    for q in range(m):
+        for c in range(n):
+            gT[q, c] = G_rows[q0 + q, channels[c]]
+
+
+# ------------------------------------------------------- im2col layers, one image each
 #
-# The filters enter as matrices with the window's ``(u, v, c)`` order: ``Wt[(u, v, c), k]
-# = W[k, c, u, v]`` and its transpose ``Wk``. Each product is oriented as measured fastest
-# with OpenBLAS on the texture net's layers (20-40% faster than the transposed ones).
-# Scratch arrays are the calling thread's, reused from image to image: ``xpad`` (zero
-# border), ``P_buf`` (``rows*Wo*kh*kw*C`` numbers) and ``g_buf`` (``rows*Wo*K``).
+# Each product is oriented as measured fastest with OpenBLAS on the texture net's layers
+# (20-40% faster than the transposed ones). Scratch arrays are the calling thread's, reused
+# from image to image: ``xpad`` (zero border), ``P_buf`` (``rows*Wo*kh*kw*C`` numbers) and
+# ``g_buf`` (``rows*Wo*K``).
 
 
 @njit(cache=True, nogil=True)
-def _forward(x, Wt, b, kh, kw, stride, padding, rows, relu, out, delta, xpad, P_buf, g_buf):
-    """Responses of eq. (12) of one image ``x`` ``(C, H, W)`` into ``out`` ``(K, Ho, Wo)``;
-    with ``relu``, one bottom-up layer of eqs. (13)-(14): ``out = F`` and ``delta``::
+def _forward_image(x, W_win, b, kh, kw, stride, padding, rows, relu, out, delta, xpad, P_buf):
+    """Responses of eq. (12) of one image ``x`` ``(H, W, C)`` into ``out`` ``(Ho, Wo, K)``;
+    with ``relu``, one bottom-up layer of eqs. (13)-(14): ``out = F`` and ``delta``. One
+    image of :func:`gcn_numpy.backends.reference.conv2d` or ``conv_relu``::
 
-        xpad = x, channels last, inside a border of p zeros
+        xpad = x inside a border of p zeros
         for each block i0 .. i1-1 of output rows:
-            r = patches(xpad) @ Wt                       # (positions, K), BLAS
-            if relu: delta = r + b > 0, out[:, i0:i1] = delta * (r + b)
-            else:    out[:, i0:i1] = r
+            out[i0:i1] = patches(xpad) @ W_win           # (positions, K), BLAS, in place
+            if relu: delta = out + b > 0, out = delta * (out + b)
     """
-    CKK, K = Wt.shape
-    Ho, Wo = out.shape[1], out.shape[2]
-    _channels_last(x, padding, xpad)
-    out_flat = out.reshape((K, Ho * Wo))
-    delta_flat = delta.reshape((K, Ho * Wo)) if relu else delta[0]
+    CKK, K = W_win.shape
+    Ho, Wo = out.shape[0], out.shape[1]
+    _into_border(x, padding, xpad)
+    out_rows = out.reshape((Ho * Wo, K))
+    delta_rows = delta.reshape((Ho * Wo, K)) if relu else delta[0]
     for i0 in range(0, Ho, rows):
         i1 = min(Ho, i0 + rows)
         m, q0 = (i1 - i0) * Wo, i0 * Wo
         P = P_buf[: m * CKK].reshape((m, CKK))
-        r = g_buf[: m * K].reshape((m, K))
+        r = out_rows[q0 : q0 + m]
         _patches(xpad, kh, kw, stride, i0, i1, Wo, P)
-        np.dot(P, Wt, r)
-        for k in range(K):
+        np.dot(P, W_win, r)
+        if relu:
             for q in range(m):
-                if relu:
+                for k in range(K):
                     pre = r[q, k] + b[k]
-                    delta_flat[k, q0 + q] = pre > 0
-                    out_flat[k, q0 + q] = pre if pre > 0 else 0
-                else:
-                    out_flat[k, q0 + q] = r[q, k]
+                    delta_rows[q0 + q, k] = pre > 0
+                    r[q, k] = pre if pre > 0 else 0
 
 
 @njit(cache=True, nogil=True)
-def _transpose(G, Wk, kh, kw, stride, padding, rows, out, xpad, P_buf, g_buf):
-    """Top-down deconvolution, eq. (16), of one image's ``G`` ``(K, Ho, Wo)`` into ``out``
-    ``(C, H, W)``::
+def _deconvolve_image(G, W_rows, kh, kw, stride, padding, rows, out, xpad, P_buf, g_buf):
+    """Top-down deconvolution, eq. (16), of one image's ``G`` ``(Ho, Wo, K)`` into ``out``
+    ``(H, W, C)``: one image of :func:`gcn_numpy.backends.reference.conv_transpose`::
 
         xpad = zeros (H + 2p, W + 2p, C)
         ks = the active channels
         for each block i0 .. i1-1 of rows of G:
-            P = G[ks, i0:i1].T @ Wk[ks]                  # (positions, kh*kw*C), BLAS
+            P = G[i0:i1, :, ks] @ W_rows[ks]              # (positions, kh*kw*C), BLAS
             add_patches(P) into xpad                     # the filter copies add up
-        out = xpad without its border, channels first
+        out = xpad without its border
     """
-    K, Ho, Wo = G.shape
-    CKK = Wk.shape[1]
+    Ho, Wo, K = G.shape
+    CKK = W_rows.shape[1]
     xpad.fill(0)
-    G_flat = G.reshape((K, Ho * Wo))
-    channels = _active_channels(G_flat)
+    G_rows = G.reshape((Ho * Wo, K))
+    channels = _active_channels(G_rows)
     n = len(channels)
     if n < K:
-        G_flat, Wk = G_flat[channels], Wk[channels]
+        W_rows = W_rows[channels]
     for i0 in range(0, Ho if n else 0, rows):
         i1 = min(Ho, i0 + rows)
-        m = (i1 - i0) * Wo
-        gT = g_buf[: m * n].reshape((m, n))
-        _transposed_block(G_flat, i0 * Wo, gT)
+        m, q0 = (i1 - i0) * Wo, i0 * Wo
+        if n < K:
+            gT = g_buf[: m * n].reshape((m, n))
+            _columns(G_rows, q0, channels, gT)
+        else:
+            gT = G_rows[q0 : q0 + m]
         P = P_buf[: m * CKK].reshape((m, CKK))
-        np.dot(gT, Wk, P)
+        np.dot(gT, W_rows, P)
         _add_patches(P, kh, kw, stride, i0, i1, Wo, xpad)
-    _channels_first(xpad, padding, out)
+    _out_of_border(xpad, padding, out)
 
 
 @njit(cache=True, nogil=True)
-def _weight_grad(x, G, kh, kw, stride, padding, rows, xpad, P_buf, g_buf, product, dWt, db):
-    """Add one image's share to ``dWt`` (``dW`` as a ``(kh*kw*C, K)`` matrix like ``Wt``)
-    and to ``db``; ``x`` ``(C, H, W)``, ``G`` ``(K, Ho, Wo)``; ``product`` is scratch of
-    ``dWt``'s size::
+def _weight_grad_image(x, G, kh, kw, stride, padding, rows, xpad, P_buf, g_buf, product,
+                       dW_win, db):  # fmt: skip
+    """Add one image's share of :func:`gcn_numpy.backends.reference.conv_weight_grad` to
+    ``dW_win`` (``dW`` as a ``(kh*kw*C, K)`` matrix like ``W_win``) and to ``db``; ``x``
+    ``(H, W, C)``, ``G`` ``(Ho, Wo, K)``; ``product`` is scratch of ``dW_win``'s size::
 
-        xpad = x, channels last, inside a border of p zeros
+        xpad = x inside a border of p zeros
         ks = the active channels
         for each block i0 .. i1-1 of rows of G:
-            dWt[:, ks] += patches(xpad).T @ G[ks, i0:i1].T     # BLAS
-            db[ks] += G[ks, i0:i1] summed over positions
+            dW_win[:, ks] += patches(xpad).T @ G[i0:i1, :, ks]     # BLAS
+            db[ks] += G[i0:i1, :, ks] summed over positions
     """
-    K, Ho, Wo = G.shape
-    CKK = dWt.shape[0]
-    G_flat = G.reshape((K, Ho * Wo))
-    channels = _active_channels(G_flat)
+    Ho, Wo, K = G.shape
+    CKK = dW_win.shape[0]
+    G_rows = G.reshape((Ho * Wo, K))
+    channels = _active_channels(G_rows)
     n = len(channels)
-    if n < K:
-        G_flat = G_flat[channels]
-    _channels_last(x, padding, xpad)
+    _into_border(x, padding, xpad)
     block = product.ravel()[: CKK * n].reshape((CKK, n))
-    dWt_active = dWt if n == K else np.zeros((CKK, n), dtype=x.dtype)
+    dW_active = dW_win if n == K else np.zeros((CKK, n), dtype=x.dtype)
     db_active = np.zeros(n, dtype=x.dtype)
     for i0 in range(0, Ho if n else 0, rows):
         i1 = min(Ho, i0 + rows)
-        m = (i1 - i0) * Wo
-        gT = g_buf[: m * n].reshape((m, n))
-        _transposed_block(G_flat, i0 * Wo, gT)
+        m, q0 = (i1 - i0) * Wo, i0 * Wo
+        if n < K:
+            gT = g_buf[: m * n].reshape((m, n))
+            _columns(G_rows, q0, channels, gT)
+        else:
+            gT = G_rows[q0 : q0 + m]
         P = P_buf[: m * CKK].reshape((m, CKK))
         _patches(xpad, kh, kw, stride, i0, i1, Wo, P)
         np.dot(P.T, gT, block)
-        dWt_active += block
+        dW_active += block
         for q in range(m):
             db_active += gT[q]
     for c in range(n):
         db[channels[c]] += db_active[c]
     if n < K:
         for c in range(n):
-            dWt[:, channels[c]] += dWt_active[:, c]
+            dW_win[:, channels[c]] += dW_active[:, c]
+
+
+# ----------------------------------------------------- Winograd layers: out of the tiles
+
+
+@njit(cache=True, nogil=True)
+def _unsplit(ys, b, relu, out, delta):
+    """``out[i, j, :] = ys[i, j % 2, j // 2, :] + b`` for the ``(Ho, Wo, K)`` positions of
+    ``out`` (the tiles' extra row and column dropped); with ``relu``, ``delta`` and ``out``
+    of eqs. (13)-(14) instead."""
+    Ho, Wo, K = out.shape
+    for i in range(Ho):
+        for j in range(Wo):
+            src, dst, on = ys[i, j % 2, j // 2], out[i, j], delta[i, j] if relu else delta[0, 0]
+            for k in range(K):
+                pre = src[k] + b[k]
+                if relu:
+                    on[k] = pre > 0
+                    dst[k] = pre if pre > 0 else 0
+                else:
+                    dst[k] = pre
+
+
+@njit(cache=True, nogil=True)
+def _unsplit_phases(ys, stride, padding, out):
+    """The top-down output of a stride-``s`` layer, ``out`` ``(H, W, C)``, from the gather
+    form's ``ys``: ``out[y, x, c] = ys[I, J % 2, J // 2, (a*s + b)*C + c]`` where ``y + p =
+    s*(I + p // s) + a`` and ``x + p = s*(J + p // s) + b``: output channel ``(a, b, c)`` of
+    the correlation is polyphase component ``(a, b)`` of the padded ``B``."""
+    H, W, C = out.shape
+    s, first = stride, padding // stride
+    for y in range(H):
+        I, a = (y + padding) // s - first, (y + padding) % s
+        for x in range(W):
+            J, b = (x + padding) // s - first, (x + padding) % s
+            src, dst = ys[I, J % 2, J // 2], out[y, x]
+            offset = (a * s + b) * C
+            for c in range(C):
+                dst[c] = src[offset + c]
 
 
 # ------------------------------------------------------------------- pointwise kernels
@@ -282,41 +458,56 @@ def _weight_grad(x, G, kh, kw, stride, padding, rows, xpad, P_buf, g_buf, produc
 
 @njit(cache=True, nogil=True)
 def _gate(B, delta, G):
-    """``G = B * delta`` element by element (flat, contiguous arrays)."""
+    """``G = B * delta`` element by element (flat, contiguous arrays): a product, as in the
+    reference, so that a non-finite ``B`` where ``delta`` is 0 gives NaN there too."""
     for i in range(G.size):
-        G[i] = B[i] if delta[i] else 0
+        G[i] = B[i] * delta[i]
 
 
 @njit(cache=True, nogil=True)
 def _langevin(I, B, Z, half_eps2, sigma2, eps, out):
-    """``out = I - half_eps2 * (I / sigma2 - B) + eps * Z`` element by element (flat)."""
-    for i in range(out.size):
-        out[i] = I[i] - half_eps2 * (I[i] / sigma2 - B[i]) + eps * Z[i]
+    """``out = I - half_eps2 * (I / sigma2 - B) + eps * Z`` element by element; 4-d arrays
+    of any memory order (``B`` may come channels last from :func:`conv_transpose`)."""
+    N, C, H, W = out.shape
+    for n in range(N):
+        for c in range(C):
+            for i in range(H):
+                for j in range(W):
+                    v = I[n, c, i, j]
+                    out[n, c, i, j] = (
+                        v - half_eps2 * (v / sigma2 - B[n, c, i, j]) + eps * Z[n, c, i, j]
+                    )
 
 
-# --------------------------------------------------------------------------- the seam
+# ---------------------------------------------------------------------------- threads
+
+
+def _thread_count():
+    """Threads of the kernels: Numba's setting (:func:`numba.set_num_threads`)."""
+    return numba.get_num_threads()
 
 
 @functools.cache
 def _pool(n_threads):
-    """The thread pool of :func:`_each_image`, one per thread count."""
+    """The thread pool of :func:`_each_task`, one per thread count."""
     return concurrent.futures.ThreadPoolExecutor(n_threads, thread_name_prefix="gcn_numba")
 
 
-def _each_image(N, run, scratch):
-    """``run(n, *own)`` for every image ``n < N``, on :func:`numba.get_num_threads` threads;
-    ``own = scratch()`` is one thread's arrays, made once. Returns every thread's ``own``.
+def _each_task(count, run, scratch):
+    """``run(i, *own)`` for every task ``i < count``, on :func:`_thread_count` threads;
+    ``own = scratch()`` is one thread's arrays, made once.
 
-    Thread ``t`` takes the next image whenever it is done, so that a core shared with
-    another process ends up with fewer images. BLAS runs one thread per call.
+    Each thread takes the next task whenever it is done, so that a core shared with another
+    process ends up with fewer tasks. BLAS runs one thread per call. Several threads of the
+    caller may run kernels at once: each call waits for its own tasks only.
     """
-    n_threads = min(numba.get_num_threads(), N)
+    n_threads = max(1, min(_thread_count(), count))
     owned = [scratch() for _ in range(n_threads)]
-    images = itertools.count()
+    tasks = itertools.count()
 
     def work(own):
-        while (n := next(images)) < N:
-            run(n, *own)
+        while (i := next(tasks)) < count:
+            run(i, *own)
 
     with single_threaded():
         if n_threads == 1:
@@ -324,7 +515,20 @@ def _each_image(N, run, scratch):
         else:
             for done in [_pool(n_threads).submit(work, own) for own in owned]:
                 done.result()
-    return owned
+
+
+CHUNKS = 4  # of the weight gradient's batch: 8 made the final sum cost 0.3 ms more at 64 px
+
+
+def _chunks(N):
+    """The weight gradient's chunks of images ``[(start, stop), ...]``: each chunk is summed
+    by one thread in image order, the chunks' sums are added in chunk order. The chunks
+    depend on ``N`` alone, so that the result does not depend on the threads."""
+    size = -(-N // CHUNKS)
+    return [(start, min(N, start + size)) for start in range(0, N, size)]
+
+
+# --------------------------------------------------------------------------- the seam
 
 
 def _dtype(*arrays):
@@ -334,13 +538,27 @@ def _dtype(*arrays):
     return dtype
 
 
+def _channels_last(a, dtype):
+    """``a`` ``(N, C, H, W)`` as a C-contiguous ``(N, H, W, C)`` array of ``dtype``: a view
+    where ``a`` is already channels last in memory (a kernel's output), else a copy."""
+    last = np.asarray(a).transpose(0, 2, 3, 1)
+    if last.dtype == dtype and last.flags.c_contiguous:
+        return last
+    return np.ascontiguousarray(last, dtype=dtype)
+
+
+def _shaped(last):
+    """The ``(N, C, H, W)`` view of a channels-last ``(N, H, W, C)`` array."""
+    return last.transpose(0, 3, 1, 2)
+
+
 def _rows_per_block(window, Ho, Wo, dtype):
     """Output rows per block: ``P``, ``window`` numbers per position, about BLOCK_BYTES."""
     return max(1, min(Ho, BLOCK_BYTES // (window * max(Wo, 1) * np.dtype(dtype).itemsize)))
 
 
 def _scratch(C, H, W, padding, window, rows, Wo, K, dtype):
-    """A thread's ``(xpad, P_buf, g_buf)`` for one layer (see the kernels above)."""
+    """A thread's ``(xpad, P_buf, g_buf)`` for one im2col layer (see the kernels above)."""
     return (
         np.zeros((H + 2 * padding, W + 2 * padding, C), dtype=dtype),
         np.empty(rows * Wo * window, dtype=dtype),
@@ -348,115 +566,358 @@ def _scratch(C, H, W, padding, window, rows, Wo, K, dtype):
     )
 
 
+class _Tiling:
+    """Sizes and scratch of the Winograd kernels for one layer: ``C`` channels in, ``K``
+    out, ``r x r`` filters, an ``Ho x Wo`` map of outputs."""
+
+    def __init__(self, C, K, r, Ho, Wo, dtype):
+        self.C, self.r, self.n, self.dtype = C, r, r + 1, dtype
+        self.K = K
+        self.th, self.tw = wino.tiles(Ho, Wo)
+        self.rows = wino.block_rows(self.th, self.tw)
+        self.BT, self.AT, self.GW, self.GG, self.AW = wino.matrices(r, dtype)
+
+    def input_scratch(self):
+        """``(xs, V, rows_buf)``: the split input (zero border) and the input transform's."""
+        xs_shape = wino.split_shape(self.th, self.tw, self.n, self.C)
+        block = self.n * self.n * self.rows * self.tw
+        return (
+            np.zeros(xs_shape, dtype=self.dtype),
+            np.empty(block * self.C, dtype=self.dtype),
+            np.empty(self.n * int(np.prod(xs_shape[1:])), dtype=self.dtype),
+        )
+
+    def correlate_scratch(self):
+        """A thread's scratch of :func:`.numba_winograd.correlate_image`."""
+        xs, V, rows_buf = self.input_scratch()
+        block = self.n * self.n * self.rows * self.tw
+        return (
+            xs,
+            V,
+            np.empty(block * self.K, dtype=self.dtype),
+            rows_buf,
+            np.empty(2 * self.n * self.tw * self.K, dtype=self.dtype),
+            np.empty((2 * self.th, 2, self.tw, self.K), dtype=self.dtype),
+        )
+
+    def filters(self, taps):
+        """``U`` ``(n*n, I, K)`` (:func:`.numba_winograd.filter_transform`) of the filters
+        ``taps`` ``(r*r, I, O)`` (:func:`_taps`), zero past ``O`` if ``K`` is larger."""
+        rr, I, O = taps.shape
+        if O < self.K:
+            taps = np.concatenate([taps, np.zeros((rr, I, self.K - O), dtype=taps.dtype)], 2)
+        U = np.empty((self.n * self.n, I, self.K), dtype=self.dtype)
+        wino.filter_transform(taps.reshape(rr, -1), self.GW, U.reshape(self.n * self.n, -1))
+        return U
+
+
+_FILTERS = collections.OrderedDict()  # (flip, stride, K, dtype, shape) -> [(W, U)], recent last
+_FILTERS_KEPT = 16
+_FILTERS_LOCK = threading.Lock()
+
+
+def _transformed_filters(tiling, W, stride, flip):
+    """``tiling.filters(_taps(W, stride, flip))``, remembered for the last few filters.
+
+    A Langevin chain calls the same layers with the same weights many times (20 times per
+    learning iteration), and the transform cost 0.2 ms a call for the texture net's 5x5
+    layer, serially, against about 3 ms for the whole layer on two threads. An entry is
+    used only for weights equal to the ones it was made from, entry by entry (a copy is
+    kept, so that weights changed in place are not mistaken for the old ones).
+    """
+    key = (flip, stride, tiling.K, W.dtype.str, W.shape)
+    with _FILTERS_LOCK:
+        for W_seen, U in _FILTERS.get(key, ()):
+            if np.array_equal(W_seen, W):
+                _FILTERS.move_to_end(key)
+                return U
+    U = tiling.filters(_taps(W, stride, flip))
+    with _FILTERS_LOCK:
+        _FILTERS[key] = [(W.copy(), U)] + _FILTERS.get(key, [])[:1]
+        _FILTERS.move_to_end(key)
+        while len(_FILTERS) > _FILTERS_KEPT:
+            _FILTERS.popitem(last=False)
+    return U
+
+
+def _padded(K):
+    """Outputs of the bottom-up Winograd products: ``K`` or, where that adds at most 1/8,
+    the next multiple of 16 (OpenBLAS's float32 kernels take 16 columns at a time: the
+    texture net's top layer, 30 filters, ran 9% faster padded to 32 at 64 px; the top-down
+    pass's 100 outputs padded to 112 ran slower, and stay as they are)."""
+    up = -(-K // 16) * 16
+    return up if up - K <= K // 8 else K
+
+
 def _responses(x, W, b, stride, padding, relu):
-    """``(out, delta)`` of :func:`_forward` for the batch (``delta`` a dummy without relu)."""
+    """``(out, delta)`` of one bottom-up layer for the batch, channels last (``delta`` a
+    dummy without ``relu``)."""
     dtype = _dtype(x, W, b)
-    x, W, b = asarray(x, dtype), asarray(W, dtype), asarray(b, dtype)
-    N, _, H, Wd = x.shape
-    K, C, kh, kw = W.shape
+    x, W, b = _channels_last(x, dtype), asarray(W, dtype), asarray(b, dtype)
+    N, H, Wd, C = x.shape
+    K, _, kh, kw = W.shape
     Ho, Wo = output_size(H, kh, stride, padding), output_size(Wd, kw, stride, padding)
-    out = np.empty((N, K, Ho, Wo), dtype=dtype)
-    delta = np.empty((N, K, Ho, Wo) if relu else (1, 1, 1, 1), dtype=bool)
-    if out.size:
+    out = np.empty((N, Ho, Wo, K), dtype=dtype)
+    delta = np.empty((N, Ho, Wo, K) if relu else (1, 1, 1, 1), dtype=bool)
+    if not out.size:
+        return _shaped(out), _shaped(delta)
+    if _algorithm(C, K, kh, kw, stride, "bottom_up") == "winograd":
+        s = stride
+        tiling = _Tiling(s * s * C, _padded(K), _components(kh, s), Ho, Wo, dtype)
+        U = _transformed_filters(tiling, W, s, flip=False)
+
+        def run(n, *own):
+            wino.correlate_image(x[n], padding, s, U, tiling.BT, tiling.AT, tiling.rows, *own)
+            _unsplit(own[-1], b, relu, out[n], delta[n if relu else 0])
+
+        _each_task(N, run, tiling.correlate_scratch)
+    else:
         rows = _rows_per_block(C * kh * kw, Ho, Wo, dtype)
-        Wt = np.ascontiguousarray(W.transpose(2, 3, 1, 0).reshape(kh * kw * C, K))
-        _each_image(
+        W_win = np.ascontiguousarray(W.transpose(2, 3, 1, 0).reshape(kh * kw * C, K))
+        _each_task(
             N,
-            lambda n, *own: _forward(
-                x[n], Wt, b, kh, kw, stride, padding, rows, relu, out[n], delta[n if relu else 0],
-                *own,
+            lambda n, xpad, P_buf, _: _forward_image(
+                x[n], W_win, b, kh, kw, stride, padding, rows, relu, out[n],
+                delta[n if relu else 0], xpad, P_buf,
             ),
-            lambda: _scratch(C, H, Wd, padding, C * kh * kw, rows, Wo, K, dtype),
+            lambda: _scratch(C, H, Wd, padding, C * kh * kw, rows, Wo, 0, dtype),
         )  # fmt: skip
-    return out, delta
+    return _shaped(out), _shaped(delta)
 
 
 def conv2d(x, W, stride, padding):
     """Linear filter responses ``<w_{k,x}, F^{(l-1)} * I>``, eq. (12), without bias.
 
-    Shapes as in :func:`gcn_numpy.backends.reference.conv2d`: ``(N, K, Ho, Wo)``.
+    See :func:`gcn_numpy.backends.reference.conv2d` (shapes: ``(N, K, Ho, Wo)``; returned
+    channels last in memory).
+
+    Optimizations: Winograd F(2x2, r x r) tiles for square filters whose polyphase
+    components are 2x2 to 5x5 and enough channels (:func:`_algorithm`), else im2col blocks
+    that stay in cache and one BLAS product each, written in place into the output; no
+    transposes between layers (channels last); images spread over threads, one BLAS
+    thread each.
     """
     return _responses(x, W, np.zeros(W.shape[0], W.dtype), stride, padding, relu=False)[0]
 
 
 def conv_relu(x, W, b, stride, padding):
-    """One bottom-up layer, eqs. (13)-(14): ``(F, delta)``, delta a bool array."""
+    """One bottom-up layer, eqs. (13)-(14): ``(F, delta)``, delta a bool array.
+
+    See :func:`gcn_numpy.backends.reference.conv_relu` (both returned channels last in
+    memory).
+
+    Optimizations: those of :func:`conv2d`, with bias, ReLU and ``delta`` computed in the
+    loop that stores the responses (no second pass over the maps).
+    """
     return _responses(x, W, b, stride, padding, relu=True)
 
 
 def gate(B, delta):
-    """Top-down coefficients ``B^{(l)}_k(x) * delta^{(l)}_{k,x}`` of eq. (16)."""
-    B = np.ascontiguousarray(B)
-    G = np.empty(B.shape, dtype=_dtype(B))
-    _gate(B.ravel(), np.ascontiguousarray(delta, dtype=bool).ravel(), G.ravel())
-    return G
+    """Top-down coefficients ``B^{(l)}_k(x) * delta^{(l)}_{k,x}`` of eq. (16).
+
+    See :func:`gcn_numpy.backends.reference.gate` (returned channels last in memory).
+
+    Optimizations: one compiled loop, no temporary arrays; ``B`` and ``delta`` from the
+    kernels (channels last) are read without copies.
+    """
+    dtype = _dtype(B)
+    B = np.asarray(B)
+    if B.ndim != 4:
+        G = np.empty(B.shape, dtype=dtype)
+        _gate(asarray(B, dtype).ravel(), asarray(delta, bool).ravel(), G.ravel())
+        return G
+    B, delta = _channels_last(B, dtype), _channels_last(delta, bool)
+    G = np.empty(B.shape, dtype=dtype)
+    _gate(B.ravel(), delta.ravel(), G.ravel())
+    return _shaped(G)
 
 
 def conv_transpose(G, W, stride, padding, in_hw):
     """Top-down deconvolution, eq. (16): ``B^{(l-1)} = sum_{k,x} G_k(x) w^{(l)}_{k,x}``.
 
-    Shapes as in :func:`gcn_numpy.backends.reference.conv_transpose`: ``(N, C, H, W)``.
+    See :func:`gcn_numpy.backends.reference.conv_transpose` (shapes: ``(N, C, H, W)``;
+    returned channels last in memory).
+
+    Optimizations: the filters silent in the whole batch are left out. For stride 1 and
+    filters 2x2 to 5x5 with enough channels (:func:`_algorithm`), the gather form (each
+    output position sums the filters' taps over the ``G`` around it: the correlation of
+    ``G``, padded by ``r - 1 - p``, with the flipped filters) in Winograd tiles, so that
+    no overlapping copies are added up; else im2col's scatter form, one BLAS product per
+    block of positions and the windows added up in cache, leaving out the filters that
+    are silent in the image.
     """
     dtype = _dtype(G, W)
-    G, W = asarray(G, dtype), asarray(W, dtype)
-    N, K, Ho, Wo = G.shape
-    _, C, kh, kw = W.shape
+    G, W = _channels_last(G, dtype), asarray(W, dtype)
     H, Wd = in_hw
-    out = np.empty((N, C, H, Wd), dtype=dtype)
-    if out.size:
+    out = np.zeros((G.shape[0], H, Wd, W.shape[1]), dtype=dtype)
+    active = _active_filters(G) if G.size else np.zeros(0, dtype=np.int64)
+    if not out.size or not len(active):
+        return _shaped(out)
+    # chosen for the whole layer: with few filters left, the work on the other side (the
+    # C channels' transforms or windows) decides, and Winograd's is the smaller (the top
+    # layer at 128 px with 6 of its 30 filters active, 16 chains: 5.8 ms, 12.5 with im2col)
+    K, C, kh, kw = W.shape
+    algorithm = _algorithm(C, K, kh, kw, stride, "top_down")
+    if len(active) < G.shape[3]:
+        G, W = np.ascontiguousarray(G[..., active]), np.ascontiguousarray(W[active])
+    N, Ho, Wo, K = G.shape
+    if algorithm == "winograd":
+        s, r = stride, _components(kh, stride)
+        first = padding // s  # the polyphase grid's first row holding an output row
+        Hq, Wq = (H + padding + s - 1) // s - first, (Wd + padding + s - 1) // s - first
+        tiling = _Tiling(K, s * s * C, r, Hq, Wq, dtype)
+        U = _transformed_filters(tiling, W, s, flip=True)
+
+        def run(n, *own):
+            wino.correlate_image(G[n], r - 1 - first, 1, U, tiling.BT, tiling.AT, tiling.rows,
+                                 *own)  # fmt: skip
+            _unsplit_phases(own[-1], s, padding, out[n])
+
+        _each_task(N, run, tiling.correlate_scratch)
+    else:
         rows = _rows_per_block(C * kh * kw, Ho, Wo, dtype)
-        Wk = np.ascontiguousarray(W.transpose(0, 2, 3, 1).reshape(K, kh * kw * C))
-        _each_image(
+        W_rows = np.ascontiguousarray(W.transpose(0, 2, 3, 1).reshape(K, kh * kw * C))
+        _each_task(
             N,
-            lambda n, *own: _transpose(G[n], Wk, kh, kw, stride, padding, rows, out[n], *own),
+            lambda n, *own: _deconvolve_image(G[n], W_rows, kh, kw, stride, padding, rows,
+                                              out[n], *own),
             lambda: _scratch(C, H, Wd, padding, C * kh * kw, rows, Wo, K, dtype),
-        )
-    return out
+        )  # fmt: skip
+    return _shaped(out)
 
 
 def conv_weight_grad(x, G, kernel_hw, stride, padding):
     """Gradient of ``<G, conv2d(x, W) + b>`` in ``W`` and ``b``, summed over the batch.
 
-    Returns ``(dW, db)`` of shapes ``(K, C, kh, kw)`` and ``(K,)``, as the reference.
+    See :func:`gcn_numpy.backends.reference.conv_weight_grad`: returns ``(dW, db)`` of
+    shapes ``(K, C, kh, kw)`` and ``(K,)``.
+
+    Optimizations: the filters silent in the whole batch are left out (their gradient is
+    0). For square filters whose polyphase components are 2x2 to 5x5 with enough channels
+    (:func:`_algorithm`), Winograd F(r x r, 2 x 2) on the same input tiles as the
+    bottom-up pass, the sum over positions and images done in the transform domain (one
+    output transform per call); else im2col blocks and one BLAS product each, leaving
+    out the filters that are silent in the image. Images spread over threads; the sum's
+    order is fixed (:func:`_chunks`).
     """
     dtype = _dtype(x, G)
-    x, G = asarray(x, dtype), asarray(G, dtype)
-    (kh, kw), (N, C, H, Wd), (_, K, Ho, Wo) = kernel_hw, x.shape, G.shape
-    window = kh * kw * C
-    dWt, db = np.zeros((window, K), dtype=dtype), np.zeros(K, dtype=dtype)
-    if G.size:
-        rows = _rows_per_block(window, Ho, Wo, dtype)
+    x, G = _channels_last(x, dtype), _channels_last(G, dtype)
+    K = G.shape[3]
+    dW = np.zeros((K, x.shape[3]) + tuple(kernel_hw), dtype=dtype)
+    db = np.zeros(K, dtype=dtype)
+    active = _active_filters(G) if G.size else np.zeros(0, dtype=np.int64)
+    # chosen for the whole layer, as in conv_transpose (same layer: 9.8 ms, 17.5 with im2col)
+    algorithm = _algorithm(x.shape[3], K, *kernel_hw, stride, "weight_grad")
+    if len(active) == K:
+        dW, db = _weight_grad(x, G, kernel_hw, stride, padding, algorithm)
+    elif len(active):
+        G = np.ascontiguousarray(G[..., active])
+        dW[active], db[active] = _weight_grad(x, G, kernel_hw, stride, padding, algorithm)
+    return dW, db
 
-        def scratch():  # and the thread's product
-            return _scratch(C, H, Wd, padding, window, rows, Wo, K, dtype) + (
-                np.empty((window, K), dtype=dtype),
+
+def _weight_grad(x, G, kernel_hw, stride, padding, algorithm):
+    """:func:`conv_weight_grad` of channels-last arrays of one dtype, ``G`` not empty."""
+    dtype = x.dtype
+    (kh, kw), (N, H, Wd, C), (_, Ho, Wo, K) = kernel_hw, x.shape, G.shape
+    chunks = _chunks(N)
+    if algorithm == "winograd":
+        s, r = stride, _components(kh, stride)
+        tiling = _Tiling(s * s * C, K, r, Ho, Wo, dtype)
+        nf = tiling.n * tiling.n
+        # D is (C x K) per frequency: with the texture net's first layer (27 polyphase
+        # channels, 100 filters) that product ran at 131 GFLOP/s, (K x C) at 98
+        D_each = np.empty((len(chunks), nf, s * s * C, K), dtype=dtype)
+        db_each = np.zeros((N, K), dtype=dtype)
+
+        def scratch():
+            xs, V, rows_buf = tiling.input_scratch()
+            block = nf * tiling.rows * tiling.tw * K
+            return (
+                xs,
+                np.zeros((2 * tiling.th, 2, tiling.tw, K), dtype=dtype),
+                V,
+                np.empty(block, dtype=dtype),
+                rows_buf,
+                np.empty(2 * tiling.n * tiling.tw * K, dtype=dtype),
             )
 
-        # Each image adds into its own slice, summed below in image order: the result
-        # does not depend on which thread took which image (runs are reproducible).
-        dWt_each, db_each = np.zeros((N, window, K), dtype=dtype), np.zeros((N, K), dtype=dtype)
-        _each_image(
-            N,
-            lambda n, *own: _weight_grad(
-                x[n], G[n], kh, kw, stride, padding, rows, *own, dWt_each[n], db_each[n]
+        def run(i, xs, gs, V, T, rows_buf, g_buf):
+            start, stop = chunks[i]
+            for n in range(start, stop):
+                db_each[n] = wino.weight_grad_image(
+                    x[n], G[n], padding, s, tiling.BT, tiling.GG, tiling.rows, xs, gs, V, T,
+                    rows_buf, g_buf, D_each[i], n == start,
+                )  # fmt: skip
+
+        _each_task(len(chunks), run, scratch)
+        # the chunks' sum and the output transform, by ranges of filter-channel pairs
+        pairs = K * s * s * C
+        D_pairs = D_each.reshape(len(chunks), nf, pairs)
+        dW_t = np.empty((r, r, pairs), dtype=dtype)
+        cuts = np.linspace(0, pairs, 2 * _thread_count() + 1).astype(int)
+        _each_task(
+            len(cuts) - 1,
+            lambda i: wino.gradient_output_transform(
+                D_pairs, tiling.AW, cuts[i], cuts[i + 1], dW_t
             ),
-            scratch,
+            tuple,
         )
-        dWt, db = dWt_each.sum(axis=0), db_each.sum(axis=0)
-    dW = dWt.reshape(kh, kw, C, K).transpose(3, 2, 0, 1)
+        # tap (u, v) of channel (a, b, c) is W[k, c, s*u + a, s*v + b] (see _taps)
+        phases = dW_t.reshape(r, r, s, s, C, K).transpose(5, 4, 0, 2, 1, 3)
+        dW = phases.reshape(K, C, r * s, r * s)[:, :, :kh, :kw]
+        return np.ascontiguousarray(dW), db_each.sum(axis=0)
+    window = kh * kw * C
+    rows = _rows_per_block(window, Ho, Wo, dtype)
+
+    def scratch():  # and the thread's product
+        return _scratch(C, H, Wd, padding, window, rows, Wo, K, dtype) + (
+            np.empty((window, K), dtype=dtype),
+        )
+
+    # Each chunk adds its images into its own slice, in image order; the slices are summed
+    # below in chunk order: the result does not depend on the threads.
+    dW_each = np.zeros((len(chunks), window, K), dtype=dtype)
+    db_each = np.zeros((len(chunks), K), dtype=dtype)
+
+    def run(i, *own):
+        start, stop = chunks[i]
+        for n in range(start, stop):
+            _weight_grad_image(
+                x[n], G[n], kh, kw, stride, padding, rows, *own, dW_each[i], db_each[i]
+            )
+
+    _each_task(len(chunks), run, scratch)
+    dW_win, db = dW_each.sum(axis=0), db_each.sum(axis=0)
+    dW = dW_win.reshape(kh, kw, C, K).transpose(3, 2, 0, 1)
     return np.ascontiguousarray(dW), db
 
 
 def standard_normal(rng, shape, dtype):
     """Gaussian white noise ``Z ~ N(0, 1)`` of ``shape`` drawn from the NumPy Generator ``rng``:
-    the same draws as the reference backend's."""
+    the same draws as the reference backend's.
+
+    See :func:`gcn_numpy.backends.reference.standard_normal`.
+    """
     return rng.standard_normal(shape, dtype=dtype)
 
 
 def langevin_step(I, B, Z, step_size, sigma):
-    """One Langevin step, eq. (19): ``I - (eps^2 / 2) (I / sigma^2 - B) + eps Z``."""
+    """One Langevin step, eq. (19): ``I - (eps^2 / 2) (I / sigma^2 - B) + eps Z``.
+
+    See :func:`gcn_numpy.backends.reference.langevin_step`.
+
+    Optimizations: one compiled loop, no temporary arrays; ``B`` from
+    :func:`conv_transpose` (channels last) read in place.
+    """
     dtype = _dtype(I, B, Z)
-    I, B, Z = (asarray(a, dtype) for a in (I, B, Z))
+    I, Z = asarray(I, dtype), asarray(Z, dtype)
+    B = np.asarray(B)
     out = np.empty(I.shape, dtype=dtype)
-    _langevin(I.ravel(), B.ravel(), Z.ravel(), 0.5 * step_size**2, sigma**2, step_size, out.ravel())
+    if B.ndim == 4 and B.dtype == dtype and B.shape == I.shape:
+        _langevin(I, B, Z, 0.5 * step_size**2, sigma**2, step_size, out)
+    else:
+        B = asarray(B, dtype).reshape(I.shape)
+        _langevin(I.reshape(1, 1, 1, -1), B.reshape(1, 1, 1, -1), Z.reshape(1, 1, 1, -1),
+                  0.5 * step_size**2, sigma**2, step_size, out.reshape(1, 1, 1, -1))  # fmt: skip
     return out
