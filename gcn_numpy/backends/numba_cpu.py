@@ -184,17 +184,22 @@ def _gather_taps(W, s, r, flip, taps):
 
 
 @njit(cache=True, nogil=True)
+def _copy_rows(src, s0, s_step, dst, d0, d_step, rows, run):
+    """``dst[d0 + i*d_step + a] = src[s0 + i*s_step + a]`` for ``i < rows``, ``a < run``."""
+    n = np.uint64(run)
+    for i in range(rows):
+        s = np.uint64(s0 + i * s_step)
+        d = np.uint64(d0 + i * d_step)
+        for a in range(n):
+            dst[d + a] = src[s + a]
+
+
+@njit(cache=True, nogil=True)
 def _into_border(x, p, xpad):
     """``xpad[i + p, j + p, :] = x[i, j, :]``: one image inside the zero border of ``xpad``."""
     H, W, C = x.shape
     Wp = xpad.shape[1]
-    src, dst = x.ravel(), xpad.ravel()
-    run = np.uint64(W * C)
-    for i in range(H):
-        d = np.uint64(((i + p) * Wp + p) * C)
-        e = np.uint64(i * W * C)
-        for a in range(run):
-            dst[d + a] = src[e + a]
+    _copy_rows(x.ravel(), 0, W * C, xpad.ravel(), (p * Wp + p) * C, Wp * C, H, W * C)
 
 
 @njit(cache=True, nogil=True)
@@ -202,13 +207,28 @@ def _out_of_border(xpad, p, x):
     """``x[i, j, :] = xpad[i + p, j + p, :]``: the interior of ``xpad``."""
     H, W, C = x.shape
     Wp = xpad.shape[1]
-    src, dst = xpad.ravel(), x.ravel()
-    run = np.uint64(W * C)
-    for i in range(H):
-        e = np.uint64(((i + p) * Wp + p) * C)
-        d = np.uint64(i * W * C)
-        for a in range(run):
-            dst[d + a] = src[e + a]
+    _copy_rows(xpad.ravel(), (p * Wp + p) * C, Wp * C, x.ravel(), 0, W * C, H, W * C)
+
+
+@njit(cache=True, nogil=True)
+def _windows(xpad, P, kh, kw, stride, i0, i1, Wo, adjoint):
+    """Copy every output window of rows ``i0 <= i < i1`` of ``xpad`` into its row of ``P``,
+    or with ``adjoint`` add each row of ``P`` back onto its window (see :func:`_patches`)."""
+    Wp, C = xpad.shape[1], xpad.shape[2]
+    x_flat, p_flat = xpad.ravel(), P.ravel()
+    run = np.uint64(kw * C)
+    for i in range(i0, i1):
+        for j in range(Wo):
+            q = (i - i0) * Wo + j
+            for u in range(kh):
+                r = np.uint64((q * kh + u) * kw * C)
+                x = np.uint64(((i * stride + u) * Wp + j * stride) * C)
+                if adjoint:
+                    for a in range(run):
+                        x_flat[x + a] += p_flat[r + a]
+                else:
+                    for a in range(run):
+                        p_flat[r + a] = x_flat[x + a]
 
 
 @njit(cache=True, nogil=True)
@@ -223,17 +243,7 @@ def _patches(xpad, kh, kw, stride, i0, i1, Wo, P):
             for u in 0 .. kh-1:
                 P[q, u*kw*C : (u+1)*kw*C] = xpad[i*s + u, j*s : j*s + kw, :]
     """
-    Wp, C = xpad.shape[1], xpad.shape[2]
-    src, dst = xpad.ravel(), P.ravel()
-    run = np.uint64(kw * C)
-    for i in range(i0, i1):
-        for j in range(Wo):
-            q = (i - i0) * Wo + j
-            for u in range(kh):
-                d = np.uint64((q * kh + u) * kw * C)
-                e = np.uint64(((i * stride + u) * Wp + j * stride) * C)
-                for a in range(run):
-                    dst[d + a] = src[e + a]
+    _windows(xpad, P, kh, kw, stride, i0, i1, Wo, False)
 
 
 @njit(cache=True, nogil=True)
@@ -245,17 +255,7 @@ def _add_patches(P, kh, kw, stride, i0, i1, Wo, xpad):
         for u in 0 .. kh-1:
             xpad[i*s + u, j*s : j*s + kw, :] += P[q, u*kw*C : (u+1)*kw*C]
     """
-    Wp, C = xpad.shape[1], xpad.shape[2]
-    src, dst = P.ravel(), xpad.ravel()
-    run = np.uint64(kw * C)
-    for i in range(i0, i1):
-        for j in range(Wo):
-            q = (i - i0) * Wo + j
-            for u in range(kh):
-                e = np.uint64((q * kh + u) * kw * C)
-                d = np.uint64(((i * stride + u) * Wp + j * stride) * C)
-                for a in range(run):
-                    dst[d + a] += src[e + a]
+    _windows(xpad, P, kh, kw, stride, i0, i1, Wo, True)
 
 
 @njit(cache=True, nogil=True)
@@ -289,13 +289,16 @@ def _active_filters(G):
 
 
 @njit(cache=True, nogil=True)
-def _columns(G_rows, q0, channels, gT):
+def _active_block(G_rows, q0, m, channels, g_buf):
     """``gT[q, c] = G_rows[q0 + q, channels[c]]``: a block of ``m`` positions of the active
-    channels, as an ``(m, len(channels))`` matrix."""
-    m, n = gT.shape
+    channels as an ``(m, len(channels))`` matrix in ``g_buf`` (all channels active: a copy,
+    which costs ``1/(kh*kw*C)`` of the product it feeds)."""
+    n = len(channels)
+    gT = g_buf[: m * n].reshape((m, n))
     for q in range(m):
         for c in range(n):
             gT[q, c] = G_rows[q0 + q, channels[c]]
+    return gT
 
 
 # ------------------------------------------------------- im2col layers, one image each
@@ -360,11 +363,7 @@ def _deconvolve_image(G, W_rows, kh, kw, stride, padding, rows, out, xpad, P_buf
     for i0 in range(0, Ho if n else 0, rows):
         i1 = min(Ho, i0 + rows)
         m, q0 = (i1 - i0) * Wo, i0 * Wo
-        if n < K:
-            gT = g_buf[: m * n].reshape((m, n))
-            _columns(G_rows, q0, channels, gT)
-        else:
-            gT = G_rows[q0 : q0 + m]
+        gT = _active_block(G_rows, q0, m, channels, g_buf)
         P = P_buf[: m * CKK].reshape((m, CKK))
         np.dot(gT, W_rows, P)
         _add_patches(P, kh, kw, stride, i0, i1, Wo, xpad)
@@ -396,11 +395,7 @@ def _weight_grad_image(x, G, kh, kw, stride, padding, rows, xpad, P_buf, g_buf, 
     for i0 in range(0, Ho if n else 0, rows):
         i1 = min(Ho, i0 + rows)
         m, q0 = (i1 - i0) * Wo, i0 * Wo
-        if n < K:
-            gT = g_buf[: m * n].reshape((m, n))
-            _columns(G_rows, q0, channels, gT)
-        else:
-            gT = G_rows[q0 : q0 + m]
+        gT = _active_block(G_rows, q0, m, channels, g_buf)
         P = P_buf[: m * CKK].reshape((m, CKK))
         _patches(xpad, kh, kw, stride, i0, i1, Wo, P)
         np.dot(P.T, gT, block)
