@@ -116,7 +116,12 @@ PRESETS = {
         lr=0.004,
     ),
     # Experiment 3: CD-1 from 10 images, all layers at once, momentum 0.9.
-    # The release's CD learning rate is not recorded; 0.0005 is the texture rate.
+    # The release's CD learning rate is not recorded. The texture rate, 0.0005, failed at
+    # this scale (measured, numba, 224 px): the reconstruction error fell from 27.4 to 12-14
+    # within 50 iterations, jumped back to 24-27 (untrained) at iterations 55, 119-135 and
+    # 151, and from 183 on every unit was silent (f = 0, gradient 0: no way back). With
+    # 0.0001 it fell to 7.7 by iteration 330; its gradient spikes (up to 25-50x the typical
+    # norm) settled within 10-20 iterations.
     "cd-paper": TrainConfig(
         preset="cd-paper",
         data="texture-crops",
@@ -130,6 +135,7 @@ PRESETS = {
         clip=1.0,
         clip_mode="signed",  # the release tests max(g), not max|g|, for CD
         momentum=0.9,
+        lr=0.0001,
     ),
 }
 
@@ -182,6 +188,7 @@ PRESETS["cd"] = dataclasses.replace(
     size=48,
     layers=PRESETS["texture"].layers,
     iterations=300,
+    lr=0.0005,  # at 48 px the texture rate learns (docs/paper/results-cpu.md)
 )
 
 

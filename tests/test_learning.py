@@ -340,6 +340,7 @@ def test_presets_exist_with_the_release_numbers():
     assert obj.top == "linear" and obj.langevin_steps == 30 and obj.lr == 0.004
     cd = get_preset("cd-paper")
     assert cd.mode == "cd" and cd.langevin_steps == 1 and cd.momentum == 0.9
-    assert cd.step_size == 0.5 and not cd.grow and cd.iterations == 1200
+    assert cd.step_size == 0.5 and not cd.grow and cd.iterations == 1200 and cd.lr == 0.0001
+    assert get_preset("cd").lr == 0.0005
     with pytest.raises(ValueError, match="unknown preset"):
         get_preset("faces")
