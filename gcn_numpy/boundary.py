@@ -95,8 +95,24 @@ def pad(xp, x, before, after, boundary):
     """
     if before == after == 0:
         return x
-    mode = {"circular": "wrap", "reflect": "reflect", "zero": "constant"}[boundary]
-    return xp.pad(x, ((0, 0), (0, 0), (before, after), (before, after)), mode=mode)
+    N, C, H, W = x.shape
+    # allocated in the memory order of x (channels last when a fast kernel made x), so
+    # that the kernels take the padded maps without another copy
+    order = (0, 2, 3, 1) if x.strides[1] < x.strides[3] else (0, 1, 2, 3)
+    shape = (N, C, H + before + after, W + before + after)
+    out = xp.empty(tuple(shape[i] for i in order), dtype=x.dtype).transpose(
+        tuple(order.index(i) for i in range(4))
+    )
+    if boundary == "zero":
+        out[...] = 0
+    out[:, :, before : before + H, before : before + W] = x
+    if boundary == "zero":
+        return out
+    for j in [*range(before), *range(before + H, before + H + after)]:  # rows, then columns
+        out[:, :, j, before : before + W] = x[:, :, _source(j, before, H, boundary), :]
+    for j in [*range(before), *range(before + W, before + W + after)]:
+        out[:, :, :, j] = out[:, :, :, before + _source(j, before, W, boundary)]
+    return out
 
 
 def _fold_axis(a, axis, before, size, boundary):
@@ -107,7 +123,7 @@ def _fold_axis(a, axis, before, size, boundary):
         index[axis] = i
         return tuple(index)
 
-    out = a[at(slice(before, before + size))].copy()
+    out = a[at(slice(before, before + size))].copy(order="K")  # keeps channels last
     if boundary == "zero":
         return out
     for j in [*range(before), *range(before + size, a.shape[axis])]:
