@@ -100,11 +100,10 @@ def pad(xp, x, before, after, boundary):
     # that the kernels take the padded maps without another copy
     order = (0, 2, 3, 1) if x.strides[1] < x.strides[3] else (0, 1, 2, 3)
     shape = (N, C, H + before + after, W + before + after)
-    out = xp.empty(tuple(shape[i] for i in order), dtype=x.dtype).transpose(
+    alloc = xp.zeros if boundary == "zero" else xp.empty
+    out = alloc(tuple(shape[i] for i in order), dtype=x.dtype).transpose(
         tuple(order.index(i) for i in range(4))
     )
-    if boundary == "zero":
-        out[...] = 0
     out[:, :, before : before + H, before : before + W] = x
     if boundary == "zero":
         return out
