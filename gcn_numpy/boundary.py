@@ -13,6 +13,13 @@ every backend gets them with no kernel of its own):
   torus. Map sizes must be divisible by the strides.
 - ``"reflect"``: the layer's ``padding`` rows and columns mirror the image (the edge itself
   not repeated, NumPy's ``"reflect"``); same map sizes as ``"zero"``.
+- ``"symmetric"``: the mirror with the edge repeated (NumPy's ``"symmetric"``); same map
+  sizes as ``"zero"``. With an odd kernel ``k = 2 * padding + 1`` and stride 1, every pixel
+  of the image then enters exactly ``k`` windows per axis, as in the interior: the edge row
+  once for itself and once for its copy, and so on inwards. ``"reflect"`` gives the edge
+  row ``padding + 1`` windows and the next ``padding`` rows ``2 * padding + 2``: the edge
+  is held less by ``f`` than the interior (it drifts towards the reference's mean, a grey
+  rim in the samples) and the rows behind it more (docs/frame.md).
 
 Padding is linear in the input, so ``f`` stays piecewise linear and Theorem 1 holds as it
 is; the top-down pass adds the padded band's coefficients back onto the pixels they were
@@ -25,7 +32,7 @@ from .backends.reference import conv2d, output_size
 
 __all__ = ["BOUNDARIES", "layer_padding", "map_size", "pad", "fold", "clean_positions"]
 
-BOUNDARIES = ("zero", "circular", "reflect")
+BOUNDARIES = ("zero", "circular", "reflect", "symmetric")
 
 
 def layer_padding(layer, boundary):
@@ -67,6 +74,10 @@ def map_size(size, layer, boundary):
         raise ValueError(
             f"a reflecting boundary needs maps larger than the padding: {size} <= {before}"
         )
+    if boundary == "symmetric" and max(before, after) > size:
+        raise ValueError(
+            f"a symmetric boundary needs maps at least as large as the padding: {size} < {before}"
+        )
     if boundary == "zero":
         return output_size(size, layer.kernel, layer.stride, layer.padding)
     return (size + before + after - layer.kernel) // layer.stride + 1
@@ -77,6 +88,9 @@ def _source(j, before, size, boundary):
     i = j - before
     if boundary == "circular":
         return i % size
+    if boundary == "symmetric":  # ... 1 0 | 0 1 ... n-1 | n-1 n-2 ...
+        i %= 2 * size
+        return i if i < size else 2 * size - 1 - i
     period = 2 * (size - 1)  # reflect: ... 2 1 | 0 1 2 ... n-1 | n-2 ...
     i = abs(i) % period if period else 0
     return period - i if i >= size else i

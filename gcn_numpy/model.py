@@ -91,12 +91,12 @@ class GenerativeConvNet:
         in the original release.
     init_std : float
         Standard deviation of the initial weights.
-    boundary : {"zero", "circular", "reflect"}
+    boundary : {"zero", "circular", "reflect", "symmetric"}
         What each layer's filters see beyond the edge of its input (see
         :mod:`gcn_numpy.boundary`): ``"zero"`` pads with ``Layer.padding`` zeros (the
         release, PyTorch's ``conv2d``); ``"circular"`` makes every map a torus (sizes must
         divide by the strides; ``Layer.padding`` is not used); ``"reflect"`` mirrors the
-        ``Layer.padding`` edge rows.
+        ``Layer.padding`` rows behind the edge, ``"symmetric"`` the edge rows themselves.
 
     Notes
     -----

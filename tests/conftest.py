@@ -47,7 +47,7 @@ def random_architecture(rng, max_layers=4, boundary="zero"):
                 return int(rng.integers(1, 4)), layers, (H, W)
         elif need <= MAX_IMAGE - 6:
             H, W = need + int(rng.integers(0, 7)), need + int(rng.integers(0, 7))
-            if boundary == "reflect":  # every map larger than the padding it mirrors
+            if boundary in ("reflect", "symmetric"):  # maps larger than the padding they mirror
                 H, W = H + 6, W + 6
             try:
                 probe.layer_shapes(H, W)
@@ -108,6 +108,12 @@ def import_torch():
     return pytest.importorskip("torch")
 
 
+def _mirror(torch, p, n):
+    """Indices of a length-``n`` axis padded by ``p`` on both sides, the edge repeated."""
+    i = torch.arange(-p, n + p) % (2 * n)
+    return torch.where(i < n, i, 2 * n - 1 - i)
+
+
 def torch_score(net, I):
     """A PyTorch float64 copy of ``net``: returns ``(f, I_tensor, params)`` with grads on."""
     import_torch()
@@ -132,9 +138,13 @@ def torch_score(net, I):
             rows = torch.arange(-(total // 2), h.shape[2] + total - total // 2) % h.shape[2]
             cols = torch.arange(-(total // 2), h.shape[3] + total - total // 2) % h.shape[3]
             h = h[:, :, rows][:, :, :, cols]
-        else:
+        elif net.boundary == "reflect":
             p = layer.padding
             h = F.pad(h, (p, p, p, p), mode="reflect")
+        else:  # symmetric: PyTorch has no such mode; the mirror built by indexing
+            p = layer.padding
+            rows, cols = (_mirror(torch, p, n) for n in h.shape[2:])
+            h = h[:, :, rows][:, :, :, cols]
         h = F.relu(F.conv2d(h, W, b, stride=layer.stride))
     if net.top == "sum":
         f = h.sum(dim=(1, 2, 3))

@@ -395,7 +395,7 @@ def test_nets_on_cpu_kernels_equal_reference(emulated_backend, seed, top, dtype)
 
 
 @pytest.mark.parametrize("top", ("sum", "linear"))
-@pytest.mark.parametrize("boundary", ("circular", "reflect"))
+@pytest.mark.parametrize("boundary", ("circular", "reflect", "symmetric"))
 def test_boundary_nets_on_cpu_kernels_equal_reference(emulated_backend, boundary, top):
     """The padding and folding the model does above the kernels, with the backend's arrays."""
     net, I = boundary_net(boundary, top, backend="cupy")

@@ -208,7 +208,7 @@ def test_gpu_tf32_nets_within_1e_2(cp, be, seed, top):
 
 @pytest.mark.parametrize("dtype", cases.DTYPES)
 @pytest.mark.parametrize("top", ("sum", "linear"))
-@pytest.mark.parametrize("boundary", ("circular", "reflect"))
+@pytest.mark.parametrize("boundary", ("circular", "reflect", "symmetric"))
 def test_gpu_boundary_nets_equal_reference(cp, boundary, top, dtype):
     """Padding and folding above the kernels (cupy.pad, in-place adds on device views)."""
     net, I = cases.boundary_net(boundary, top, backend="cupy", dtype=dtype)

@@ -11,7 +11,7 @@ from gcn_numpy import GenerativeConvNet, Layer, prototype_model
 SEEDS = range(12)
 
 TOPS = ("sum", "linear")
-PADDED = ("circular", "reflect")  # boundaries other than the release's zeros
+PADDED = ("circular", "reflect", "symmetric")  # boundaries other than the release's zeros
 
 
 def _same_pattern(net, I, J):

@@ -215,3 +215,20 @@ def test_circular_boundary_needs_sizes_divisible_by_the_strides():
         net.layer_shapes(9, 8)
     with pytest.raises(ValueError, match="unknown boundary"):
         GenerativeConvNet(1, [Layer(2, 3)], boundary="mirror")
+
+
+@pytest.mark.parametrize("boundary", ("symmetric", "reflect", "circular", "zero"))
+@pytest.mark.parametrize("kernels", ((3,), (5,), (5, 3), (7, 5, 3)))
+def test_symmetric_boundary_covers_every_pixel_equally(kernels, boundary):
+    """With all-ones filters and every unit active, B(x) counts the paths from the top to
+    pixel x. With odd kernels, stride 1 and padding (k - 1) / 2, the mirror that repeats the
+    edge gives every pixel the interior's count, as the torus does; the mirror behind the
+    edge and zero padding do not (the edge row is read by fewer windows)."""
+    layers = [Layer(1, k, padding=k // 2) for k in kernels]
+    net = GenerativeConvNet(1, layers, boundary=boundary, backend="numpy", dtype="float64")
+    net.set_weights([(np.ones((1, 1, k, k)), np.full(1, 1e6)) for k in kernels])
+    _, B = net.top_down(np.random.default_rng(0).normal(size=(1, 1, 24, 24)))
+    interior = np.prod([k * k for k in kernels])
+    assert B[0, 0, 12, 12] == interior
+    uniform = boundary in ("symmetric", "circular")
+    assert np.array_equal(B, np.full_like(B, interior)) == uniform
