@@ -16,8 +16,9 @@ laid out like its Figures 1-3, with a table of what each run measured.
 ``--scale cpu`` runs the CPU presets (minutes each); ``--scale paper`` the release's nets
 (``*-paper`` presets), each at the release's scale where two cores finish it in about an
 hour, otherwise at the largest that does (the table states the size). Which boundary each
-experiment uses is in its preset and in the table: the texture presets use the reflecting
-boundary (no frame along the samples' border, see docs/frame.md); objects and CD
+experiment uses is in its preset and in the table: the texture presets mirror each map
+at its edge (``texture``: ``symmetric``, ``texture-paper``: ``reflect``; no frame along
+the samples' border of zero padding's kind, see docs/frame.md); objects and CD
 keep the release's zero padding (their images are not stationary textures, and CD's
 reconstructions are of the training images themselves).
 

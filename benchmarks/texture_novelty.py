@@ -29,10 +29,22 @@ import json
 import os
 import time
 
+import numpy as np
+
 from gcn_numpy import data, plots
 from gcn_numpy.learning import Learner
 from gcn_numpy.presets import TrainConfig, get_preset
 from gcn_numpy.summary import run_summary
+
+
+def _number(text):
+    """A value for a field whose preset value is None: a number where it reads as one."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return None if text == "None" else text
 
 
 def configure(preset, texture, overrides):
@@ -43,7 +55,7 @@ def configure(preset, texture, overrides):
         if name not in types:
             raise SystemExit(f"unknown configuration field {name!r}")
         current = getattr(config, name)
-        setattr(config, name, type(current)(value) if current is not None else value)
+        setattr(config, name, type(current)(value) if current is not None else _number(value))
     return config
 
 
@@ -59,6 +71,7 @@ def measure(config, texture, out):
     summary = run_summary(samples, images, photo=data.training_photo(config))
     if out:
         os.makedirs(out, exist_ok=True)
+        np.save(os.path.join(out, f"{config.preset}-{texture}-samples.npy"), samples)
         plots.save_grid(
             os.path.join(out, f"{config.preset}-{texture}.png"),
             data.to_uint8(images, mean),

@@ -230,6 +230,7 @@ class Learner:
             value = getattr(config, name)
             if not (np.isfinite(value) and 0 < value <= 1e150):  # its square must be finite
                 raise ValueError(f"{name} must be a positive number <= 1e150, got {value!r}")
+        self.window = self._window(config, images.shape[2:])
         self.n_layers_total = len(config.layers)
         self.total_iterations = config.iterations * (self.n_layers_total if config.grow else 1)
         self.rule = make_rule(config)
@@ -245,6 +246,22 @@ class Learner:
         self.chains = self._initial_chains()
 
     # ------------------------------------------------------------------ set-up
+
+    @staticmethod
+    def _window(config, hw):
+        """The side in pixels of the observed window (``observed_window``), or ``None``."""
+        fraction = config.observed_window
+        if fraction is None:
+            return None
+        if config.mode != "ml":
+            raise ValueError("observed_window is for maximum likelihood (mode='ml') only")
+        if isinstance(fraction, bool) or not (
+            isinstance(fraction, (int, float, np.number)) and 0 < fraction <= 1
+        ):
+            raise ValueError(
+                f"observed_window must be a fraction of the image side in (0, 1], got {fraction!r}"
+            )
+        return max(1, round(fraction * min(hw)))
 
     def _build_net(self, n_layers, images):
         cfg = self.config
@@ -332,8 +349,8 @@ class Learner:
             cache[key] = (self.net.asarray(mask[None, None]), int(mask.sum()))
         return cache[key]
 
-    def _observed_mask(self):
-        return self._mask(self.obs, self.config.observed_positions)
+    def _observed_mask(self, obs=None):
+        return self._mask(self.obs if obs is None else obs, self.config.observed_positions)
 
     def _synthesized_mask(self, syn):
         return self._mask(syn, self.config.synthesized_positions)
@@ -359,6 +376,27 @@ class Learner:
         _, h, w = self.net.layer_shapes(*images.shape[2:])[-1]
         return h * w
 
+    def observed_batch(self):
+        """The observed images of this iteration: the training images themselves, or with
+        ``observed_window`` a window of that fraction of their side at a random place in
+        each (one draw from the learner's generator per image and axis). A texture's
+        statistics do not depend on where the window lies, but the units along the
+        window's edge see its boundary (the padding); with the whole image they see the
+        same few pixels every iteration, which the chains may copy at their own edges. A
+        moving window averages the edge over the image (measured in docs/frame.md: it
+        did not lower the frame score on the shipped textures; off by default)."""
+        crop = self.window
+        if crop is None:
+            return self.obs
+        M, C, H, W = self.obs.shape
+        ys = self.rng.integers(0, H - crop + 1, size=M)
+        xs = self.rng.integers(0, W - crop + 1, size=M)
+        windows = [
+            self.obs[i, :, y : y + crop, x : x + crop]
+            for i, (y, x) in enumerate(zip(ys, xs, strict=True))
+        ]
+        return self.net.xp.stack(windows)
+
     def synthesize(self):
         """Line 4 of Algorithm 1: ``L`` Langevin steps (eq. 19) from the persistent chains,
         or, for contrastive divergence, from the observed images. Returns the new chains
@@ -375,26 +413,29 @@ class Learner:
             B_top=self._synthesized_mask(start)[0],
         )
 
-    def statistics(self, syn):
-        """Line 5 of Algorithm 1: one pass over the observed images and one over the
-        synthesized ones, each with its scores and its batch sum of ``df/dw``; for CD the
-        observed pass also gives ``B``, the reconstruction."""
+    def statistics(self, syn, obs=None):
+        """Line 5 of Algorithm 1: one pass over the observed images (``obs``, by default
+        the training images) and one over the synthesized ones, each with its scores and
+        its batch sum of ``df/dw``; for CD the observed pass also gives ``B``, the
+        reconstruction."""
         net, cd = self.net, self.config.mode == "cd"
+        obs = self.obs if obs is None else obs
         obs_out = net.forward_backward(
-            self.obs, need_B=cd, need_grads=True, B_top=self._observed_mask()[0]
+            obs, need_B=cd, need_grads=True, B_top=self._observed_mask(obs)[0]
         )
         syn_out = net.forward_backward(
             syn, need_B=False, need_grads=True, B_top=self._synthesized_mask(syn)[0]
         )
         return obs_out, syn_out
 
-    def gradient(self, obs_out, syn_out, syn):
+    def gradient(self, obs_out, syn_out, syn, obs=None):
         """``H_obs - H_syn`` of eq. (21) as the release normalises it: for each layer, each
         side is a mean over its images and over the positions of that layer's own output
         map (the observed and synthesized maps differ when the chains' canvas is larger;
         a linear top's filter has one position)."""
-        n_obs, n_syn = self.obs.shape[0], syn.shape[0]
-        sizes_obs = self._positions(self.obs, self._observed_mask()[1])
+        obs = self.obs if obs is None else obs
+        n_obs, n_syn = obs.shape[0], syn.shape[0]
+        sizes_obs = self._positions(obs, self._observed_mask(obs)[1])
         sizes_syn = self._positions(syn, self._synthesized_mask(syn)[1])
         grads = []
         for (gWo, gbo), (gWs, gbs), m_obs, m_syn in zip(
@@ -404,7 +445,7 @@ class Learner:
             grads.append((gWo * a - gWs * c, gbo * a - gbs * c))
         return grads
 
-    def _metrics(self, obs_out, syn_out, syn, grads, params):
+    def _metrics(self, obs_out, syn_out, syn, grads, params, obs):
         """The iteration's metrics and whether everything stayed finite, in one host read:
         ``[f_obs, f_syn, energy, grad_norm, recon_error, finite]``."""
         cfg, net, xp = self.config, self.net, self.net.xp
@@ -418,7 +459,7 @@ class Learner:
         for W, b in params:
             finite = finite & xp.isfinite(W).all() & xp.isfinite(b).all()
         # scores per top-map position, comparable between canvases of different sizes
-        f_obs = obs_out["f"].mean() / self._summed_top_positions(self.obs, self._observed_mask()[1])
+        f_obs = obs_out["f"].mean() / self._summed_top_positions(obs, self._observed_mask(obs)[1])
         f_syn = syn_out["f"].mean() / self._summed_top_positions(
             syn, self._synthesized_mask(syn)[1]
         )
@@ -460,13 +501,14 @@ class Learner:
         self._grow_if_due()
         lr = self.lr
         with np.errstate(all="ignore"):  # overflow is caught below, as a rollback
+            obs = self.observed_batch()
             syn = self.synthesize()
-            obs_out, syn_out = self.statistics(syn)
-            grads = self.gradient(obs_out, syn_out, syn)
+            obs_out, syn_out = self.statistics(syn, obs)
+            grads = self.gradient(obs_out, syn_out, syn, obs)
             params, opt_state = self.rule.update(
                 self.net.params, grads, self.opt_state, lr, self.net.xp
             )
-            values = self._metrics(obs_out, syn_out, syn, grads, params)
+            values = self._metrics(obs_out, syn_out, syn, grads, params, obs)
         metrics = dict(zip(METRICS, (float(v) for v in values[:-1]), strict=True))
         metrics["lr"] = lr
         problem = self._problem(values)

@@ -67,6 +67,9 @@ class TrainConfig:
     boundary: str = "zero"  # "zero" (the release), "circular" or "reflect": gcn_numpy.boundary
     observed_positions: str = "all"  # "all", or "clean": f sums the top positions whose
     synthesized_positions: str = "all"  # receptive field lies inside the image (no padding)
+    observed_window: float | None = None  # ML: H_obs each iteration from a window this
+    # fraction of the training images' side, at a random place (None: the whole image),
+    # see Learner.observed_batch
     backend: str = "numba"
     dtype: str = "float32"
     seed: int = 0
@@ -145,9 +148,14 @@ PRESETS = {
 # settle on shifted copies. Here the receptive field is 19 px, and 8 chains run on a
 # 96 px canvas, larger than the 64 px training image, so no chain can be a copy of it;
 # benchmarks/texture_novelty.py measures the result (README, "Is it new texture?").
+# Its padding mirrors each map with the edge row repeated ("symmetric"): with these odd
+# kernels and padding (k - 1) / 2 every pixel is read by as many windows as in the
+# interior. The mirror behind the edge ("reflect", texture-paper's) reads the edge row
+# in 3 of 5 windows (5x5): it drifts to the mean, a grey rim (docs/frame.md).
 PRESETS["texture"] = dataclasses.replace(
     PRESETS["texture-paper"],
     preset="texture",
+    boundary="symmetric",
     size=64,
     texture_scale=1.0,  # a 64 px crop at the photograph's own resolution: 3-4 stones across
     synth_scale=1.5,

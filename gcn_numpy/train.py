@@ -151,8 +151,9 @@ OPTIONS = (
         "--boundary",
         "what the filters see beyond the image edge: zero (the release's zero padding), "
         "circular (the chains live on a torus and the training image's statistics come from "
-        "the positions that never see its edge: no frame along the samples' border) or "
-        "reflect",
+        "the positions that never see its edge), reflect (a mirror image behind the edge) or "
+        "symmetric (the mirror with the edge row repeated: every pixel read by as many windows "
+        "as in the interior)",
         choices=BOUNDARIES,
     ),
     Option(
@@ -176,6 +177,14 @@ OPTIONS = (
         "'sum' top only; default: the preset's scale of the training size)",
         POSITIVE_INT,
         metavar="SIZE",
+    ),
+    Option(
+        "--observed-window",
+        "each iteration, the training images' statistics come from a window of this "
+        "fraction of their side at a random place (1: the whole image), so that no fixed "
+        "pixels sit at the border of what the model learns from",
+        POSITIVE_FLOAT,
+        metavar="FRACTION",
     ),
 )
 RESUMABLE = tuple(o.flag for o in OPTIONS if o.resumable) + ("--out",)

@@ -112,6 +112,67 @@ def test_one_iteration_is_algorithm1_normalised_per_layer_map(top):
             assert rel_err(b1 - b0, 0.01 * (bo / n_obs - bs / n_syn)) <= 1e-10
 
 
+def _offset(window, image):
+    """Where ``window`` (C, h, w) lies in ``image`` (C, H, W), or ``None``."""
+    h, w = window.shape[1:]
+    for y in range(image.shape[1] - h + 1):
+        for x in range(image.shape[2] - w + 1):
+            if np.array_equal(image[:, y : y + h, x : x + w], window):
+                return y, x
+    return None
+
+
+def test_observed_window_takes_H_obs_from_a_moving_window_of_each_image():
+    """With observed_window, each iteration's H_obs comes from a window of that fraction of
+    the side at a random place in every training image, normalised by the window's own
+    maps; the windows move from iteration to iteration."""
+    images = np.concatenate([texture(16), texture(16)[:, :, ::-1]])
+    config = _plain_config(observed_window=0.75, synth_size=20)
+    learner = Learner(config, images)
+    seen, draw = [], learner.observed_batch
+
+    def recording():
+        seen.append(draw())
+        return seen[-1]
+
+    learner.observed_batch = recording
+    offsets = set()
+    for _ in range(6):
+        before = learner.net.weights
+        learner.step()
+        window = learner.net.to_numpy(seen[-1])
+        assert window.shape == (2, 1, 12, 12)
+        places = [_offset(window[i], images[i]) for i in range(2)]
+        assert None not in places
+        offsets.update(places)
+        after, chains = learner.net.weights, learner.net.to_numpy(learner.chains)
+        learner.net.set_weights(before)
+        h_obs = learner.net.weight_gradient(window)
+        h_syn = learner.net.weight_gradient(chains)
+        learner.net.set_weights(after)
+        n_obs = [h * w for _, h, w in learner.net.layer_shapes(12, 12)]
+        n_syn = [h * w for _, h, w in learner.net.layer_shapes(20, 20)]
+        for l, ((W0, _), (W1, _), (go, _), (gs, _)) in enumerate(
+            zip(before, after, h_obs, h_syn, strict=True)
+        ):
+            assert rel_err(W1 - W0, 0.01 * (go / n_obs[l] - gs / n_syn[l])) <= 1e-10
+    assert len(offsets) > 3  # the windows move
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"observed_window": 0.0}, "fraction"),
+        ({"observed_window": 1.5}, "fraction"),
+        ({"observed_window": True}, "fraction"),
+        ({"observed_window": 0.5, "mode": "cd"}, "maximum likelihood"),
+    ],
+)
+def test_observed_window_is_checked(changes, message):
+    with pytest.raises(ValueError, match=message):
+        Learner(tiny_config(**changes), texture())
+
+
 def test_clean_observed_positions_leave_the_padding_out_of_H_obs():
     """With observed_positions="clean", H_obs sums only the top positions whose receptive
     field lies inside the image; the chains keep every position of their torus."""
