@@ -106,6 +106,7 @@ def _bad_inputs(tmp_path):
         (["--resume", str(foreign)], "checkpoint"),
         (["--resume", str(tmp_path / "nothing.npz")], "no such checkpoint"),
         (["--synth-size", "2"], "receptive field"),
+        (["--observed-window", "1.5"], "fraction of the image side"),
     ]
 
 
