@@ -349,8 +349,8 @@ class Learner:
             cache[key] = (self.net.asarray(mask[None, None]), int(mask.sum()))
         return cache[key]
 
-    def _observed_mask(self, obs=None):
-        return self._mask(self.obs if obs is None else obs, self.config.observed_positions)
+    def _observed_mask(self, obs):
+        return self._mask(obs, self.config.observed_positions)
 
     def _synthesized_mask(self, syn):
         return self._mask(syn, self.config.synthesized_positions)
@@ -413,13 +413,12 @@ class Learner:
             B_top=self._synthesized_mask(start)[0],
         )
 
-    def statistics(self, syn, obs=None):
-        """Line 5 of Algorithm 1: one pass over the observed images (``obs``, by default
-        the training images) and one over the synthesized ones, each with its scores and
-        its batch sum of ``df/dw``; for CD the observed pass also gives ``B``, the
-        reconstruction."""
+    def statistics(self, syn, obs):
+        """Line 5 of Algorithm 1: one pass over the observed images of the iteration
+        (``obs``, :meth:`observed_batch`) and one over the synthesized ones, each with its
+        scores and its batch sum of ``df/dw``; for CD the observed pass also gives ``B``,
+        the reconstruction."""
         net, cd = self.net, self.config.mode == "cd"
-        obs = self.obs if obs is None else obs
         obs_out = net.forward_backward(
             obs, need_B=cd, need_grads=True, B_top=self._observed_mask(obs)[0]
         )
@@ -428,12 +427,11 @@ class Learner:
         )
         return obs_out, syn_out
 
-    def gradient(self, obs_out, syn_out, syn, obs=None):
+    def gradient(self, obs_out, syn_out, syn, obs):
         """``H_obs - H_syn`` of eq. (21) as the release normalises it: for each layer, each
         side is a mean over its images and over the positions of that layer's own output
         map (the observed and synthesized maps differ when the chains' canvas is larger;
         a linear top's filter has one position)."""
-        obs = self.obs if obs is None else obs
         n_obs, n_syn = obs.shape[0], syn.shape[0]
         sizes_obs = self._positions(obs, self._observed_mask(obs)[1])
         sizes_syn = self._positions(syn, self._synthesized_mask(syn)[1])
