@@ -192,8 +192,8 @@ def test_adjoint_identities(case):
     assert rel_err(db, G.sum(axis=(0, 2, 3))) <= 1e-14
 
 
-def _reversed_tasks(count, run, scratch):
-    """``_each_task`` on one thread, the tasks taken last first."""
+def _reversed_tasks(count, run, scratch, key=None):
+    """``_each_task`` on one thread, the tasks taken last first (new scratch)."""
     own = scratch()
     for i in reversed(range(count)):
         run(i, *own)

@@ -68,8 +68,10 @@ memory-bound, they cost about 1% of a Langevin step.
 
 import collections
 import concurrent.futures
+import contextlib
 import functools
 import itertools
+import sys
 import threading
 
 import numba
@@ -488,23 +490,23 @@ def _pool(n_threads):
     return concurrent.futures.ThreadPoolExecutor(n_threads, thread_name_prefix="gcn_numba")
 
 
-def _each_task(count, run, scratch):
+def _each_task(count, run, scratch, key=None):
     """``run(i, *own)`` for every task ``i < count``, on :func:`_thread_count` threads;
-    ``own = scratch()`` is one thread's arrays, made once.
+    ``own = scratch()`` is one thread's arrays, made once, or kept from an earlier call
+    with the same ``key`` (:func:`_reused`).
 
     Each thread takes the next task whenever it is done, so that a core shared with another
     process ends up with fewer tasks. BLAS runs one thread per call. Several threads of the
     caller may run kernels at once: each call waits for its own tasks only.
     """
     n_threads = max(1, min(_thread_count(), count))
-    owned = [scratch() for _ in range(n_threads)]
     tasks = itertools.count()
 
     def work(own):
         while (i := next(tasks)) < count:
             run(i, *own)
 
-    with single_threaded():
+    with _reused(key, scratch, n_threads) as owned, single_threaded():
         if n_threads == 1:
             work(owned[0])
         else:
@@ -512,6 +514,107 @@ def _each_task(count, run, scratch):
                 done.result()
 
 
+_SPARE = collections.OrderedDict()  # key -> [scratch not in use, ...], recent last
+_SPARE_KEYS = 64  # keys kept: 3 passes x 3 layers x a few sizes and dtypes
+_SPARE_PER_KEY = 16  # sets kept per key: the threads of a few callers at once
+_SPARE_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _reused(key, make, count):
+    """``count`` sets of scratch arrays ``make()``, given back for the next call with the
+    same ``key`` when the block ends (none kept where ``key`` is None).
+
+    New arrays cost more than their size: the memory of a large one is mapped afresh and
+    each of its pages faults on first touch, about 2000 faults (2-3 ms on two threads) in
+    a weight-gradient call of the texture net's second layer at 64 px, a third of the
+    call. Whether NumPy's memory came back from the system depended on the calls before.
+
+    ``key`` must determine everything about the arrays that the kernels rely on: their
+    shapes, and, for arrays whose borders are zeros that the kernels never write (the
+    padded and split inputs), the region they do write: the input's shape, padding and
+    stride. A set is used by one call at a time; callers on several threads each take
+    their own.
+    """
+    owned = []
+    if key is not None:
+        with _SPARE_LOCK:
+            spare = _SPARE.get(key, [])
+            owned = spare[:count]
+            del spare[:count]
+    owned += [make() for _ in range(count - len(owned))]
+    try:
+        yield owned
+    finally:
+        if key is not None:
+            with _SPARE_LOCK:
+                spare = _SPARE.setdefault(key, [])
+                spare.extend(owned[: _SPARE_PER_KEY - len(spare)])
+                _SPARE.move_to_end(key)
+                while len(_SPARE) > _SPARE_KEYS:
+                    _SPARE.popitem(last=False)
+
+
+_OUTPUTS = collections.OrderedDict()  # (shape, dtype) -> [memory of outputs], recent last
+_OUTPUTS_BYTES = 2**28  # kept at most, in all
+_OUTPUTS_PER_KEY = 8  # a pass holds up to 3 maps of one shape at once (F, G, B of a layer)
+
+
+def _holders(kept, i):
+    return sys.getrefcount(kept[i])
+
+
+_UNHELD = _holders([np.empty(0)], 0)  # the count of an array only ``kept`` holds
+
+
+def _output(shape, dtype):
+    """An uninitialised array of ``shape`` and ``dtype`` for a kernel's output: the memory
+    of an earlier output of the same shape once nothing outside holds it any longer, else
+    new memory (kept for later, at most :data:`_OUTPUTS_BYTES` in all).
+
+    Why: new memory faults on first touch, page by page; a top-down pass of the texture
+    net at 64 px writes about 10 MB of maps and spent 3 ms of its 22 faulting (1.6 us a
+    fault on this 2-core VM), every call, because the memory freed after a call went
+    back to the system. A Langevin chain asks for the same shapes at every step.
+
+    Safety: the array handed out is a view of the kept one, and every NumPy view of it,
+    direct or not, holds a reference to the kept array (its ``base``); its reference
+    count is back to what ``_OUTPUTS`` alone gives only when no view of it is alive
+    anywhere. Any other holder (a traceback, a view kept by the caller) keeps it out of
+    use.
+    """
+    dtype = np.dtype(dtype)
+    key = (tuple(shape), dtype.str)
+    with _SPARE_LOCK:
+        kept = _OUTPUTS.get(key, [])
+        for i in range(len(kept)):
+            if _holders(kept, i) == _UNHELD:
+                _OUTPUTS.move_to_end(key)
+                return kept[i].view()
+    a = np.empty(shape, dtype=dtype)
+    if a.nbytes <= _OUTPUTS_BYTES // 4:
+        with _SPARE_LOCK:
+            kept = _OUTPUTS.setdefault(key, [])
+            if len(kept) < _OUTPUTS_PER_KEY:
+                kept.append(a)
+            _OUTPUTS.move_to_end(key)
+            total = sum(b.nbytes for arrays in _OUTPUTS.values() for b in arrays)
+            while total > _OUTPUTS_BYTES:
+                _, dropped = _OUTPUTS.popitem(last=False)
+                total -= sum(b.nbytes for b in dropped)
+    return a.view()
+
+
+def release_scratch():
+    """Free the memory kept between calls: scratch arrays (:func:`_reused`: a few MB per
+    layer and size, at most :data:`_SPARE_KEYS` layers and sizes) and the memory of
+    outputs no longer in use (:func:`_output`, at most :data:`_OUTPUTS_BYTES`)."""
+    with _SPARE_LOCK:
+        _SPARE.clear()
+        _OUTPUTS.clear()
+
+
+OUTPUT_PAIRS = 8192  # filter-channel pairs per thread of the gradient's output transform
 CHUNKS = 4  # of the weight gradient's batch: 8 made the final sum cost 0.3 ms more at 64 px
 
 
@@ -539,7 +642,9 @@ def _channels_last(a, dtype):
     last = np.asarray(a).transpose(0, 2, 3, 1)
     if last.dtype == dtype and last.flags.c_contiguous:
         return last
-    return np.ascontiguousarray(last, dtype=dtype)
+    copy = _output(last.shape, dtype)
+    copy[...] = last
+    return copy
 
 
 def _shaped(last):
@@ -611,19 +716,35 @@ _FILTERS_KEPT = 16
 _FILTERS_LOCK = threading.Lock()
 
 
+@njit(cache=True, nogil=True)
+def _same_bits_flat(a, b):
+    same = True
+    for i in range(a.size):  # no early exit: one vector loop
+        same &= a[i] == b[i]
+    return same
+
+
+def _same_bits(a, b):
+    """Whether two C-contiguous float arrays of one shape and dtype are equal bit for bit
+    (half the time of ``np.array_equal`` on the texture net's 5x5 layer, 15 against 27
+    us, without its temporary array)."""
+    bits = np.int32 if a.dtype.itemsize == 4 else np.int64
+    return _same_bits_flat(a.reshape(-1).view(bits), b.reshape(-1).view(bits))
+
+
 def _transformed_filters(tiling, W, stride, flip):
     """``tiling.filters(_taps(W, stride, flip))``, remembered for the last few filters.
 
     A Langevin chain calls the same layers with the same weights many times (20 times per
     learning iteration), and the transform cost 0.2 ms a call for the texture net's 5x5
     layer, serially, against about 3 ms for the whole layer on two threads. An entry is
-    used only for weights equal to the ones it was made from, entry by entry (a copy is
+    used only for weights equal to the ones it was made from, bit for bit (a copy is
     kept, so that weights changed in place are not mistaken for the old ones).
     """
     key = (flip, stride, tiling.K, W.dtype.str, W.shape)
     with _FILTERS_LOCK:
         for W_seen, U in _FILTERS.get(key, ()):
-            if np.array_equal(W_seen, W):
+            if _same_bits(W_seen, W):
                 _FILTERS.move_to_end(key)
                 return U
     U = tiling.filters(_taps(W, stride, flip))
@@ -652,11 +773,13 @@ def _responses(x, W, b, stride, padding, relu):
     N, H, Wd, C = x.shape
     K, _, kh, kw = W.shape
     Ho, Wo = output_size(H, kh, stride, padding), output_size(Wd, kw, stride, padding)
-    out = np.empty((N, Ho, Wo, K), dtype=dtype)
-    delta = np.empty((N, Ho, Wo, K) if relu else (1, 1, 1, 1), dtype=bool)
+    out = _output((N, Ho, Wo, K), dtype)
+    delta = _output((N, Ho, Wo, K) if relu else (1, 1, 1, 1), bool)
     if not out.size:
         return _shaped(out), _shaped(delta)
-    if _algorithm(C, K, kh, kw, stride, "bottom_up") == "winograd":
+    algorithm = _algorithm(C, K, kh, kw, stride, "bottom_up")
+    key = ("bottom_up", x.shape[1:], W.shape, stride, padding, algorithm, dtype)
+    if algorithm == "winograd":
         s = stride
         tiling = _Tiling(s * s * C, _padded(K), _components(kh, s), Ho, Wo, dtype)
         U = _transformed_filters(tiling, W, s, flip=False)
@@ -665,7 +788,7 @@ def _responses(x, W, b, stride, padding, relu):
             wino.correlate_image(x[n], padding, s, U, tiling.BT, tiling.AT, tiling.rows, *own)
             _unsplit(own[-1], b, relu, out[n], delta[n if relu else 0])
 
-        _each_task(N, run, tiling.correlate_scratch)
+        _each_task(N, run, tiling.correlate_scratch, key)
     else:
         rows = _rows_per_block(C * kh * kw, Ho, Wo, dtype)
         W_win = np.ascontiguousarray(W.transpose(2, 3, 1, 0).reshape(kh * kw * C, K))
@@ -676,6 +799,7 @@ def _responses(x, W, b, stride, padding, relu):
                 delta[n if relu else 0], xpad, P_buf,
             ),
             lambda: _scratch(C, H, Wd, padding, C * kh * kw, rows, Wo, 0, dtype),
+            key,
         )  # fmt: skip
     return _shaped(out), _shaped(delta)
 
@@ -722,7 +846,7 @@ def gate(B, delta):
         _gate(asarray(B, dtype).ravel(), asarray(delta, bool).ravel(), G.ravel())
         return G
     B, delta = _channels_last(B, dtype), _channels_last(delta, bool)
-    G = np.empty(B.shape, dtype=dtype)
+    G = _output(B.shape, dtype)
     _gate(B.ravel(), delta.ravel(), G.ravel())
     return _shaped(G)
 
@@ -744,9 +868,10 @@ def conv_transpose(G, W, stride, padding, in_hw):
     dtype = _dtype(G, W)
     G, W = _channels_last(G, dtype), asarray(W, dtype)
     H, Wd = in_hw
-    out = np.zeros((G.shape[0], H, Wd, W.shape[1]), dtype=dtype)
+    out = _output((G.shape[0], H, Wd, W.shape[1]), dtype)  # each kernel writes all of it
     active = _active_filters(G) if G.size else np.zeros(0, dtype=np.int64)
     if not out.size or not len(active):
+        out.fill(0)
         return _shaped(out)
     # chosen for the whole layer: with few filters left, the work on the other side (the
     # C channels' transforms or windows) decides, and Winograd's is the smaller (the top
@@ -756,6 +881,7 @@ def conv_transpose(G, W, stride, padding, in_hw):
     if len(active) < G.shape[3]:
         G, W = np.ascontiguousarray(G[..., active]), np.ascontiguousarray(W[active])
     N, Ho, Wo, K = G.shape
+    key = ("top_down", G.shape[1:], W.shape, stride, padding, in_hw, algorithm, dtype)
     if algorithm == "winograd":
         s, r = stride, _components(kh, stride)
         first = padding // s  # the polyphase grid's first row holding an output row
@@ -768,7 +894,7 @@ def conv_transpose(G, W, stride, padding, in_hw):
                                  *own)  # fmt: skip
             _unsplit_phases(own[-1], s, padding, out[n])
 
-        _each_task(N, run, tiling.correlate_scratch)
+        _each_task(N, run, tiling.correlate_scratch, key)
     else:
         rows = _rows_per_block(C * kh * kw, Ho, Wo, dtype)
         W_rows = np.ascontiguousarray(W.transpose(0, 2, 3, 1).reshape(K, kh * kw * C))
@@ -777,6 +903,7 @@ def conv_transpose(G, W, stride, padding, in_hw):
             lambda n, *own: _deconvolve_image(G[n], W_rows, kh, kw, stride, padding, rows,
                                               out[n], *own),
             lambda: _scratch(C, H, Wd, padding, C * kh * kw, rows, Wo, K, dtype),
+            key,
         )  # fmt: skip
     return _shaped(out)
 
@@ -816,13 +943,14 @@ def _weight_grad(x, G, kernel_hw, stride, padding, algorithm):
     dtype = x.dtype
     (kh, kw), (N, H, Wd, C), (_, Ho, Wo, K) = kernel_hw, x.shape, G.shape
     chunks = _chunks(N)
+    key = ("weight_grad", x.shape, G.shape, kernel_hw, stride, padding, algorithm, dtype)
     if algorithm == "winograd":
         s, r = stride, _components(kh, stride)
         tiling = _Tiling(s * s * C, K, r, Ho, Wo, dtype)
         nf = tiling.n * tiling.n
         # D is (C x K) per frequency: with the texture net's first layer (27 polyphase
         # channels, 100 filters) that product ran at 131 GFLOP/s, (K x C) at 98
-        D_each = np.empty((len(chunks), nf, s * s * C, K), dtype=dtype)
+        D_shape = (len(chunks), nf, s * s * C, K)
         db_each = np.zeros((N, K), dtype=dtype)
 
         def scratch():
@@ -845,19 +973,26 @@ def _weight_grad(x, G, kernel_hw, stride, padding, algorithm):
                     rows_buf, g_buf, D_each[i], n == start,
                 )  # fmt: skip
 
-        _each_task(len(chunks), run, scratch)
-        # the chunks' sum and the output transform, by ranges of filter-channel pairs
         pairs = K * s * s * C
-        D_pairs = D_each.reshape(len(chunks), nf, pairs)
         dW_t = np.empty((r, r, pairs), dtype=dtype)
-        cuts = np.linspace(0, pairs, 2 * _thread_count() + 1).astype(int)
-        _each_task(
-            len(cuts) - 1,
-            lambda i: wino.gradient_output_transform(
-                D_pairs, tiling.AW, cuts[i], cuts[i + 1], dW_t
-            ),
-            tuple,
-        )
+        with _reused(key + ("D",), lambda: np.empty(D_shape, dtype=dtype), 1) as (D_each,):
+            _each_task(len(chunks), run, scratch, key)
+            # the chunks' sum and the output transform, by ranges of filter-channel pairs;
+            # on the texture net's layers (2000-6400 pairs) one thread was faster (0.35
+            # against 0.47 ms) than two, which wait about 0.1 ms for each other
+            D_pairs = D_each.reshape(len(chunks), nf, pairs)
+            parts = max(1, min(2 * _thread_count(), pairs // OUTPUT_PAIRS))
+            if parts == 1:
+                wino.gradient_output_transform(D_pairs, tiling.AW, 0, pairs, dW_t)
+            else:
+                cuts = np.linspace(0, pairs, parts + 1).astype(int)
+                _each_task(
+                    parts,
+                    lambda i: wino.gradient_output_transform(
+                        D_pairs, tiling.AW, cuts[i], cuts[i + 1], dW_t
+                    ),
+                    tuple,
+                )
         # tap (u, v) of channel (a, b, c) is W[k, c, s*u + a, s*v + b] (see _taps)
         phases = dW_t.reshape(r, r, s, s, C, K).transpose(5, 4, 0, 2, 1, 3)
         dW = phases.reshape(K, C, r * s, r * s)[:, :, :kh, :kw]
@@ -908,7 +1043,7 @@ def langevin_step(I, B, Z, step_size, sigma):
     dtype = _dtype(I, B, Z)
     I, Z = asarray(I, dtype), asarray(Z, dtype)
     B = np.asarray(B)
-    out = np.empty(I.shape, dtype=dtype)
+    out = _output(I.shape, dtype)
     if B.ndim == 4 and B.dtype == dtype and B.shape == I.shape:
         _langevin(I, B, Z, 0.5 * step_size**2, sigma**2, step_size, out)
     else:
