@@ -41,6 +41,12 @@ WINOGRAD_CASES = [
     (1, 3, 62, 6, 7, 3, 1, 1),
     (2, 3, 5, 19, 17, 7, 2, 2),  # stride 2: 4 polyphase components of 4x4 filters
     (1, 4, 6, 14, 13, 15, 3, 2),  # the texture net's first layer: 9 components of 5x5
+    (2, 5, 6, 7, 10, 3, 1, 1),  # 3x3: 4x4 tiles, the last ones partly outside the map
+    (2, 6, 5, 8, 11, 5, 1, 2),  # 5x5: 3x3 tiles, the last ones partly outside the map
+    (1, 3, 4, 23, 22, 15, 3, 1),  # 9 components of 5x5, 3x3 tiles, partial
+    (1, 160, 140, 8, 9, 5, 1, 2),  # float32 on many channels: 2x2 tiles, both ways
+    (1, 130, 12, 9, 7, 3, 1, 1),  # float32: 2x2 tiles bottom-up, 4x4 top-down
+    (1, 100, 120, 9, 8, 5, 1, 2),  # float32: 3x3 tiles bottom-up, 2x2 top-down
 ]
 
 
@@ -320,15 +326,28 @@ def test_gemm_equals_numpy(dtype, trans_a, trans_b, beta):
         )
 
 
-@pytest.mark.parametrize("r", numba_winograd.KERNELS)
-def test_winograd_matrices_compute_the_correlation(r):
-    """``V_2^T [(V_r g) * (V_n^{-T} d)]`` is the correlation of ``d`` with ``g``, and
-    ``V_r^T [(V_2 g) * (V_n^{-T} d)]`` that with a 2-tap ``g`` (the weight gradient)."""
-    BT, AT, GW, GG, AW = numba_winograd.matrices(r, np.float64)
+@pytest.mark.parametrize(("m", "r"), sorted(numba_winograd.POINTS))
+def test_winograd_matrices_compute_the_correlation(m, r):
+    """``V_m^T [(V_r g) * (V_n^{-T} d)]`` is the correlation of ``d`` with ``g``, and
+    ``V_r^T [(V_m g) * (V_n^{-T} d)]`` that with an m-tap ``g`` (the weight gradient)."""
+    BT, AT, GW, GG, AW = numba_winograd.matrices(r, np.float64, m)
     rng = np.random.default_rng(r)
-    d, g, g2 = rng.normal(size=r + 1), rng.normal(size=r), rng.normal(size=2)
-    assert np.allclose(AT @ ((GW @ g) * (BT @ d)), [d[i : i + r] @ g for i in range(2)])
-    assert np.allclose(AW @ ((GG @ g2) * (BT @ d)), [d[u : u + 2] @ g2 for u in range(r)])
+    d, g, gm = rng.normal(size=m + r - 1), rng.normal(size=r), rng.normal(size=m)
+    assert np.allclose(AT @ ((GW @ g) * (BT @ d)), [d[i : i + r] @ g for i in range(m)])
+    assert np.allclose(AW @ ((GG @ gm) * (BT @ d)), [d[u : u + m] @ gm for u in range(r)])
+
+
+def test_every_filter_size_has_its_tile_points():
+    for r in numba_winograd.KERNELS:
+        assert (numba_winograd.tile_size(r), r) in numba_winograd.POINTS
+    with pytest.raises(ValueError, match="filters of size"):
+        numba_winograd.tile_size(6)
+    # float32 keeps 2x2 tiles past its channel limit, for accuracy; float64 never needs to
+    for r, limit in numba_winograd.LARGE_TILE_CHANNELS.items():
+        large = numba_winograd.TILES[r]
+        assert numba_winograd.tile_size(r, limit, np.float32) == large
+        assert numba_winograd.tile_size(r, limit + 1, np.float32) == 2
+        assert numba_winograd.tile_size(r, 10_000, np.float64) == large
 
 
 def test_numba_is_the_default_backend():

@@ -7,9 +7,11 @@ reference function it implements. Every kernel is compiled once per dtype, and
 
 Two ways of computing a layer, chosen per pass by :func:`_algorithm`:
 
-- **Winograd** (:mod:`.numba_winograd`): ``2 x 2`` output tiles from ``(r+1) x (r+1)``
-  input tiles, for square filters whose polyphase components are ``r x r``, ``2 <= r <=
-  5``: 2.8 times fewer multiply-adds than the direct sum for 5x5 filters, 2.25 for 3x3. A
+- **Winograd** (:mod:`.numba_winograd`): ``m x m`` output tiles from ``(m+r-1) x
+  (m+r-1)`` input tiles, for square filters whose polyphase components are ``r x r``,
+  ``2 <= r <= 5``: 4.6 times fewer multiply-adds than the direct sum for 5x5 filters
+  (``m = 3``), 4 for 3x3 (``m = 4``); 2.8 and 2.25 with ``2 x 2`` tiles, which float32
+  layers on many channels keep for accuracy (:func:`.numba_winograd.tile_size`). A
   stride-``s`` layer is a stride-1 layer on the ``s*s`` polyphase components of its input
   (:func:`_taps`): the texture net's 15x15 stride-3 first layer is a 5x5 one on 27 (color)
   channels. Bottom-up pass, top-down pass (for stride 1; the correlation of ``G`` with the
@@ -416,13 +418,14 @@ def _weight_grad_image(x, G, kh, kw, stride, padding, rows, xpad, P_buf, g_buf, 
 
 @njit(cache=True, nogil=True)
 def _unsplit(ys, b, relu, out, delta):
-    """``out[i, j, :] = ys[i, j % 2, j // 2, :] + b`` for the ``(Ho, Wo, K)`` positions of
-    ``out`` (the tiles' extra row and column dropped); with ``relu``, ``delta`` and ``out``
-    of eqs. (13)-(14) instead."""
+    """``out[i, j, :] = ys[i, j % m, j // m, :] + b`` (``m = ys.shape[1]``, the tile size)
+    for the ``(Ho, Wo, K)`` positions of ``out`` (the tiles' extra rows and columns
+    dropped); with ``relu``, ``delta`` and ``out`` of eqs. (13)-(14) instead."""
     Ho, Wo, K = out.shape
+    m = ys.shape[1]
     for i in range(Ho):
         for j in range(Wo):
-            src, dst, on = ys[i, j % 2, j // 2], out[i, j], delta[i, j] if relu else delta[0, 0]
+            src, dst, on = ys[i, j % m, j // m], out[i, j], delta[i, j] if relu else delta[0, 0]
             for k in range(K):
                 pre = src[k] + b[k]
                 if relu:
@@ -435,16 +438,16 @@ def _unsplit(ys, b, relu, out, delta):
 @njit(cache=True, nogil=True)
 def _unsplit_phases(ys, stride, padding, out):
     """The top-down output of a stride-``s`` layer, ``out`` ``(H, W, C)``, from the gather
-    form's ``ys``: ``out[y, x, c] = ys[I, J % 2, J // 2, (a*s + b)*C + c]`` where ``y + p =
+    form's ``ys``: ``out[y, x, c] = ys[I, J % m, J // m, (a*s + b)*C + c]`` where ``y + p =
     s*(I + p // s) + a`` and ``x + p = s*(J + p // s) + b``: output channel ``(a, b, c)`` of
     the correlation is polyphase component ``(a, b)`` of the padded ``B``."""
     H, W, C = out.shape
-    s, first = stride, padding // stride
+    s, first, m = stride, padding // stride, ys.shape[1]
     for y in range(H):
         I, a = (y + padding) // s - first, (y + padding) % s
         for x in range(W):
             J, b = (x + padding) // s - first, (x + padding) % s
-            src, dst = ys[I, J % 2, J // 2], out[y, x]
+            src, dst = ys[I, J % m, J // m], out[y, x]
             offset = (a * s + b) * C
             for c in range(C):
                 dst[c] = src[offset + c]
@@ -671,15 +674,16 @@ class _Tiling:
     out, ``r x r`` filters, an ``Ho x Wo`` map of outputs."""
 
     def __init__(self, C, K, r, Ho, Wo, dtype):
-        self.C, self.r, self.n, self.dtype = C, r, r + 1, dtype
+        self.m = wino.tile_size(r, C, dtype)
+        self.C, self.r, self.n, self.dtype = C, r, r + self.m - 1, dtype
         self.K = K
-        self.th, self.tw = wino.tiles(Ho, Wo)
+        self.th, self.tw = wino.tiles(Ho, Wo, self.m)
         self.rows = wino.block_rows(self.th, self.tw)
-        self.BT, self.AT, self.GW, self.GG, self.AW = wino.matrices(r, dtype)
+        self.BT, self.AT, self.GW, self.GG, self.AW = wino.matrices(r, dtype, self.m)
 
     def input_scratch(self):
         """``(xs, V, rows_buf)``: the split input (zero border) and the input transform's."""
-        xs_shape = wino.split_shape(self.th, self.tw, self.n, self.C)
+        xs_shape = wino.split_shape(self.th, self.tw, self.n, self.C, self.m)
         block = self.n * self.n * self.rows * self.tw
         return (
             np.zeros(xs_shape, dtype=self.dtype),
@@ -696,8 +700,8 @@ class _Tiling:
             V,
             np.empty(block * self.K, dtype=self.dtype),
             rows_buf,
-            np.empty(2 * self.n * self.tw * self.K, dtype=self.dtype),
-            np.empty((2 * self.th, 2, self.tw, self.K), dtype=self.dtype),
+            np.empty(self.m * self.n * self.tw * self.K, dtype=self.dtype),
+            np.empty((self.m * self.th, self.m, self.tw, self.K), dtype=self.dtype),
         )
 
     def filters(self, taps):
@@ -741,7 +745,7 @@ def _transformed_filters(tiling, W, stride, flip):
     used only for weights equal to the ones it was made from, bit for bit (a copy is
     kept, so that weights changed in place are not mistaken for the old ones).
     """
-    key = (flip, stride, tiling.K, W.dtype.str, W.shape)
+    key = (flip, stride, tiling.m, tiling.K, W.dtype.str, W.shape)
     with _FILTERS_LOCK:
         for W_seen, U in _FILTERS.get(key, ()):
             if _same_bits(W_seen, W):
@@ -810,7 +814,7 @@ def conv2d(x, W, stride, padding):
     See :func:`gcn_numpy.backends.reference.conv2d` (shapes: ``(N, K, Ho, Wo)``; returned
     channels last in memory).
 
-    Optimizations: Winograd F(2x2, r x r) tiles for square filters whose polyphase
+    Optimizations: Winograd F(m x m, r x r) tiles for square filters whose polyphase
     components are 2x2 to 5x5 and enough channels (:func:`_algorithm`), else im2col blocks
     that stay in cache and one BLAS product each, written in place into the output; no
     transposes between layers (channels last); images spread over threads, one BLAS
@@ -916,7 +920,7 @@ def conv_weight_grad(x, G, kernel_hw, stride, padding):
 
     Optimizations: the filters silent in the whole batch are left out (their gradient is
     0). For square filters whose polyphase components are 2x2 to 5x5 with enough channels
-    (:func:`_algorithm`), Winograd F(r x r, 2 x 2) on the same input tiles as the
+    (:func:`_algorithm`), Winograd F(r x r, m x m) on the same input tiles as the
     bottom-up pass, the sum over positions and images done in the transform domain (one
     output transform per call); else im2col blocks and one BLAS product each, leaving
     out the filters that are silent in the image. Images spread over threads; the sum's
@@ -958,11 +962,11 @@ def _weight_grad(x, G, kernel_hw, stride, padding, algorithm):
             block = nf * tiling.rows * tiling.tw * K
             return (
                 xs,
-                np.zeros((2 * tiling.th, 2, tiling.tw, K), dtype=dtype),
+                np.zeros((tiling.m * tiling.th, tiling.m, tiling.tw, K), dtype=dtype),
                 V,
                 np.empty(block, dtype=dtype),
                 rows_buf,
-                np.empty(2 * tiling.n * tiling.tw * K, dtype=dtype),
+                np.empty(tiling.m * tiling.n * tiling.tw * K, dtype=dtype),
             )
 
         def run(i, xs, gs, V, T, rows_buf, g_buf):
