@@ -409,7 +409,8 @@ def test_without_jit_the_kernels_still_agree():
         from gcn_numpy import GenerativeConvNet, Layer
         from gcn_numpy.backends import numba_cpu
         assert numba.config.DISABLE_JIT
-        numba_cpu.WINOGRAD_MIN_CHANNELS = 0  # both algorithms on the tiny layers
+        numba_cpu.WINOGRAD_MIN_PAIRS_GRADIENT = numba_cpu.WINOGRAD_MIN_PAIRS = 0
+        numba_cpu.WINOGRAD_MIN_INPUTS = 0  # both algorithms on the tiny layers
         layers = [Layer(2, kernel=3, stride=2, padding=1), Layer(2, kernel=2)]
         rng = np.random.default_rng(0)
         I = rng.normal(size=(2, 1, 7, 6))

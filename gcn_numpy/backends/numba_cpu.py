@@ -106,7 +106,14 @@ def to_numpy(a):
     return np.asarray(a)
 
 
-WINOGRAD_MIN_CHANNELS = 1024  # channels in x channels out: below, im2col ran faster
+# Winograd where the products are large enough (measured, 16 images on two threads, against
+# im2col): the weight gradient from 128 channels in x out (4 x 32 5x5: 4.3 against 4.6 ms;
+# the gray first layer, 9 x 100: 6.5 against 7.5 ms at 128 px); the other passes from 16
+# channels in and 256 in x out (16 x 16 3x3: 2.7 against 3.5 ms; on 4 or 9 channels in
+# im2col stayed faster, 5.6 against 6.3 ms for the gray first layer's bottom-up pass).
+WINOGRAD_MIN_PAIRS_GRADIENT = 128
+WINOGRAD_MIN_PAIRS = 256
+WINOGRAD_MIN_INPUTS = 16
 
 
 def _algorithm(C, K, kh, kw, stride, pass_):
@@ -115,12 +122,10 @@ def _algorithm(C, K, kh, kw, stride, pass_):
     force each in turn, so that both are checked on every shape they apply to).
 
     Winograd where it applies (:func:`_winograd_applies`) and the products are large
-    enough: with fewer than WINOGRAD_MIN_CHANNELS channels in times out, the transforms and
-    the short products cost more than they save (measured, 16 images: 5x5 filters on 1 or
-    3 channels took 2.5-4 times longer, 3x3 from 16 to 32 channels 1.5 times; 3 channels
-    at stride 3, 27 polyphase channels, ran 1.3 times faster). The top-down pass of a
-    strided layer stays im2col: its gather form has only ``s*s*C`` outputs (27 for the
-    texture net's first layer, 1.35 times slower than im2col's scatter form)."""
+    enough (the thresholds above): on fewer channels the transforms and the short
+    products cost more than they save. The top-down pass of a strided layer stays im2col:
+    its gather form has only ``s*s*C`` outputs (27 for the texture net's first layer,
+    1.35 times slower than im2col's scatter form)."""
     if not _winograd_applies(kh, kw, stride):
         return "im2col"
     if pass_ == "top_down":
@@ -129,7 +134,11 @@ def _algorithm(C, K, kh, kw, stride, pass_):
             return "im2col"
     else:
         inputs, outputs = stride * stride * C, K
-    return "winograd" if inputs * outputs >= WINOGRAD_MIN_CHANNELS else "im2col"
+    if pass_ == "weight_grad":
+        large = inputs * outputs >= WINOGRAD_MIN_PAIRS_GRADIENT
+    else:
+        large = inputs >= WINOGRAD_MIN_INPUTS and inputs * outputs >= WINOGRAD_MIN_PAIRS
+    return "winograd" if large else "im2col"
 
 
 def _winograd_applies(kh, kw, stride):
@@ -786,6 +795,7 @@ def _responses(x, W, b, stride, padding, relu):
     if algorithm == "winograd":
         s = stride
         tiling = _Tiling(s * s * C, _padded(K), _components(kh, s), Ho, Wo, dtype)
+        key += (tiling.m,)  # the scratch's sizes
         U = _transformed_filters(tiling, W, s, flip=False)
 
         def run(n, *own):
@@ -891,6 +901,7 @@ def conv_transpose(G, W, stride, padding, in_hw):
         first = padding // s  # the polyphase grid's first row holding an output row
         Hq, Wq = (H + padding + s - 1) // s - first, (Wd + padding + s - 1) // s - first
         tiling = _Tiling(K, s * s * C, r, Hq, Wq, dtype)
+        key += (tiling.m,)  # the scratch's sizes
         U = _transformed_filters(tiling, W, s, flip=True)
 
         def run(n, *own):
@@ -951,6 +962,7 @@ def _weight_grad(x, G, kernel_hw, stride, padding, algorithm):
     if algorithm == "winograd":
         s, r = stride, _components(kh, stride)
         tiling = _Tiling(s * s * C, K, r, Ho, Wo, dtype)
+        key += (tiling.m,)  # the scratch's sizes
         nf = tiling.n * tiling.n
         # D is (C x K) per frequency: with the texture net's first layer (27 polyphase
         # channels, 100 filters) that product ran at 131 GFLOP/s, (K x C) at 98
