@@ -47,6 +47,8 @@ WINOGRAD_CASES = [
     (1, 160, 140, 8, 9, 5, 1, 2),  # float32 on many channels: 2x2 tiles, both ways
     (1, 130, 12, 9, 7, 3, 1, 1),  # float32: 2x2 tiles bottom-up, 4x4 top-down
     (1, 100, 120, 9, 8, 5, 1, 2),  # float32: 3x3 tiles bottom-up, 2x2 top-down
+    (1, 4, 5, 37, 35, 5, 1, 2),  # more tiles than a block holds (BLOCK_TILES): 3x3 tiles
+    (1, 5, 4, 45, 41, 3, 1, 1),  # the same with 4x4 tiles
 ]
 
 
@@ -149,13 +151,18 @@ SILENT_CASES = [FIXED_CASES[0], FIXED_CASES[1], (3, 2, 6, 9, 8, 3, 2, 1), WINOGR
     [(case, alg) for case in SILENT_CASES for alg in ("im2col", "winograd")],
     indirect=["algorithm"],
 )
-def test_silent_filters_are_skipped_exactly(case, dtype, algorithm):
+@pytest.mark.parametrize("silent", ["one", "all but one"])
+def test_silent_filters_are_skipped_exactly(case, dtype, algorithm, silent):
     """Filters with no active unit in an image, or in the whole batch, add nothing and get
-    no gradient from it."""
+    no gradient from it (one silent filter: the kernels take them all; all but one: the
+    active one alone, :func:`numba_cpu._active_subset`)."""
     *_, k, s, p = case
     x, W, _, G = _layer_arrays(case, dtype)
-    G[0, ::2] = 0  # every other filter silent in the first image
-    G[:, 1] = 0  # one filter silent in every image
+    if silent == "one":
+        G[0, ::2] = 0  # every other filter silent in the first image
+        G[:, 1] = 0  # one filter silent in every image
+    else:
+        G[:, 1:] = 0
     G[-1] = 0  # a whole image without an active unit
     x64, W64, G64 = _f64(x, W, G)
     B = numba_cpu.conv_transpose(G, W, s, p, x.shape[2:])
