@@ -186,7 +186,16 @@ def test_pointwise_kernels_equal_reference(dtype):
     assert G.dtype == dtype and np.array_equal(G, reference.gate(B, delta))
     out = numba_cpu.langevin_step(I, B, Z, 0.3, 1.7)
     assert out.dtype == dtype
-    assert rel_err(out, reference.langevin_step(*_f64(I, B, Z), 0.3, 1.7)) <= TOL[dtype]
+    expected = reference.langevin_step(*_f64(I, B, Z), 0.3, 1.7)
+    assert rel_err(out, expected) <= TOL[dtype]
+    # B channels last in memory (as conv_transpose returns it): the same numbers, and the
+    # new images in that order too, for the next step's first layer
+    B_last = np.ascontiguousarray(B.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    out_last = numba_cpu.langevin_step(I, B_last, Z, 0.3, 1.7)
+    assert np.array_equal(out_last, out)
+    assert out_last.transpose(0, 2, 3, 1).flags.c_contiguous
+    assert np.array_equal(numba_cpu.langevin_step(out_last, B_last, Z, 0.3, 1.7),
+                          numba_cpu.langevin_step(out, B, Z, 0.3, 1.7))  # fmt: skip
     draws = numba_cpu.standard_normal(np.random.default_rng(5), (4, 3), dtype)
     assert np.array_equal(draws, reference.standard_normal(np.random.default_rng(5), (4, 3), dtype))
 

@@ -508,7 +508,8 @@ def _gate(B, delta, G):
 @njit(cache=True, nogil=True)
 def _langevin(I, B, Z, half_eps2, sigma2, eps, out):
     """``out = I - half_eps2 * (I / sigma2 - B) + eps * Z`` element by element; 4-d arrays
-    of any memory order (``B`` may come channels last from :func:`conv_transpose`)."""
+    of one shape in any memory order, looped in the order of their axes (given as
+    ``(N, H, W, C)`` views where ``B`` is channels last)."""
     N, C, H, W = out.shape
     for n in range(N):
         for c in range(C):
@@ -1085,16 +1086,28 @@ def langevin_step(I, B, Z, step_size, sigma):
     See :func:`gcn_numpy.backends.reference.langevin_step`.
 
     Optimizations: one compiled loop, no temporary arrays; ``B`` from
-    :func:`conv_transpose` (channels last) read in place.
+    :func:`conv_transpose` (channels last) read in place, and the new ``I`` returned in
+    the same order (channels last in memory), so that the next step's first layer reads
+    it without a copy.
     """
     dtype = _dtype(I, B, Z)
-    I, Z = asarray(I, dtype), asarray(Z, dtype)
-    B = np.asarray(B)
-    out = _output(I.shape, dtype)
+    I, Z, B = np.asarray(I), np.asarray(Z), np.asarray(B)
+    half_eps2, sigma2 = 0.5 * step_size**2, sigma**2
     if B.ndim == 4 and B.dtype == dtype and B.shape == I.shape:
-        _langevin(I, B, Z, 0.5 * step_size**2, sigma**2, step_size, out)
-    else:
-        B = asarray(B, dtype).reshape(I.shape)
-        _langevin(I.reshape(1, 1, 1, -1), B.reshape(1, 1, 1, -1), Z.reshape(1, 1, 1, -1),
-                  0.5 * step_size**2, sigma**2, step_size, out.reshape(1, 1, 1, -1))  # fmt: skip
+        last = B.transpose(0, 2, 3, 1)
+        if last.flags.c_contiguous:  # loop in that order, and write in it
+            out = _output(last.shape, dtype)
+            I_last = I.astype(dtype, copy=False).transpose(0, 2, 3, 1)
+            Z_last = Z.astype(dtype, copy=False).transpose(0, 2, 3, 1)
+            _langevin(I_last, last, Z_last, half_eps2, sigma2, step_size, out)
+            return _shaped(out)
+        I, Z = asarray(I, dtype), asarray(Z, dtype)
+        out = _output(I.shape, dtype)
+        _langevin(I, B, Z, half_eps2, sigma2, step_size, out)
+        return out
+    I, Z = asarray(I, dtype), asarray(Z, dtype)
+    out = _output(I.shape, dtype)
+    B = asarray(B, dtype).reshape(I.shape)
+    _langevin(I.reshape(1, 1, 1, -1), B.reshape(1, 1, 1, -1), Z.reshape(1, 1, 1, -1),
+              half_eps2, sigma2, step_size, out.reshape(1, 1, 1, -1))  # fmt: skip
     return out
