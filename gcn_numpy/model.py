@@ -378,16 +378,18 @@ class GenerativeConvNet:
         before, after = layer_padding(layer, self.boundary)
         return pad(self.xp, x, before, after, self.boundary), 0
 
-    def _deconvolve(self, G, W, layer, in_hw):
+    def _deconvolve(self, G, W, layer, in_hw, delta=None):
         """Top-down deconvolution of one layer, eq. (16), onto its input of size ``in_hw``;
         copies of the filters that fall on the padding are folded back onto the pixels the
-        padding copied (nothing, for zeros)."""
+        padding copied (nothing, for zeros). With ``delta``, the layer below's activation
+        pattern, ``B * delta``: that layer's coefficients ``G``."""
         if self.boundary == "zero":
-            return self._be.conv_transpose(G, W, layer.stride, layer.padding, in_hw)
+            return self._be.conv_transpose(G, W, layer.stride, layer.padding, in_hw, delta)
         before, after = layer_padding(layer, self.boundary)
         padded_hw = (in_hw[0] + before + after, in_hw[1] + before + after)
         B = self._be.conv_transpose(G, W, layer.stride, 0, padded_hw)
-        return fold(B, before, in_hw, self.boundary)
+        B = fold(B, before, in_hw, self.boundary)
+        return B if delta is None else self._be.gate(B, delta)
 
     def clean_positions(self, H, W):
         """Which units of each layer see only the image, never the boundary's zeros or
@@ -545,16 +547,23 @@ class GenerativeConvNet:
             B_layers = [xp.ones(top_shape, self.dtype) if B is None else B]
             alphas = [alpha]
         lowest = 0 if need_B else 1  # B^{(0)} costs one more deconvolution
+        G_next = None  # G^{(l)}, where the deconvolution above gave it gated already
         for l in range(len(self.layers), 0, -1):
             layer, (W, b) = self.layers[l - 1], self._params[l - 1]
-            # at a "sum" top, G^{(L)} = 1 * delta^{(L)}: no product needed
-            G = deltas[l - 1].astype(self.dtype) if B is None else be.gate(B, deltas[l - 1])
+            if G_next is not None:
+                G = G_next
+            elif B is None:  # at a "sum" top, G^{(L)} = 1 * delta^{(L)}: no product needed
+                G = deltas[l - 1].astype(self.dtype)
+            else:
+                G = be.gate(B, deltas[l - 1])
             if need_f or need_layers:
                 alpha = alpha + G.sum(axis=(2, 3)) @ b
             if need_grads:
                 x, padding = self._kernel_input(maps[l - 1], layer)
                 grads.append(be.conv_weight_grad(x, G, W.shape[2:], layer.stride, padding))
-            if l - 1 >= lowest:
+            if l - 1 >= 1 and not need_layers:  # G^{(l-1)} = B^{(l-1)} * delta^{(l-1)} at once
+                G_next = self._deconvolve(G, W, layer, in_hw[l - 1], deltas[l - 2])
+            elif l - 1 >= lowest:
                 B = self._deconvolve(G, W, layer, in_hw[l - 1])
             if need_layers:
                 B_layers.insert(0, B)

@@ -178,6 +178,23 @@ def test_silent_filters_are_skipped_exactly(case, dtype, algorithm, silent):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("case", "algorithm"), ALGORITHM_CASES[::3], indirect=["algorithm"])
+def test_gated_deconvolution_is_the_gate_of_the_deconvolution(case, dtype, algorithm):
+    """``conv_transpose(..., delta)`` gates each image as it comes out: bit for bit
+    ``gate(conv_transpose(...), delta)``, in both backends."""
+    *_, k, s, p = case
+    x, W, _, G = _layer_arrays(case, dtype)
+    delta = np.random.default_rng(k).random(x.shape) < 0.5
+    for be in (numba_cpu, reference):
+        B = be.conv_transpose(G, W, s, p, x.shape[2:])
+        gated = be.conv_transpose(G, W, s, p, x.shape[2:], delta)
+        assert np.array_equal(gated, be.gate(B, delta))
+        assert np.array_equal(gated, np.where(delta, B, 0 * B))
+    with pytest.raises(ValueError, match="delta of shape"):
+        numba_cpu.conv_transpose(G, W, s, p, x.shape[2:], delta[:, :, 1:])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_pointwise_kernels_equal_reference(dtype):
     rng = np.random.default_rng(3)
     I, B, Z = (rng.normal(size=(3, 2, 7, 5)).astype(dtype) for _ in range(3))

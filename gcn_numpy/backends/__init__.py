@@ -58,9 +58,15 @@ class Backend(Protocol):
         """Top-down coefficients ``B^{(l)} * delta^{(l)}`` of eq. (16)."""
 
     def conv_transpose(
-        self, G: Array, W: Array, stride: int, padding: int, in_hw: tuple[int, int]
+        self,
+        G: Array,
+        W: Array,
+        stride: int,
+        padding: int,
+        in_hw: tuple[int, int],
+        delta: Array | None = None,
     ) -> Array:
-        """Top-down deconvolution, eq. (16)."""
+        """Top-down deconvolution, eq. (16); with ``delta``, gated by it (:meth:`gate`)."""
 
     def conv_weight_grad(
         self, x: Array, G: Array, kernel_hw: tuple[int, int], stride: int, padding: int

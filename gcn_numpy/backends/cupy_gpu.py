@@ -316,9 +316,10 @@ def _channel_major(G, dtype):
     return G.reshape(G.shape[0], -1)
 
 
-def conv_transpose(G, W, stride, padding, in_hw):
+def conv_transpose(G, W, stride, padding, in_hw, delta=None):
     """Top-down deconvolution, eq. (16): ``reference.conv_transpose`` on the device, the
-    filters added up as basis functions, shape ``(N, C, H, W)``.
+    filters added up as basis functions, shape ``(N, C, H, W)``; gated by ``delta`` when
+    given (:func:`gate`, a second pass).
 
     Optimised: the copies of all filters at all positions of the batch are one GEMM
     (``W_mat.T @ G``, the transpose passed to cuBLAS as a flag); ``col2im`` then gathers each
@@ -328,7 +329,8 @@ def conv_transpose(G, W, stride, padding, in_hw):
     W = _contiguous(W, dtype)
     N, K, Ho, Wo = G.shape
     cols = _gemm(W.reshape(K, -1), _channel_major(G, dtype), trans_a=True)
-    return _col2im(cols, (N, W.shape[1]) + tuple(in_hw), W.shape[2:], stride, padding, (Ho, Wo))
+    B = _col2im(cols, (N, W.shape[1]) + tuple(in_hw), W.shape[2:], stride, padding, (Ho, Wo))
+    return B if delta is None else gate(B, delta)
 
 
 def conv_weight_grad(x, G, kernel_hw, stride, padding):

@@ -155,8 +155,11 @@ def gate(B, delta):
     return B * delta
 
 
-def conv_transpose(G, W, stride, padding, in_hw):
-    """Top-down deconvolution, eq. (16): ``B^{(l-1)} = sum_{k,x} G_k(x) w^{(l)}_{k,x}``.
+def conv_transpose(G, W, stride, padding, in_hw, delta=None):
+    """Top-down deconvolution, eq. (16): ``B^{(l-1)} = sum_{k,x} G_k(x) w^{(l)}_{k,x}``;
+    with ``delta``, the activation pattern of the layer below, ``gate(B^{(l-1)}, delta)``:
+    the next step's coefficients ``G^{(l-1)}`` (the fast backends gate each image as it
+    comes out, instead of a second pass over the maps).
 
     Each coefficient ``G[n, k, i, j]`` places a copy of filter ``W[k]`` (now a basis
     function) with its corner at ``(i*s - p, j*s - p)`` in the layer below; the copies
@@ -168,10 +171,11 @@ def conv_transpose(G, W, stride, padding, in_hw):
     W : ndarray of shape (K, C, kh, kw)
     in_hw : (H, W), the size of the layer below (floor division in the forward size
         means it cannot be recovered from ``G``)
+    delta : bool ndarray of shape (N, C, H, W), optional
 
     Returns
     -------
-    ndarray of shape (N, C, H, W)
+    ndarray of shape (N, C, H, W): ``B^{(l-1)}``, or ``G^{(l-1)}`` with ``delta``
 
     Examples
     --------
@@ -194,7 +198,8 @@ def conv_transpose(G, W, stride, padding, in_hw):
             _window(out, u, v, stride, (Ho, Wo))[...] += np.einsum(
                 "kc,nkhw->nchw", W[:, :, u, v], G
             )
-    return out[:, :, p : p + H, p : p + Wd]
+    B = out[:, :, p : p + H, p : p + Wd]
+    return B if delta is None else gate(B, delta)
 
 
 def conv_weight_grad(x, G, kernel_hw, stride, padding):
