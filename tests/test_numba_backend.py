@@ -178,6 +178,53 @@ def test_silent_filters_are_skipped_exactly(case, dtype, algorithm, silent):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CASES[::2])
+def test_sparse_coefficients_take_one_window_each(monkeypatch, case, dtype):
+    """A mostly zero ``G`` (a trained net's top layer) through the sparse kernels, one
+    window per coefficient (forced here on every ``G``): the reference's results, gated or
+    not."""
+    monkeypatch.setattr(numba_cpu, "SPARSE_SHARE", 1.0)
+    *_, k, s, p = case
+    x, W, _, G = _layer_arrays(case, dtype)
+    rng = np.random.default_rng(k + s)
+    G *= rng.random(G.shape) < 0.03
+    G[0, :, G.shape[2] // 2, G.shape[3] // 2] = 1.5  # at least one window on the image
+    x64, W64, G64 = _f64(x, W, G)
+    delta = rng.random(x.shape) < 0.5
+    B = numba_cpu.conv_transpose(G, W, s, p, x.shape[2:])
+    B_ref = reference.conv_transpose(G64, W64, s, p, x.shape[2:])
+    assert rel_err(B, B_ref) <= TOL[dtype]
+    gated = numba_cpu.conv_transpose(G, W, s, p, x.shape[2:], delta)
+    assert np.array_equal(gated, numba_cpu.gate(B, delta))
+    dW, db = numba_cpu.conv_weight_grad(x, G, (k, k), s, p)
+    dW_ref, db_ref = reference.conv_weight_grad(x64, G64, (k, k), s, p)
+    assert rel_err(dW, dW_ref) <= TOL[dtype] and rel_err(db, db_ref) <= TOL[dtype]
+
+
+@pytest.mark.parametrize("N", [9, 17])
+def test_sparse_results_do_not_depend_on_the_threads(monkeypatch, N):
+    x, W, _, G = _layer_arrays((N, 3, 4, 13, 11, 3, 1, 1), np.float64)
+    G *= np.random.default_rng(N).random(G.shape) < 0.03
+    assert 0 < numba_cpu._nonzero_share(G, 1.0) <= numba_cpu.SPARSE_SHARE  # the sparse path
+
+    def run():
+        return [
+            numba_cpu.conv_transpose(G, W, 1, 1, x.shape[2:]),
+            *numba_cpu.conv_weight_grad(x, G, (3, 3), 1, 1),
+        ]
+
+    outputs = []
+    for n_threads in (1, 2, 3):
+        monkeypatch.setattr(numba_cpu, "_thread_count", lambda n=n_threads: n)
+        outputs.append(run())
+    monkeypatch.setattr(numba_cpu, "_each_task", _reversed_tasks)
+    outputs.append(run())
+    for other in outputs[1:]:
+        for a, b_ in zip(outputs[0], other, strict=True):
+            assert np.array_equal(a, b_)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("case", "algorithm"), ALGORITHM_CASES[::3], indirect=["algorithm"])
 def test_gated_deconvolution_is_the_gate_of_the_deconvolution(case, dtype, algorithm):
     """``conv_transpose(..., delta)`` gates each image as it comes out: bit for bit
