@@ -96,8 +96,10 @@ def _source(j, before, size, boundary):
     return period - i if i >= size else i
 
 
-def pad(xp, x, before, after, boundary):
-    """Pad the last two axes of ``x`` by ``before`` and ``after`` rows and columns.
+def pad(xp, x, before, after, boundary, empty=None):
+    """Pad the last two axes of ``x`` by ``before`` and ``after`` rows and columns, into an
+    array from ``empty(shape, dtype)`` (a backend's :func:`empty`; ``xp.empty`` if not
+    given).
 
     Examples
     --------
@@ -114,7 +116,7 @@ def pad(xp, x, before, after, boundary):
     # that the kernels take the padded maps without another copy
     order = (0, 2, 3, 1) if x.strides[1] < x.strides[3] else (0, 1, 2, 3)
     shape = (N, C, H + before + after, W + before + after)
-    alloc = xp.zeros if boundary == "zero" else xp.empty
+    alloc = xp.zeros if boundary == "zero" else (empty or xp.empty)
     out = alloc(tuple(shape[i] for i in order), dtype=x.dtype).transpose(
         tuple(order.index(i) for i in range(4))
     )
@@ -128,7 +130,7 @@ def pad(xp, x, before, after, boundary):
     return out
 
 
-def _fold_axis(a, axis, before, size, boundary):
+def _fold_axis(a, axis, before, size, boundary, empty):
     """Sum the padded rows of ``a`` along ``axis`` back onto their source rows."""
     index = [slice(None)] * a.ndim
 
@@ -136,7 +138,15 @@ def _fold_axis(a, axis, before, size, boundary):
         index[axis] = i
         return tuple(index)
 
-    out = a[at(slice(before, before + size))].copy(order="K")  # keeps channels last
+    inner = a[at(slice(before, before + size))]
+    if empty is None:
+        out = inner.copy(order="K")  # keeps channels last
+    else:  # in the same memory order
+        order = sorted(range(a.ndim), key=lambda d: -a.strides[d])
+        out = empty(tuple(inner.shape[d] for d in order), a.dtype).transpose(
+            tuple(order.index(d) for d in range(a.ndim))
+        )
+        out[...] = inner
     if boundary == "zero":
         return out
     for j in [*range(before), *range(before + size, a.shape[axis])]:
@@ -144,9 +154,10 @@ def _fold_axis(a, axis, before, size, boundary):
     return out
 
 
-def fold(a, before, size_hw, boundary):
+def fold(a, before, size_hw, boundary, empty=None):
     """The adjoint of :func:`pad`: each padded pixel's value is added onto the pixel it
-    copies (for ``"zero"``, the band is dropped). ``size_hw``: the unpadded ``(H, W)``.
+    copies (for ``"zero"``, the band is dropped). ``size_hw``: the unpadded ``(H, W)``;
+    ``empty`` as in :func:`pad`.
 
     Examples
     --------
@@ -158,8 +169,8 @@ def fold(a, before, size_hw, boundary):
     True
     """
     H, W = size_hw
-    a = _fold_axis(a, a.ndim - 2, before, H, boundary)
-    return _fold_axis(a, a.ndim - 1, before, W, boundary)
+    a = _fold_axis(a, a.ndim - 2, before, H, boundary, empty)
+    return _fold_axis(a, a.ndim - 1, before, W, boundary, empty)
 
 
 def clean_positions(layers, boundary, H, W):

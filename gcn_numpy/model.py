@@ -376,7 +376,7 @@ class GenerativeConvNet:
         if self.boundary == "zero":
             return x, layer.padding
         before, after = layer_padding(layer, self.boundary)
-        return pad(self.xp, x, before, after, self.boundary), 0
+        return pad(self.xp, x, before, after, self.boundary, self._be.empty), 0
 
     def _deconvolve(self, G, W, layer, in_hw, delta=None):
         """Top-down deconvolution of one layer, eq. (16), onto its input of size ``in_hw``;
@@ -388,7 +388,7 @@ class GenerativeConvNet:
         before, after = layer_padding(layer, self.boundary)
         padded_hw = (in_hw[0] + before + after, in_hw[1] + before + after)
         B = self._be.conv_transpose(G, W, layer.stride, 0, padded_hw)
-        B = fold(B, before, in_hw, self.boundary)
+        B = fold(B, before, in_hw, self.boundary, self._be.empty)
         return B if delta is None else self._be.gate(B, delta)
 
     def clean_positions(self, H, W):

@@ -48,6 +48,9 @@ class Backend(Protocol):
     def to_numpy(self, a: Array) -> np.ndarray:
         """A host NumPy array of ``a``."""
 
+    def empty(self, shape: tuple, dtype: np.dtype) -> Array:
+        """An uninitialised C-contiguous array, for maps filled outside the kernels."""
+
     def conv2d(self, x: Array, W: Array, stride: int, padding: int) -> Array:
         """Linear filter responses, eq. (12)."""
 

@@ -211,6 +211,12 @@ def to_numpy(a):
     return cupy.asnumpy(a)
 
 
+def empty(shape, dtype):
+    """An uninitialised device array: ``reference.empty`` on the device (CuPy's memory
+    pool keeps freed blocks)."""
+    return xp.empty(shape, dtype=dtype)
+
+
 # Column matrices kept for the weight gradient while reusing_columns() is active:
 # id(x) -> (x, (kernel_hw, stride, padding, dtype), col), oldest first. The entry holds x
 # itself, so its id cannot be reused by another array while the entry lives.

@@ -106,6 +106,15 @@ def asarray(a, dtype):
     return np.ascontiguousarray(np.asarray(a), dtype=dtype)
 
 
+def empty(shape, dtype):
+    """An uninitialised array of ``shape`` and ``dtype``: memory of an earlier output no
+    longer held, where there is one (:func:`_output`).
+
+    See :func:`gcn_numpy.backends.reference.empty`.
+    """
+    return _output(shape, dtype)
+
+
 def to_numpy(a):
     """Host NumPy view of a backend array (the identity here).
 

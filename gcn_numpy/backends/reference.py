@@ -27,6 +27,7 @@ __all__ = [
     "xp",
     "asarray",
     "to_numpy",
+    "empty",
     "output_size",
     "conv2d",
     "conv_relu",
@@ -77,6 +78,18 @@ def _window(xpad, u, v, stride, out_hw):
     return xpad[
         :, :, u : u + stride * (Ho - 1) + 1 : stride, v : v + stride * (Wo - 1) + 1 : stride
     ]
+
+
+def empty(shape, dtype):
+    """An uninitialised C-contiguous array of ``shape`` and ``dtype``, for maps filled
+    outside the kernels (the boundary's padded copies, :mod:`gcn_numpy.boundary`).
+
+    Examples
+    --------
+    >>> empty((2, 3), np.float32).shape
+    (2, 3)
+    """
+    return np.empty(shape, dtype=dtype)
 
 
 def output_size(size, kernel, stride, padding):
