@@ -499,16 +499,14 @@ def _nonzero_share(G, most):
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"})
-def _sparse_weight_grad_image(x, G, kh, kw, stride, padding, xpad, dW_rows, db):
-    """Add one image's share of the weight gradient to ``dW_rows`` ``(K, kh*kw*C)`` (taps
-    ``(u, v, c)``, as :func:`_patches` orders a window) and ``db``: for each non-zero
-    ``G[i, j, k]``, ``dW_rows[k] += G[i, j, k] * window(i, j)`` and ``db[k] += G[i, j,
-    k]``, positions in row order."""
+def _sparse_windows(G, kh, kw, stride, xpad, rows, adjoint, db):
+    """For each non-zero ``G[i, j, k]``, positions in row order: ``rows[k] += G[i, j, k] *
+    window(i, j)`` of ``xpad`` (taps ``(u, v, c)``, as :func:`_patches` orders a window)
+    and ``db[k] += G[i, j, k]``; or, with ``adjoint``, ``window(i, j) += G[i, j, k] *
+    rows[k]`` (a copy of filter ``k`` added onto the map, ``db`` untouched)."""
     Ho, Wo, K = G.shape
-    C = x.shape[2]
-    _into_border(x, padding, xpad)
-    Wp = xpad.shape[1]
-    src = xpad.ravel()
+    Wp, C = xpad.shape[1], xpad.shape[2]
+    flat = xpad.ravel()
     run = np.uint64(kw * C)
     for i in range(Ho):
         for j in range(Wo):
@@ -517,39 +515,35 @@ def _sparse_weight_grad_image(x, G, kh, kw, stride, padding, xpad, dW_rows, db):
                 v = g[k]
                 if v == 0:
                     continue
-                db[k] += v
-                row = dW_rows[k]
+                row = rows[k]
+                if not adjoint:
+                    db[k] += v
                 for u in range(kh):
-                    s0 = np.uint64(((i * stride + u) * Wp + j * stride) * C)
-                    d0 = np.uint64(u) * run
-                    for a in range(run):
-                        row[d0 + a] += v * src[s0 + a]
+                    x0 = np.uint64(((i * stride + u) * Wp + j * stride) * C)
+                    r0 = np.uint64(u) * run
+                    if adjoint:
+                        for a in range(run):
+                            flat[x0 + a] += v * row[r0 + a]
+                    else:
+                        for a in range(run):
+                            row[r0 + a] += v * flat[x0 + a]
 
 
-@njit(cache=True, nogil=True, fastmath={"contract"})
+@njit(cache=True, nogil=True)
+def _sparse_weight_grad_image(x, G, kh, kw, stride, padding, xpad, dW_rows, db):
+    """Add one image's share of the weight gradient to ``dW_rows`` ``(K, kh*kw*C)`` and
+    ``db``, one window per non-zero coefficient (:func:`_sparse_windows`)."""
+    _into_border(x, padding, xpad)
+    _sparse_windows(G, kh, kw, stride, xpad, dW_rows, False, db)
+
+
+@njit(cache=True, nogil=True)
 def _sparse_deconvolve_image(G, W_rows, kh, kw, stride, padding, out, xpad):
     """Top-down deconvolution, eq. (16), of one image's ``G`` ``(Ho, Wo, K)`` into ``out``
-    ``(H, W, C)``, a copy of filter ``k`` (``W_rows[k]``, taps ``(u, v, c)``) added for
-    each non-zero ``G[i, j, k]``, positions in row order."""
-    Ho, Wo, K = G.shape
-    C = out.shape[2]
+    ``(H, W, C)``: a copy of filter ``k`` (``W_rows[k]``) per non-zero ``G[i, j, k]``
+    (:func:`_sparse_windows`)."""
     xpad.fill(0)
-    Wp = xpad.shape[1]
-    dst = xpad.ravel()
-    run = np.uint64(kw * C)
-    for i in range(Ho):
-        for j in range(Wo):
-            g = G[i, j]
-            for k in range(K):
-                v = g[k]
-                if v == 0:
-                    continue
-                row = W_rows[k]
-                for u in range(kh):
-                    d0 = np.uint64(((i * stride + u) * Wp + j * stride) * C)
-                    s0 = np.uint64(u) * run
-                    for a in range(run):
-                        dst[d0 + a] += v * row[s0 + a]
+    _sparse_windows(G, kh, kw, stride, xpad, W_rows, True, W_rows[0, :0])
     _out_of_border(xpad, padding, out)
 
 
