@@ -64,7 +64,8 @@ class TrainConfig:
     bias_lr_mult: float = 2.0
     momentum: float = 0.0
     init_std: float = 0.01
-    boundary: str = "zero"  # "zero" (the release), "circular" or "reflect": gcn_numpy.boundary
+    boundary: str = "zero"  # "zero" (the release), "circular", "reflect" or "symmetric":
+    # gcn_numpy.boundary
     observed_positions: str = "all"  # "all", or "clean": f sums the top positions whose
     synthesized_positions: str = "all"  # receptive field lies inside the image (no padding)
     observed_window: float | None = None  # ML: H_obs each iteration from a window this

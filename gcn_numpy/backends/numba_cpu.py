@@ -1045,18 +1045,16 @@ def conv_transpose(G, W, stride, padding, in_hw, delta=None):
             wino.correlate_image(G[n], r - 1 - first, 1, U, tiling.BT, tiling.AT, tiling.rows,
                                  *own)  # fmt: skip
             _unsplit_phases(own[-1], s, padding, out[n])
-            if delta is not None:
-                _gate(out[n].ravel(), delta[n].ravel(), out[n].ravel())
+            _gate_image(out, delta, n)
 
         _each_task(N, run, tiling.correlate_scratch, key)
     else:
         rows = _rows_per_block(C * kh * kw, Ho, Wo, dtype)
-        W_rows = np.ascontiguousarray(W.transpose(0, 2, 3, 1).reshape(K, kh * kw * C))
+        W_rows = _filter_rows(W)
 
         def run(n, *own):
             _deconvolve_image(G[n], W_rows, kh, kw, stride, padding, rows, out[n], *own)
-            if delta is not None:
-                _gate(out[n].ravel(), delta[n].ravel(), out[n].ravel())
+            _gate_image(out, delta, n)
 
         _each_task(
             N, run, lambda: _scratch(C, H, Wd, padding, C * kh * kw, rows, Wo, K, dtype), key
@@ -1064,22 +1062,39 @@ def conv_transpose(G, W, stride, padding, in_hw, delta=None):
     return _shaped(out)
 
 
+def _filter_rows(W):
+    """The filters ``W`` ``(K, C, kh, kw)`` as ``W_rows`` ``(K, kh*kw*C)``, one row per
+    filter, its taps ordered ``(u, v, c)`` as :func:`_patches` orders a window."""
+    K, C, kh, kw = W.shape
+    return np.ascontiguousarray(W.transpose(0, 2, 3, 1).reshape(K, kh * kw * C))
+
+
+def _gate_image(out, delta, n):
+    """Image ``n`` of the top-down output ``out`` gated in place by ``delta`` (if given)."""
+    if delta is not None:
+        _gate(out[n].ravel(), delta[n].ravel(), out[n].ravel())
+
+
+def _padded_scratch(H, W, padding, C, dtype):
+    """A thread's ``(xpad,)``: one image's maps inside a zero border (the sparse kernels)."""
+    return (np.zeros((H + 2 * padding, W + 2 * padding, C), dtype=dtype),)
+
+
 def _sparse_conv_transpose(G, W, stride, padding, out, delta):
     """:func:`conv_transpose` of a mostly zero ``G`` (channels last) into ``out``, one
     image per task (:func:`_sparse_deconvolve_image`)."""
     N, H, Wd, C = out.shape
-    K, _, kh, kw = W.shape
-    W_rows = np.ascontiguousarray(W.transpose(0, 2, 3, 1).reshape(K, kh * kw * C))
+    kh, kw = W.shape[2:]
+    W_rows = _filter_rows(W)
 
     def run(n, xpad):
         _sparse_deconvolve_image(G[n], W_rows, kh, kw, stride, padding, out[n], xpad)
-        if delta is not None:
-            _gate(out[n].ravel(), delta[n].ravel(), out[n].ravel())
+        _gate_image(out, delta, n)
 
     _each_task(
         N,
         run,
-        lambda: (np.zeros((H + 2 * padding, Wd + 2 * padding, C), dtype=out.dtype),),
+        lambda: _padded_scratch(H, Wd, padding, C, out.dtype),
         ("sparse_top_down", G.shape[1:], W.shape, stride, padding, (H, Wd), out.dtype),
     )
 
@@ -1132,7 +1147,7 @@ def _sparse_weight_grad(x, G, kernel_hw, stride, padding):
     _each_task(
         len(chunks),
         run,
-        lambda: (np.zeros((H + 2 * padding, Wd + 2 * padding, C), dtype=x.dtype),),
+        lambda: _padded_scratch(H, Wd, padding, C, x.dtype),
         ("sparse_weight_grad", x.shape[1:], kernel_hw, stride, padding, x.dtype),
     )
     dW_rows, db = dW_each.sum(axis=0), db_each.sum(axis=0)
@@ -1257,10 +1272,6 @@ def langevin_step(I, B, Z, step_size, sigma):
             Z_last = Z.astype(dtype, copy=False).transpose(0, 2, 3, 1)
             _langevin(I_last, last, Z_last, half_eps2, sigma2, step_size, out)
             return _shaped(out)
-        I, Z = asarray(I, dtype), asarray(Z, dtype)
-        out = _output(I.shape, dtype)
-        _langevin(I, B, Z, half_eps2, sigma2, step_size, out)
-        return out
     I, Z = asarray(I, dtype), asarray(Z, dtype)
     out = _output(I.shape, dtype)
     B = asarray(B, dtype).reshape(I.shape)

@@ -122,9 +122,9 @@ def tile_size(r, channels=1, dtype=np.float64):
 
 
 @functools.cache
-def matrices(r, dtype, m=None):
-    """``(BT, AT, GW, GG, AW)`` of ``F(m, r)`` as arrays of ``dtype``, ``m`` by default
-    :func:`tile_size`, ``n = m + r - 1``:
+def matrices(r, dtype, m):
+    """``(BT, AT, GW, GG, AW)`` of ``F(m, r)`` as arrays of ``dtype`` (``m`` from
+    :func:`tile_size`), ``n = m + r - 1``:
 
     - ``BT = V_n^{-T}`` ``(n, n)``: the input tiles' transform;
     - ``AT = V_m^T`` ``(m, n)``: from the ``n`` products to the ``m`` responses;
@@ -132,7 +132,6 @@ def matrices(r, dtype, m=None):
     - ``GG = V_m`` ``(n, m)``: the transform of ``G``'s tiles (weight gradient);
     - ``AW = V_r^T`` ``(r, n)``: from the products to the ``r`` gradient taps.
     """
-    m = tile_size(r) if m is None else m
     if (m, r) not in POINTS:
         raise ValueError(f"no interpolation points for F({m}, {r})")
     points = [Fraction(p) for p in POINTS[m, r]]
