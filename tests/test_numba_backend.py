@@ -278,11 +278,13 @@ def test_adjoint_identities(case):
     assert rel_err(db, G.sum(axis=(0, 2, 3))) <= 1e-14
 
 
-def _reversed_tasks(count, run, scratch, key=None):
+def _reversed_tasks(count, run, scratch, key=None, then=None):
     """``_each_task`` on one thread, the tasks taken last first (new scratch)."""
     own = scratch()
     for i in reversed(range(count)):
         run(i, *own)
+    for j in reversed(range(then[0] if then else 0)):
+        then[1](j)
 
 
 @pytest.mark.parametrize("algorithm", ["winograd", "im2col"], indirect=True)

@@ -702,21 +702,34 @@ def _pool(n_threads):
     return concurrent.futures.ThreadPoolExecutor(n_threads, thread_name_prefix="gcn_numba")
 
 
-def _each_task(count, run, scratch, key=None):
+def _each_task(count, run, scratch, key=None, then=None):
     """``run(i, *own)`` for every task ``i < count``, on :func:`_thread_count` threads;
     ``own = scratch()`` is one thread's arrays, made once, or kept from an earlier call
-    with the same ``key`` (:func:`_reused`).
+    with the same ``key`` (:func:`_reused`). ``then = (count2, run2)``: tasks ``run2(j)``,
+    ``j < count2``, that start once every task of ``run`` has ended, on the same threads
+    (a second call would wake the threads again, about 0.1 ms on two threads).
 
     Each thread takes the next task whenever it is done, so that a core shared with another
     process ends up with fewer tasks. BLAS runs one thread per call. Several threads of the
     caller may run kernels at once: each call waits for its own tasks only.
     """
-    n_threads = max(1, min(_thread_count(), count))
-    tasks = itertools.count()
+    n_threads = max(1, min(_thread_count(), max(count, then[0] if then else 0)))
+    tasks, later = itertools.count(), itertools.count()
+    left, ended = [count], threading.Condition()
 
     def work(own):
         while (i := next(tasks)) < count:
-            run(i, *own)
+            try:
+                run(i, *own)
+            finally:  # on an error too: the other threads then end their tasks, not wait
+                with ended:
+                    left[0] -= 1
+                    ended.notify_all()
+        if then is not None:
+            with ended:  # every task is taken: those still running end
+                ended.wait_for(lambda: left[0] == 0)
+            while (j := next(later)) < then[0]:
+                then[1](j)
 
     with _reused(key, scratch, n_threads) as owned, single_threaded():
         if n_threads == 1:
@@ -826,7 +839,7 @@ def release_scratch():
         _OUTPUTS.clear()
 
 
-OUTPUT_PAIRS = 8192  # filter-channel pairs per thread of the gradient's output transform
+OUTPUT_PAIRS = 512  # filter-channel pairs per thread of the gradient's output transform, at least
 CHUNKS = 4  # of the weight gradient's batch: 8 made the final sum cost 0.3 ms more at 64 px
 
 
@@ -1295,32 +1308,26 @@ def _weight_grad(x, G, kernel_hw, stride, padding, algorithm):
                 np.empty(tiling.m * tiling.n * tiling.tw * K, dtype=dtype),
             )
 
+        # The chunks' sum and the output transform by ranges of filter-channel pairs, once
+        # the chunks have ended, on the same threads (_each_task's then). On one thread
+        # after the chunks it took 0.9 ms of the 5x5 layer's 4.7 in a pass at 64 px; as a
+        # second call on two threads 0.47 against 0.35 ms on one; a transform per chunk,
+        # then a sum of the chunks' taps, 4.2 against 4.0 ms for the whole layer.
+        pairs = K * s * s * C
+        parts = max(1, min(_thread_count(), pairs // OUTPUT_PAIRS))
+        cuts = np.linspace(0, pairs, parts + 1).astype(int)
+        dW_t = np.empty((r, r, pairs), dtype=dtype)
+
         def run(i, *own):
             _weight_grad_winograd_run(x, G, *chunks[i], padding, s, tiling.BT, tiling.GG,
                                       tiling.rows, *own, D_each[i], db_each)  # fmt: skip
 
-        pairs = K * s * s * C
-        dW_t = np.empty((r, r, pairs), dtype=dtype)
-        with _reused(key + ("D",), lambda: np.empty(D_shape, dtype=dtype), 1) as (D_each,):
-            _each_task(len(chunks), run, scratch, key)
-            # the chunks' sum and the output transform, by ranges of filter-channel pairs;
-            # on the texture net's layers (2000-6400 pairs) one thread was faster (0.35
-            # against 0.47 ms) than two, which wait about 0.1 ms for each other, and than a
-            # transform per chunk on its own thread, then a sum of the chunks' taps (4.2
-            # against 4.0 ms for the whole 5x5 layer at 64 px)
+        def transform(part):
             D_pairs = D_each.reshape(len(chunks), nf, pairs)
-            parts = max(1, min(2 * _thread_count(), pairs // OUTPUT_PAIRS))
-            if parts == 1:
-                wino.gradient_output_transform(D_pairs, tiling.AW, 0, pairs, dW_t)
-            else:
-                cuts = np.linspace(0, pairs, parts + 1).astype(int)
-                _each_task(
-                    parts,
-                    lambda i: wino.gradient_output_transform(
-                        D_pairs, tiling.AW, cuts[i], cuts[i + 1], dW_t
-                    ),
-                    tuple,
-                )
+            wino.gradient_output_transform(D_pairs, tiling.AW, cuts[part], cuts[part + 1], dW_t)
+
+        with _reused(key + ("D",), lambda: np.empty(D_shape, dtype=dtype), 1) as (D_each,):
+            _each_task(len(chunks), run, scratch, key, then=(parts, transform))
         # tap (u, v) of channel (a, b, c) is W[k, c, s*u + a, s*v + b] (see _taps)
         phases = dW_t.reshape(r, r, s, s, C, K).transpose(5, 4, 0, 2, 1, 3)
         dW = phases.reshape(K, C, r * s, r * s)[:, :, :kh, :kw]
