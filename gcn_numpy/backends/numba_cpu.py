@@ -340,18 +340,28 @@ SUBSET_SHARE = 0.875  # filters active in the batch, at most: below, the kernels
 
 
 def _active_subset(G):
-    """``(active, G_active)``: the filters active somewhere in the batch ``G`` ``(N, Ho,
-    Wo, K)`` and ``G`` on those alone, or ``G`` itself where nearly all are active. A
-    silent filter only adds zeros; leaving it out of the products saves work but needs a
-    copy of ``G`` (0.67 ms with NumPy's indexing, 61 of 64 filters at 64 px: more than
-    the 3 filters saved; see :data:`SUBSET_SHARE`)."""
+    """``(active, subset)``: the filters active somewhere in the batch ``G`` ``(N, Ho, Wo,
+    K)``, and whether the kernels are to take those alone (not where nearly all are
+    active). A silent filter only adds zeros; leaving it out of the products saves work,
+    but the im2col kernels need a copy of ``G`` on the active filters (:func:`_gathered`;
+    0.67 ms with NumPy's indexing, 61 of 64 filters at 64 px: more than the 3 filters
+    saved; see :data:`SUBSET_SHARE`), while the Winograd kernels gather them as they split
+    each image's map into tiles (:func:`.numba_winograd.split_channels_last`): in a pass
+    of the trained texture net at 64 px the copy had cost 0.3-0.4 ms a layer, on one
+    thread, twice (top-down and weight gradient)."""
     K = G.shape[3]
     active = _active_filters(G) if G.size else np.zeros(0, dtype=np.int64)
-    if len(active) > SUBSET_SHARE * K or not len(active):
-        return active, G
+    return active, 0 < len(active) <= SUBSET_SHARE * K
+
+
+def _gathered(G, active):
+    """``G[..., active]``, channels last (:func:`_gather_channels`)."""
     G_active = _output(G.shape[:3] + (len(active),), G.dtype)
     _gather_channels(G, active, G_active)
-    return active, G_active
+    return G_active
+
+
+_ALL = np.zeros(0, dtype=np.int64)  # "channels" of the Winograd kernels: take them all
 
 
 @njit(cache=True, nogil=True)
@@ -629,8 +639,8 @@ def _correlate_run(x, n0, n1, shift, stride, U, BT, AT, rows, xs, V, M, rows_buf
     """Images ``n0 <= n < n1`` of the bottom-up pass in Winograd tiles
     (:func:`.numba_winograd.correlate_image`, then :func:`_unsplit`)."""
     for n in range(n0, n1):
-        wino.correlate_image(x[n], shift, stride, U, BT, AT, rows, xs, V, M, rows_buf, out_buf,
-                             ys)  # fmt: skip
+        wino.correlate_image(x[n], _ALL, shift, stride, U, BT, AT, rows, xs, V, M, rows_buf,
+                             out_buf, ys)  # fmt: skip
         _unsplit(ys, b, relu, out[n], delta[n if relu else 0])
 
 
@@ -644,13 +654,14 @@ def _forward_run(x, n0, n1, W_win, b, kh, kw, stride, padding, rows, relu, out, 
 
 
 @njit(cache=True, nogil=True)
-def _correlate_top_down_run(G, n0, n1, shift, U, BT, AT, rows, xs, V, M, rows_buf, out_buf,
-                            ys, stride, padding, out, delta, gated):  # fmt: skip
+def _correlate_top_down_run(G, n0, n1, channels, shift, U, BT, AT, rows, xs, V, M, rows_buf,
+                            out_buf, ys, stride, padding, out, delta, gated):  # fmt: skip
     """Images ``n0 <= n < n1`` of the top-down pass in its gather form, Winograd tiles
-    (:func:`.numba_winograd.correlate_image`, :func:`_unsplit_phases`), then gated by
-    ``delta`` if ``gated``."""
+    (:func:`.numba_winograd.correlate_image`, :func:`_unsplit_phases`) on the filters
+    ``channels`` (all if empty), then gated by ``delta`` if ``gated``."""
     for n in range(n0, n1):
-        wino.correlate_image(G[n], shift, 1, U, BT, AT, rows, xs, V, M, rows_buf, out_buf, ys)
+        wino.correlate_image(G[n], channels, shift, 1, U, BT, AT, rows, xs, V, M, rows_buf,
+                             out_buf, ys)  # fmt: skip
         _unsplit_phases(ys, stride, padding, out[n])
         if gated:
             _gate(out[n].ravel(), delta[n].ravel(), out[n].ravel())
@@ -669,13 +680,14 @@ def _deconvolve_run(G, n0, n1, W_rows, kh, kw, stride, padding, rows, out, xpad,
 
 
 @njit(cache=True, nogil=True)
-def _weight_grad_winograd_run(x, G, n0, n1, padding, stride, BT, GG, rows, xs, gs, V, T,
-                              rows_buf, g_buf, D, db_each):  # fmt: skip
+def _weight_grad_winograd_run(x, G, n0, n1, channels, padding, stride, BT, GG, rows, xs, gs, V,
+                              T, rows_buf, g_buf, D, db_each):  # fmt: skip
     """One chunk's images ``n0 <= n < n1`` of the Winograd weight gradient, in image order
-    (:func:`.numba_winograd.weight_grad_image`): ``D`` set by the first, then added to."""
+    (:func:`.numba_winograd.weight_grad_image`) on the filters ``channels`` of ``G`` (all
+    if empty): ``D`` set by the first, then added to."""
     for n in range(n0, n1):
-        db_each[n] = wino.weight_grad_image(x[n], G[n], padding, stride, BT, GG, rows, xs, gs,
-                                            V, T, rows_buf, g_buf, D, n == n0)  # fmt: skip
+        db_each[n] = wino.weight_grad_image(x[n], G[n], channels, padding, stride, BT, GG, rows,
+                                            xs, gs, V, T, rows_buf, g_buf, D, n == n0)  # fmt: skip
 
 
 @njit(cache=True, nogil=True)
@@ -698,16 +710,18 @@ def _thread_count():
 
 @functools.cache
 def _pool(n_threads):
-    """The thread pool of :func:`_each_task`, one per thread count."""
+    """The helper threads of :func:`_each_task` (the caller and ``n_threads`` more), one
+    pool per count."""
     return concurrent.futures.ThreadPoolExecutor(n_threads, thread_name_prefix="gcn_numba")
 
 
 def _each_task(count, run, scratch, key=None, then=None):
-    """``run(i, *own)`` for every task ``i < count``, on :func:`_thread_count` threads;
-    ``own = scratch()`` is one thread's arrays, made once, or kept from an earlier call
-    with the same ``key`` (:func:`_reused`). ``then = (count2, run2)``: tasks ``run2(j)``,
-    ``j < count2``, that start once every task of ``run`` has ended, on the same threads
-    (a second call would wake the threads again, about 0.1 ms on two threads).
+    """``run(i, *own)`` for every task ``i < count``, on :func:`_thread_count` threads (the
+    caller's among them); ``own = scratch()`` is one thread's arrays, made once, or kept
+    from an earlier call with the same ``key`` (:func:`_reused`). ``then = (count2,
+    run2)``: tasks ``run2(j)``, ``j < count2``, that start once every task of ``run`` has
+    ended, on the same threads (a second call would wake the threads again, about 0.1 ms
+    on two threads).
 
     Each thread takes the next task whenever it is done, so that a core shared with another
     process ends up with fewer tasks. BLAS runs one thread per call. Several threads of the
@@ -732,11 +746,16 @@ def _each_task(count, run, scratch, key=None, then=None):
                 then[1](j)
 
     with _reused(key, scratch, n_threads) as owned, single_threaded():
-        if n_threads == 1:
+        # the calling thread is one of the threads: it starts at once, where a pool thread
+        # starts 60-90 us after the call and the caller wakes 50-100 us after the last
+        # task (passes at 64 px took 2-6% less time than with pool threads alone)
+        helpers = [_pool(n_threads - 1).submit(work, own) for own in owned[1:]]
+        try:
             work(owned[0])
-        else:
-            for done in [_pool(n_threads).submit(work, own) for own in owned]:
-                done.result()
+        finally:  # the scratch goes back only once no thread uses it
+            concurrent.futures.wait(helpers)
+        for done in helpers:
+            done.result()  # a helper's error
 
 
 _SPARE = collections.OrderedDict()  # key -> [scratch not in use, ...], recent last
@@ -851,19 +870,23 @@ def _chunks(N):
     return [(start, min(N, start + size)) for start in range(0, N, size)]
 
 
-RUNS_PER_THREAD = 4  # tasks of per-image kernels a thread, at least: the rest balance the load
+RUNS_SHARE = 2  # a run takes 1 / (RUNS_SHARE * threads) of the images left, at least one
 
 
 def _image_runs(N):
     """Runs of consecutive images ``[(start, stop), ...]``, the tasks of the per-image
-    kernels: one call of compiled code per run (see :func:`_correlate_run`), and enough
-    runs, :data:`RUNS_PER_THREAD` a thread, that a thread slowed down by another process
-    takes fewer of them."""
-    size = max(1, N // (RUNS_PER_THREAD * _thread_count()))
-    return [(start, min(N, start + size)) for start in range(0, N, size)]
-
-
-# --------------------------------------------------------------------------- the seam
+    kernels, one call of compiled code each (see :func:`_correlate_run`): long runs first,
+    then shorter ones, down to single images at the end (16 images on two threads: 4, 3,
+    3, 2, 1, 1, 1, 1), so that a thread slowed down by another process waits for the
+    others at most one image's time. On a quiet machine this took the same time as runs
+    of two images throughout (within 1% on passes at 64 px); single images, one call each,
+    1-4% more."""
+    runs, start, share = [], 0, RUNS_SHARE * _thread_count()
+    while start < N:
+        stop = start + max(1, -(-(N - start) // share))
+        runs.append((start, stop))
+        start = stop
+    return runs
 
 
 def _dtype(*arrays):
@@ -1141,7 +1164,7 @@ def conv_transpose(G, W, stride, padding, in_hw, delta=None):
     if out.size and G.size and _nonzero_share(G, SPARSE_SHARE) <= SPARSE_SHARE:
         _sparse_conv_transpose(G, W, stride, padding, out, delta)
         return _shaped(out)
-    active, G_active = _active_subset(G)
+    active, subset = _active_subset(G)
     if not out.size or not len(active):
         out.fill(0)  # and so is out * delta
         return _shaped(out)
@@ -1150,9 +1173,14 @@ def conv_transpose(G, W, stride, padding, in_hw, delta=None):
     # layer at 128 px with 6 of its 30 filters active, 16 chains: 5.8 ms, 12.5 with im2col)
     K, C, kh, kw = W.shape
     algorithm = _algorithm(C, K, kh, kw, stride, "top_down")
-    if G_active is not G:
-        G, W = G_active, np.ascontiguousarray(W[active])
-    N, Ho, Wo, K = G.shape
+    channels = _ALL
+    if subset:
+        W = np.ascontiguousarray(W[active])
+        if algorithm == "winograd":
+            channels = active  # gathered as the tiles are split
+        else:
+            G = _gathered(G, active)
+    (N, Ho, Wo, _), K = G.shape, W.shape[0]
     runs = _image_runs(N)
     gated = delta is not None
     gate_by = delta if gated else _NO_DELTA
@@ -1166,8 +1194,9 @@ def conv_transpose(G, W, stride, padding, in_hw, delta=None):
         U = _transformed_filters(tiling, W, s, flip=True)
 
         def run(i, *own):
-            _correlate_top_down_run(G, *runs[i], r - 1 - first, U, tiling.BT, tiling.AT,
-                                    tiling.rows, *own, s, padding, out, gate_by, gated)  # fmt: skip
+            _correlate_top_down_run(G, *runs[i], channels, r - 1 - first, U, tiling.BT,
+                                    tiling.AT, tiling.rows, *own, s, padding, out, gate_by,
+                                    gated)  # fmt: skip
 
         _each_task(len(runs), run, tiling.correlate_scratch, key)
     else:
@@ -1244,15 +1273,19 @@ def conv_weight_grad(x, G, kernel_hw, stride, padding):
     K = G.shape[3]
     if G.size and x.size and _nonzero_share(G, SPARSE_SHARE) <= SPARSE_SHARE:
         return _sparse_weight_grad(x, G, kernel_hw, stride, padding)
-    active, G_active = _active_subset(G)
+    active, subset = _active_subset(G)
     # chosen for the whole layer, as in conv_transpose (same layer: 9.8 ms, 17.5 with im2col)
     algorithm = _algorithm(x.shape[3], K, *kernel_hw, stride, "weight_grad")
-    if G_active is G and len(active):  # a silent filter's gradient comes out exactly 0
-        return _weight_grad(x, G, kernel_hw, stride, padding, algorithm)
+    if len(active) and not subset:  # a silent filter's gradient comes out exactly 0
+        return _weight_grad(x, G, _ALL, kernel_hw, stride, padding, algorithm)
     dW = np.zeros((K, x.shape[3]) + tuple(kernel_hw), dtype=dtype)
     db = np.zeros(K, dtype=dtype)
     if len(active):
-        dW[active], db[active] = _weight_grad(x, G_active, kernel_hw, stride, padding, algorithm)
+        channels = active  # the Winograd kernels gather them as the tiles are split
+        if algorithm != "winograd":
+            G, channels = _gathered(G, active), _ALL
+        dW[active], db[active] = _weight_grad(x, G, channels, kernel_hw, stride, padding,
+                                              algorithm)  # fmt: skip
     return dW, db
 
 
@@ -1280,12 +1313,14 @@ def _sparse_weight_grad(x, G, kernel_hw, stride, padding):
     return np.ascontiguousarray(dW_rows.reshape(K, kh, kw, C).transpose(0, 3, 1, 2)), db
 
 
-def _weight_grad(x, G, kernel_hw, stride, padding, algorithm):
-    """:func:`conv_weight_grad` of channels-last arrays of one dtype, ``G`` not empty."""
+def _weight_grad(x, G, channels, kernel_hw, stride, padding, algorithm):
+    """:func:`conv_weight_grad` of channels-last arrays of one dtype, ``G`` not empty, on
+    its filters ``channels`` (Winograd; all if empty)."""
     dtype = x.dtype
     (kh, kw), (N, H, Wd, C), (_, Ho, Wo, K) = kernel_hw, x.shape, G.shape
+    K = len(channels) or K
     chunks = _chunks(N)
-    key = ("weight_grad", x.shape, G.shape, kernel_hw, stride, padding, algorithm, dtype)
+    key = ("weight_grad", x.shape, G.shape, K, kernel_hw, stride, padding, algorithm, dtype)
     if algorithm == "winograd":
         s, r = stride, _components(kh, stride)
         tiling = _Tiling(s * s * C, K, r, Ho, Wo, dtype)
@@ -1319,8 +1354,8 @@ def _weight_grad(x, G, kernel_hw, stride, padding, algorithm):
         dW_t = np.empty((r, r, pairs), dtype=dtype)
 
         def run(i, *own):
-            _weight_grad_winograd_run(x, G, *chunks[i], padding, s, tiling.BT, tiling.GG,
-                                      tiling.rows, *own, D_each[i], db_each)  # fmt: skip
+            _weight_grad_winograd_run(x, G, *chunks[i], channels, padding, s, tiling.BT,
+                                      tiling.GG, tiling.rows, *own, D_each[i], db_each)  # fmt: skip
 
         def transform(part):
             D_pairs = D_each.reshape(len(chunks), nf, pairs)

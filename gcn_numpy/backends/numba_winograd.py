@@ -165,15 +165,20 @@ def block_rows(th, tw):
 
 
 @njit(cache=True, nogil=True)
-def split_channels_last(x, shift, stride, xs):
+def split_channels_last(x, shift, stride, xs, channels):
     """``xs[I, J % m, J // m, (a*s + b)*C + c] = x[i, j, c]`` (``m = xs.shape[1]``) where
     ``i + shift = s*I + a`` and ``j + shift = s*J + b`` (``0 <= a, b < s``, ``s =
     stride``), inside ``xs``; ``x`` is one image's ``(H, W, C)`` maps, ``shift`` its zero
     padding (negative: rows and columns cut off). With stride 1 that is ``xs[i + shift,
     ...]``; with stride ``s``, the ``s * s`` polyphase components of the padded image, side
     by side as channels, on which a stride-``s`` layer is a stride-1 one. The rest of
-    ``xs`` is left as it is (zeros)."""
+    ``xs`` is left as it is (zeros). With ``channels`` not empty, ``x[i, j, channels[c]]``
+    in place of ``x[i, j, c]``: the active filters' coefficients of a top-down pass
+    gathered as they are copied (see ``_active_subset`` in :mod:`.numba_cpu`)."""
     H, W, C = x.shape
+    gather = channels.size > 0
+    if gather:
+        C = channels.size
     rows, m, half, _ = xs.shape
     s, lo = stride, max(0, -shift)
     for i in range(lo, H):
@@ -192,8 +197,12 @@ def split_channels_last(x, shift, stride, xs):
                 if index >= half:
                     break
                 src, dst = x[i, j], xs[I, group, index]
-                for c in range(C):
-                    dst[offset + c] = src[c]
+                if gather:
+                    for c in range(C):
+                        dst[offset + c] = src[channels[c]]
+                else:
+                    for c in range(C):
+                        dst[offset + c] = src[c]
                 group += 1
                 if group == m:
                     group, index = 0, index + 1
@@ -429,7 +438,8 @@ def gradient_output_transform(D_each, AW, p0, p1, dW_t):
 
 
 @njit(cache=True, nogil=True)
-def correlate_image(x, shift, stride, U, BT, AT, rows, xs, V, M, rows_buf, out_buf, ys):
+def correlate_image(x, channels, shift, stride, U, BT, AT, rows, xs, V, M, rows_buf, out_buf,
+                    ys):  # fmt: skip
     """``ys`` = the correlation of one image's maps ``x`` ``(H, W, C)``, shifted by
     ``shift`` (the zero padding) and split into its ``stride**2`` polyphase components
     (:func:`split_channels_last`), with the filters whose transform is ``U`` ``(n*n,
@@ -438,10 +448,11 @@ def correlate_image(x, shift, stride, U, BT, AT, rows, xs, V, M, rows_buf, out_b
     :func:`gcn_numpy.backends.reference.conv2d`, or, on ``G`` with the flipped filters, of
     ``conv_transpose``. Scratch: ``xs`` (:func:`split_shape`, zero outside the image),
     ``V`` and ``M`` (flat, ``n*n*rows*tw`` times ``C`` or ``K``), ``rows_buf`` and
-    ``out_buf`` for the two transforms."""
+    ``out_buf`` for the two transforms; ``channels`` those of ``x`` to take, if not empty
+    (:func:`split_channels_last`)."""
     nf, C, K = U.shape[0], U.shape[1], U.shape[2]
     th, tw = ys.shape[0] // ys.shape[1], ys.shape[2]
-    split_channels_last(x, shift, stride, xs)
+    split_channels_last(x, shift, stride, xs, channels)
     for ti0 in range(0, th, rows):
         ti1 = min(th, ti0 + rows)
         m = (ti1 - ti0) * tw
@@ -455,22 +466,27 @@ def correlate_image(x, shift, stride, U, BT, AT, rows, xs, V, M, rows_buf, out_b
 
 
 @njit(cache=True, nogil=True)
-def weight_grad_image(x, G, padding, stride, BT, GG, rows, xs, gs, V, T, rows_buf, g_buf, D,
-                      first):  # fmt: skip
+def weight_grad_image(x, G, channels, padding, stride, BT, GG, rows, xs, gs, V, T, rows_buf,
+                      g_buf, D, first):  # fmt: skip
     """Add one image's share of the weight gradient
     (:func:`gcn_numpy.backends.reference.conv_weight_grad`), in the transform domain, to
     ``D`` ``(n*n, s*s*C, K)`` (or set it, with ``first``): ``D_f += V_f^T T_f`` over the
     image's tiles, ``x`` ``(H, W, C)`` its input (split as in :func:`correlate_image`),
     ``G`` ``(Ho, Wo, K)`` its coefficients. Returns the sum of ``G`` over positions,
     ``(K,)``. Scratch as in :func:`correlate_image`, and ``gs`` (``(m th, m, tw, K)``, zero
-    past the map) and ``T`` (flat, ``n*n*rows*tw*K``)."""
+    past the map) and ``T`` (flat, ``n*n*rows*tw*K``); ``channels`` those of ``G`` to take,
+    if not empty (:func:`split_channels_last`)."""
     nf, C, K = D.shape[0], D.shape[1], D.shape[2]
     th, tw = gs.shape[0] // gs.shape[1], gs.shape[2]
-    split_channels_last(x, padding, stride, xs)
-    split_channels_last(G, 0, 1, gs)
+    split_channels_last(x, padding, stride, xs, channels[:0])
+    split_channels_last(G, 0, 1, gs, channels)
     db = np.zeros(K, dtype=D.dtype)
-    for row in G.reshape((-1, K)):
-        db += row
+    for row in G.reshape((-1, G.shape[2])):
+        if channels.size:
+            for c in range(K):
+                db[c] += row[channels[c]]
+        else:
+            db += row
     for ti0 in range(0, th, rows):
         ti1 = min(th, ti0 + rows)
         m = (ti1 - ti0) * tw
