@@ -881,12 +881,17 @@ def _image_runs(N):
     others at most one image's time. On a quiet machine this took the same time as runs
     of two images throughout (within 1% on passes at 64 px); single images, one call each,
     1-4% more."""
-    runs, start, share = [], 0, RUNS_SHARE * _thread_count()
+    return _runs(N, RUNS_SHARE * _thread_count())
+
+
+@functools.lru_cache(maxsize=64)
+def _runs(N, share):
+    runs, start = [], 0
     while start < N:
         stop = start + max(1, -(-(N - start) // share))
         runs.append((start, stop))
         start = stop
-    return runs
+    return tuple(runs)
 
 
 def _dtype(*arrays):
