@@ -30,7 +30,15 @@ import numpy as np
 
 from .backends.reference import conv2d, output_size
 
-__all__ = ["BOUNDARIES", "layer_padding", "map_size", "pad", "fold", "clean_positions"]
+__all__ = [
+    "BOUNDARIES",
+    "layer_padding",
+    "map_size",
+    "sources",
+    "pad",
+    "fold",
+    "clean_positions",
+]
 
 BOUNDARIES = ("zero", "circular", "reflect", "symmetric")
 
@@ -94,6 +102,21 @@ def _source(j, before, size, boundary):
     period = 2 * (size - 1)  # reflect: ... 2 1 | 0 1 2 ... n-1 | n-2 ...
     i = abs(i) % period if period else 0
     return period - i if i >= size else i
+
+
+def sources(before, after, size, boundary):
+    """The input row (or column) each of the ``before + size + after`` padded rows copies,
+    as an int64 NumPy array: what a backend's ``pad_maps`` and ``fold_maps`` take.
+
+    Examples
+    --------
+    >>> sources(2, 2, 4, "reflect").tolist()
+    [2, 1, 0, 1, 2, 3, 2, 1]
+    >>> sources(1, 1, 3, "circular").tolist()
+    [2, 0, 1, 2, 0]
+    """
+    rows = range(before + size + after)
+    return np.array([_source(j, before, size, boundary) for j in rows], dtype=np.int64)
 
 
 def pad(xp, x, before, after, boundary, empty=None):

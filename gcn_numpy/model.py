@@ -20,7 +20,7 @@ import numpy as np
 from ._validate import positive_float
 from ._validate import positive_int as _positive_int
 from .backends import get_backend
-from .boundary import BOUNDARIES, clean_positions, fold, layer_padding, map_size, pad
+from .boundary import BOUNDARIES, clean_positions, fold, layer_padding, map_size, pad, sources
 
 __all__ = ["GenerativeConvNet", "Layer", "prototype_model", "energy_from_score", "TOPS"]
 
@@ -376,6 +376,10 @@ class GenerativeConvNet:
         if self.boundary == "zero":
             return x, layer.padding
         before, after = layer_padding(layer, self.boundary)
+        if hasattr(self._be, "pad_maps"):  # compiled, on the kernels' threads
+            H, W = x.shape[2:]
+            rows, cols = (sources(before, after, n, self.boundary) for n in (H, W))
+            return self._be.pad_maps(x, rows, cols), 0
         return pad(self.xp, x, before, after, self.boundary, self._be.empty), 0
 
     def _deconvolve(self, G, W, layer, in_hw, delta=None):
@@ -388,6 +392,9 @@ class GenerativeConvNet:
         before, after = layer_padding(layer, self.boundary)
         padded_hw = (in_hw[0] + before + after, in_hw[1] + before + after)
         B = self._be.conv_transpose(G, W, layer.stride, 0, padded_hw)
+        if hasattr(self._be, "fold_maps"):  # compiled, gated in the same loop
+            rows, cols = (sources(before, after, n, self.boundary) for n in in_hw)
+            return self._be.fold_maps(B, rows, cols, before, in_hw, delta)
         B = fold(B, before, in_hw, self.boundary, self._be.empty)
         return B if delta is None else self._be.gate(B, delta)
 

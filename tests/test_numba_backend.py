@@ -16,6 +16,7 @@ import pytest
 from conftest import random_architecture, random_net, rel_err
 
 from gcn_numpy import GenerativeConvNet, Layer
+from gcn_numpy import boundary as boundary_module
 from gcn_numpy.backends import get_backend, numba_blas, numba_cpu, numba_winograd, reference
 
 TOL = {np.float64: 1e-10, np.float32: 1e-5}
@@ -537,3 +538,66 @@ def test_learning_on_numba_is_reproducible_run_to_run():
         runs.append(learner.state_dict()["chains"])
     assert runs[0] == runs[2]
     assert np.array_equal(runs[1], runs[3])
+
+
+@pytest.mark.parametrize("layout", ["channels first", "channels last"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("boundary", ["reflect", "symmetric", "circular"])
+@pytest.mark.parametrize("seed", range(4))
+def test_pad_and_fold_maps_equal_the_boundary_module(seed, boundary, dtype, layout):
+    """The compiled padding and its adjoint, bit for bit what :mod:`gcn_numpy.boundary`
+    computes with NumPy (the same sums in the same order), gated as :func:`gate` gates."""
+    rng = np.random.default_rng(seed)
+    N, C, H, W = (int(v) for v in rng.integers(1, 5, size=4) + np.array([0, 0, 3, 3]))
+    before = int(rng.integers(0, 3))
+    after = before if boundary != "circular" else int(rng.integers(0, 3))
+    x = rng.normal(size=(N, C, H, W)).astype(dtype)
+    if layout == "channels last":
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    rows, cols = (boundary_module.sources(before, after, n, boundary) for n in (H, W))
+    padded = numba_cpu.pad_maps(x, rows, cols)
+    assert padded.dtype == dtype
+    assert np.array_equal(padded, boundary_module.pad(np, x, before, after, boundary))
+    a = rng.normal(size=padded.shape).astype(dtype)
+    delta = rng.random((N, C, H, W)) < 0.5
+    folded = boundary_module.fold(a, before, (H, W), boundary)
+    assert np.array_equal(numba_cpu.fold_maps(a, rows, cols, before, (H, W)), folded)
+    gated = numba_cpu.fold_maps(a, rows, cols, before, (H, W), delta)
+    assert np.array_equal(gated, numba_cpu.gate(folded, delta))
+
+
+def test_pad_and_fold_maps_reject_bad_sources():
+    x = np.zeros((1, 2, 4, 4))
+    rows = boundary_module.sources(1, 1, 4, "reflect")
+    with pytest.raises(ValueError, match="indices below 4"):
+        numba_cpu.pad_maps(x, rows + 1, rows)
+    with pytest.raises(ValueError, match="padded from"):
+        numba_cpu.fold_maps(np.zeros((1, 2, 6, 6)), rows, rows, 3, (4, 4))
+    with pytest.raises(ValueError, match="themselves"):
+        numba_cpu.fold_maps(np.zeros((1, 2, 6, 6)), rows[::-1].copy(), rows, 1, (4, 4))
+    with pytest.raises(ValueError, match="delta of shape"):
+        numba_cpu.fold_maps(np.zeros((1, 2, 6, 6)), rows, rows, 1, (4, 4), np.ones((1, 2, 4, 3)))
+
+
+@pytest.mark.parametrize("boundary", ["reflect", "symmetric", "circular"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("seed", range(3))
+def test_padded_boundaries_equal_reference(seed, dtype, boundary):
+    """Whole nets with a boundary other than zeros (padded by :func:`numba_cpu.pad_maps`,
+    folded by :func:`numba_cpu.fold_maps`) against the float64 reference net, which pads
+    and folds with :mod:`gcn_numpy.boundary`."""
+    net, I = random_net(seed, "sum", backend="numba", dtype=dtype, boundary=boundary)
+    ref = GenerativeConvNet(
+        net.in_channels, net.layers, image_size=net.image_size, boundary=boundary
+    )
+    ref.set_weights(net.weights)
+    I = I.astype(dtype)
+    deltas = net.activation_pattern(I)
+    tol = TOL[dtype]
+    alpha, B = net.top_down(I)
+    alpha_ref, B_ref = ref.top_down(I, deltas=deltas)
+    assert rel_err(B, B_ref) <= tol and rel_err(alpha, alpha_ref) <= tol
+    pinned = ref.forward_backward(ref.check_images(I), need_grads=True, deltas=deltas)
+    grads_ref = [(dW / len(I), db / len(I)) for dW, db in pinned["grads"]]
+    for (dW, db), (dW_ref, db_ref) in zip(net.weight_gradient(I), grads_ref, strict=True):
+        assert rel_err(dW, dW_ref) <= tol and rel_err(db, db_ref) <= tol

@@ -5,6 +5,11 @@
 :mod:`gcn_numpy.backends.reference` is the float64 oracle that documents each one; the fast
 kernels (:mod:`~gcn_numpy.backends.numba_cpu`, :mod:`~gcn_numpy.backends.cupy_gpu`) point
 back to it and are tested against it.
+
+Optional: a backend may also have ``pad_maps(x, rows, cols)`` and ``fold_maps(a, rows,
+cols, before, in_hw, delta=None)``, the padding of a boundary other than zeros and its
+adjoint (:func:`gcn_numpy.backends.numba_cpu.pad_maps`); the model uses them where a backend
+has them, and :func:`gcn_numpy.boundary.pad` and :func:`~gcn_numpy.boundary.fold` otherwise.
 """
 
 import importlib
