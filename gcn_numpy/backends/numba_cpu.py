@@ -65,15 +65,18 @@ outputs the caller has let go of (:func:`_output`), so that a Langevin chain, wh
 for the same shapes at every step, does not map fresh memory and fault on every page of it
 (3 ms of a 22 ms top-down pass at 64 px). :func:`release_scratch` frees it.
 
-Threads: :func:`numba.get_num_threads` threads take the batch's images one at a time (a
+Threads: :func:`numba.get_num_threads` threads, the calling thread among them, take the
+batch's images in runs, long first and single images at the end (:func:`_image_runs`; a
 core shared with another process then simply does fewer), each with its own scratch
 arrays; BLAS runs one thread per call (:mod:`.numba_blas`, safe when several threads of
-the caller run kernels at once). The weight gradient is summed
-in a fixed order (per chunk of images, chunks in order; :func:`_chunks`), so that results
-do not depend on which thread took which image, nor on the thread count. The per-image
-kernels are plain ``nogil`` functions called from a thread pool: the same work inside a
-``prange`` loop took four times longer to compile. The pointwise kernels are single loops:
-memory-bound, they cost about 1% of a Langevin step.
+the caller run kernels at once). The weight gradient is summed in a fixed order (per chunk
+of images, chunks in order; :func:`_chunks`), so that results do not depend on which thread
+took which image, nor on the thread count; its output transform runs on the same threads
+once the chunks have ended (:func:`_each_task`'s ``then``). The per-image kernels are plain
+``nogil`` functions called from a thread pool: the same work inside a ``prange`` loop took
+four times longer to compile. The pointwise kernels are single loops: memory-bound, they
+cost about 1% of a Langevin step. A boundary other than zeros is padded, and folded back,
+by compiled loops too (:func:`pad_maps`, :func:`fold_maps`).
 """
 
 import collections
