@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -601,3 +602,38 @@ def test_padded_boundaries_equal_reference(seed, dtype, boundary):
     grads_ref = [(dW / len(I), db / len(I)) for dW, db in pinned["grads"]]
     for (dW, db), (dW_ref, db_ref) in zip(net.weight_gradient(I), grads_ref, strict=True):
         assert rel_err(dW, dW_ref) <= tol and rel_err(db, db_ref) <= tol
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 3, 4])
+def test_each_task_runs_then_tasks_after_every_task(monkeypatch, n_threads):
+    """Every task once, each thread with its own scratch; the ``then`` tasks once each,
+    none before the last task has ended; an error in a task reaches the caller, after
+    every thread has stopped, and no thread waits forever."""
+    monkeypatch.setattr(numba_cpu, "_thread_count", lambda: n_threads)
+    lock, done, then_seen, threads = threading.Lock(), [], [], set()
+
+    def run(i, own):
+        time.sleep(0.002 * (i % 3))  # tasks of different lengths
+        with lock:
+            done.append(i)
+            threads.add((threading.get_ident(), id(own)))
+
+    def then(j):
+        with lock:
+            then_seen.append((j, len(done)))
+
+    numba_cpu._each_task(9, run, lambda: (object(),), then=(3, then))
+    assert sorted(done) == list(range(9))
+    assert sorted(j for j, _ in then_seen) == [0, 1, 2] and all(n == 9 for _, n in then_seen)
+    assert len({own for _, own in threads}) == len({t for t, _ in threads}) <= n_threads
+
+    def failing(i, own):
+        if i == 4:
+            raise RuntimeError("task 4")
+        run(i, own)
+
+    done.clear()
+    then_seen.clear()
+    with pytest.raises(RuntimeError, match="task 4"):
+        numba_cpu._each_task(9, failing, lambda: (object(),), then=(2, then))
+    assert 4 not in done
