@@ -636,4 +636,6 @@ def test_each_task_runs_then_tasks_after_every_task(monkeypatch, n_threads):
     then_seen.clear()
     with pytest.raises(RuntimeError, match="task 4"):
         numba_cpu._each_task(9, failing, lambda: (object(),), then=(2, then))
-    assert 4 not in done
+    ended = list(done)
+    time.sleep(0.02)  # no thread still at work
+    assert 4 not in done and done == ended
