@@ -26,6 +26,8 @@ is; the top-down pass adds the padded band's coefficients back onto the pixels t
 copied from (:func:`fold`, the adjoint of :func:`pad`).
 """
 
+import functools
+
 import numpy as np
 
 from .backends.reference import conv2d, output_size
@@ -104,9 +106,11 @@ def _source(j, before, size, boundary):
     return period - i if i >= size else i
 
 
+@functools.lru_cache(maxsize=256)
 def sources(before, after, size, boundary):
     """The input row (or column) each of the ``before + size + after`` padded rows copies,
-    as an int64 NumPy array: what a backend's ``pad_maps`` and ``fold_maps`` take.
+    as a read-only int64 NumPy array: what a backend's ``pad_maps`` and ``fold_maps`` take
+    (remembered: the model asks for the same few at every layer of every pass).
 
     Examples
     --------
@@ -116,7 +120,9 @@ def sources(before, after, size, boundary):
     [2, 0, 1, 2, 0]
     """
     rows = range(before + size + after)
-    return np.array([_source(j, before, size, boundary) for j in rows], dtype=np.int64)
+    out = np.array([_source(j, before, size, boundary) for j in rows], dtype=np.int64)
+    out.flags.writeable = False
+    return out
 
 
 def pad(xp, x, before, after, boundary, empty=None):

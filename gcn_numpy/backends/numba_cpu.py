@@ -612,6 +612,13 @@ def _gate(B, delta, G):
 
 
 @njit(cache=True, nogil=True)
+def _gate_image(out, delta, n):
+    """Image ``n`` of the top-down output ``out`` gated in place by ``delta`` (same
+    shapes, channels last)."""
+    _gate(out[n].ravel(), delta[n].ravel(), out[n].ravel())
+
+
+@njit(cache=True, nogil=True)
 def _langevin(I, B, Z, half_eps2, sigma2, eps, out):
     """``out = I - half_eps2 * (I / sigma2 - B) + eps * Z`` element by element; 4-d arrays
     of one shape in any memory order, looped in the order of their axes (given as
@@ -667,7 +674,7 @@ def _correlate_top_down_run(G, n0, n1, channels, shift, U, BT, AT, rows, xs, V, 
                              out_buf, ys)  # fmt: skip
         _unsplit_phases(ys, stride, padding, out[n])
         if gated:
-            _gate(out[n].ravel(), delta[n].ravel(), out[n].ravel())
+            _gate_image(out, delta, n)
 
 
 @njit(cache=True, nogil=True)
@@ -679,7 +686,7 @@ def _deconvolve_run(G, n0, n1, W_rows, kh, kw, stride, padding, rows, out, xpad,
         _deconvolve_image(G[n], W_rows, kh, kw, stride, padding, rows, out[n], xpad, P_buf,
                           g_buf)  # fmt: skip
         if gated:
-            _gate(out[n].ravel(), delta[n].ravel(), out[n].ravel())
+            _gate_image(out, delta, n)
 
 
 @njit(cache=True, nogil=True)
@@ -1344,12 +1351,6 @@ def _filter_rows(W):
 _NO_DELTA = np.zeros((1, 1, 1, 1), dtype=bool)  # the compiled runs' delta when not gated
 
 
-def _gate_image(out, delta, n):
-    """Image ``n`` of the top-down output ``out`` gated in place by ``delta`` (if given)."""
-    if delta is not None:
-        _gate(out[n].ravel(), delta[n].ravel(), out[n].ravel())
-
-
 def _padded_scratch(H, W, padding, C, dtype):
     """A thread's ``(xpad,)``: one image's maps inside a zero border (the sparse kernels)."""
     return (np.zeros((H + 2 * padding, W + 2 * padding, C), dtype=dtype),)
@@ -1364,7 +1365,8 @@ def _sparse_conv_transpose(G, W, stride, padding, out, delta):
 
     def run(n, xpad):
         _sparse_deconvolve_image(G[n], W_rows, kh, kw, stride, padding, out[n], xpad)
-        _gate_image(out, delta, n)
+        if delta is not None:
+            _gate_image(out, delta, n)
 
     _each_task(
         N,
