@@ -106,7 +106,6 @@ def _source(j, before, size, boundary):
     return period - i if i >= size else i
 
 
-@functools.lru_cache(maxsize=256)
 def sources(before, after, size, boundary):
     """The input row (or column) each of the ``before + size + after`` padded rows copies,
     as a read-only int64 NumPy array: what a backend's ``pad_maps`` and ``fold_maps`` take
@@ -119,6 +118,11 @@ def sources(before, after, size, boundary):
     >>> sources(1, 1, 3, "circular").tolist()
     [2, 0, 1, 2, 0]
     """
+    return _sources(before, after, size, boundary)
+
+
+@functools.lru_cache(maxsize=256)
+def _sources(before, after, size, boundary):
     rows = range(before + size + after)
     out = np.array([_source(j, before, size, boundary) for j in rows], dtype=np.int64)
     out.flags.writeable = False
