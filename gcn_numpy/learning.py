@@ -81,6 +81,13 @@ class ReleaseRule:
         self.clip, self.weight_decay = clip, weight_decay
         self.bias_lr_mult, self.momentum, self.clip_mode = bias_lr_mult, momentum, clip_mode
 
+    @property
+    def step_bounded(self):
+        """Whether no gradient can move a weight by more than ``lr * clip`` (besides the
+        decay): the ``"abs"`` clip with a finite ``clip``. The signed clip of CD bounds
+        only the largest positive entry."""
+        return self.clip_mode == "abs" and bool(np.isfinite(self.clip))
+
     def init_state(self, params, xp):
         return [xp.zeros_like(a) for pair in params for a in pair]
 
@@ -113,6 +120,8 @@ class Adam:
     >>> new[0][0].round(6)  # the first step is lr times the sign of the gradient
     array([ 0.01, -0.01])
     """
+
+    step_bounded = True  # each step is at most about lr (1 - beta1) / sqrt(1 - beta2) per entry
 
     def __init__(self, weight_decay=1e-4, beta1=0.9, beta2=0.999, eps=1e-8):
         self.weight_decay, self.beta1, self.beta2, self.eps = weight_decay, beta1, beta2, eps
@@ -315,6 +324,17 @@ class Learner:
             return self.config.lr
         return self.config.lr * self.config.lr_decay_per_layer ** (n_layers - 1)
 
+    def _anneal_factor(self):
+        """The factor of the learning rate at this iteration: 1, except over the last
+        ``anneal`` fraction of the final stage, where it falls linearly to ``1 / n`` at the
+        last iteration (``n`` iterations annealed). With the rate going to zero the weights
+        settle and the persistent chains, moved by an ever smaller change of the energy,
+        come to equilibrium under it: the stochastic approximation of Younes (1999) that
+        Algorithm 1 rests on asks for decreasing steps."""
+        n = round(self.config.anneal * self.config.iterations)
+        left = self.total_iterations - self.iteration  # this iteration and those after it
+        return 1.0 if n <= 0 or left > n else left / n
+
     def _grow_if_due(self):
         cfg = self.config
         if cfg.grow and self.iteration > 0 and self.iteration % cfg.iterations == 0:
@@ -468,6 +488,8 @@ class Learner:
         """Why the iteration with these metrics must be rolled back, or ``None``."""
         if not values[-1]:
             return "non-finite values in Langevin sampling or learning"
+        if self.rule.step_bounded:  # a spike of the raw gradient cannot make a large step
+            return None
         grad_norm = float(values[METRICS.index("grad_norm")])
         stage_start = (len(self.net.layers) - 1) * self.config.iterations if self.config.grow else 0
         if self.iteration - stage_start >= self.MIN_HISTORY:
@@ -488,16 +510,18 @@ class Learner:
         Lines 4-6 of Algorithm 1: :meth:`synthesize`, :meth:`statistics` and
         :meth:`gradient`, then ``w <- w + eta (H_obs - H_syn)`` by the update rule.
 
-        Divergence: when the iteration produces non-finite values, or a gradient norm above
-        ``SPIKE_FACTOR`` times its median over the stage's last ``HISTORY`` iterations, its
-        result is dropped (weights, chains and optimizer stay as they were), the learning
-        rate is halved for the rest of the stage, and the next call draws new noise (the
-        random generator is not rewound, so seeded runs stay reproducible). After
+        Divergence: when the iteration produces non-finite values, or, under an update rule
+        whose step is not bounded (``rule.step_bounded`` false: the signed clip of CD, no
+        clip), a gradient norm above ``SPIKE_FACTOR`` times its median over the stage's last
+        ``HISTORY`` iterations, its result is dropped (weights, chains and optimizer stay as
+        they were), the learning rate is halved for the rest of the stage, and the next call
+        draws new noise (the random generator is not rewound, so seeded runs stay
+        reproducible). After
         ``MAX_ROLLBACKS`` in a row, :class:`DivergenceError` is raised instead; the state
         is still the last good one.
         """
         self._grow_if_due()
-        lr = self.lr
+        lr = self.lr * self._anneal_factor()
         with np.errstate(all="ignore"):  # overflow is caught below, as a rollback
             obs = self.observed_batch()
             syn = self.synthesize()
@@ -519,7 +543,7 @@ class Learner:
                     f"{self.rollbacks_in_a_row} times in a row (learning rate now {lr:.3g}); "
                     "try a smaller --step-size or --lr"
                 )
-            self.lr = 0.5 * lr
+            self.lr = 0.5 * self.lr
             metrics["rollback"] = problem
             return metrics
         self.net.set_params(params)

@@ -57,6 +57,8 @@ class TrainConfig:
     grow: bool = True
     lr: float = 0.0005
     lr_decay_per_layer: float = 0.5
+    anneal: float = 0.0  # the last fraction of the final stage, over which the learning rate
+    # falls linearly to zero (Learner._anneal_factor)
     optimizer: str = "release"  # "release" (the original update rule) or "adam"
     clip: float = 20.0  # per-array rescale so that max |g| <= clip ...
     clip_mode: str = "abs"  # ... ("abs"), or the signed max g <= clip ("signed", the release's CD)

@@ -303,11 +303,15 @@ def _state(learner):
     return {k: v for k, v in learner.state_dict().items() if k not in ("rng", "rollbacks")}
 
 
+UNCLIPPED = float("inf")  # the release's rule without its clip: a step as large as g
+
+
 @pytest.mark.parametrize("fault", ["inf", 1e6])
 def test_a_diverging_iteration_is_rolled_back_with_half_the_learning_rate(fault):
-    """Non-finite values, or a gradient norm above 100 x its recent median: the iteration
-    is undone, the learning rate halved, new noise drawn, and learning goes on."""
-    config = tiny_config(lr=0.002, iterations=Learner.MIN_HISTORY + 10)
+    """Non-finite values, or (under a rule whose step is not bounded) a gradient norm above
+    100 x its recent median: the iteration is undone, the learning rate halved, new noise
+    drawn, and learning goes on."""
+    config = tiny_config(lr=0.002, iterations=Learner.MIN_HISTORY + 10, clip=UNCLIPPED)
     learner = Learner(config, texture())
     at = Learner.MIN_HISTORY + 2  # a spike is judged only after the stage's first iterations
     _inject(learner, {at: fault})
@@ -331,7 +335,7 @@ def test_a_diverging_iteration_is_rolled_back_with_half_the_learning_rate(fault)
 def test_rollbacks_are_reproducible():
     runs = []
     for _ in range(2):
-        learner = Learner(tiny_config(iterations=110), texture())
+        learner = Learner(tiny_config(iterations=110, clip=UNCLIPPED), texture())
         _inject(learner, {4: "inf", 105: 1e6})
         for _ in range(108):
             learner.step()
@@ -339,6 +343,26 @@ def test_rollbacks_are_reproducible():
         runs.append(learner.state_dict())
     for key in runs[0]:
         assert np.array_equal(runs[0][key], runs[1][key]), key
+
+
+@pytest.mark.parametrize("changes", [{}, {"optimizer": "adam"}], ids=["release clip", "adam"])
+def test_a_gradient_spike_does_not_stop_a_rule_whose_step_is_bounded(changes):
+    """Under the release's clip (max |g| <= 20) or Adam, a gradient a million times its
+    median moves no weight by more than a bounded step: the iteration is kept, the
+    learning rate stays, and the weights move by at most lr x clip."""
+    config = tiny_config(iterations=Learner.MIN_HISTORY + 10, **changes)
+    learner = Learner(config, texture())
+    at = Learner.MIN_HISTORY + 2
+    _inject(learner, {at: 1e6, at + 1: 1e6, at + 2: 1e6})
+    for _ in range(at - 1):
+        learner.step()
+    before = [W.copy() for W, _ in learner.net.weights]
+    for _ in range(3):
+        assert learner.step()["rollback"] == ""
+    assert learner.rollbacks == 0 and learner.lr == config.lr
+    bound = 3 * config.lr * (config.clip if "optimizer" not in changes else 4.0)
+    for W0, (W1, _) in zip(before, learner.net.weights, strict=True):
+        assert 0 < np.abs(W1 - W0).max() <= bound * 1.01
 
 
 def test_three_rollbacks_in_a_row_stop_with_the_last_good_state():
