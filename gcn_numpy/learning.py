@@ -18,7 +18,15 @@ import numpy as np
 from .model import GenerativeConvNet, energy_from_score
 from .sampling import langevin_chains
 
-__all__ = ["Learner", "DivergenceError", "NonFiniteError", "ReleaseRule", "Adam", "make_rule"]
+__all__ = [
+    "Learner",
+    "DivergenceError",
+    "NonFiniteError",
+    "ReleaseRule",
+    "Adam",
+    "make_rule",
+    "receptive_field",
+]
 
 METRICS = ("f_obs", "f_syn", "energy", "grad_norm", "recon_error")
 CLIP_MODES = ("abs", "signed")
@@ -292,6 +300,24 @@ class Learner:
             boundary=cfg.boundary,
         )
 
+    @property
+    def margin(self):
+        """Pixels on each side of the chains' canvas that the samples leave out
+        (``synth_margin``; ``"rf"``: the receptive field of a top unit, see
+        :func:`receptive_field`)."""
+        m = self.config.synth_margin
+        return receptive_field(self.config.layer_objects()) if m == "rf" else int(m)
+
+    def samples(self):
+        """The synthesized images the run returns, as a NumPy array: the chains, less
+        ``margin`` pixels along each edge. With a margin every returned pixel is farther
+        from the canvas edge than a top unit sees, so no unit that reads it reads the
+        boundary; the returned images are samples of the model's marginal distribution
+        on the inner window of the larger canvas the chains run on."""
+        chains = self.net.to_numpy(self.chains)
+        m = self.margin
+        return chains[:, :, m : chains.shape[2] - m, m : chains.shape[3] - m] if m else chains
+
     def _initial_chains(self):
         obs = self.obs
         if self.config.mode == "cd":
@@ -302,6 +328,7 @@ class Learner:
         else:  # a canvas of the chosen scale that the net's strides divide
             step = self._canvas_step()
             H, W = (max(step, step * round(n * self.config.synth_scale / step)) for n in (H, W))
+        H, W = H + 2 * self.margin, W + 2 * self.margin
         shape = (self.config.chains, C, H, W)
         self.net.layer_shapes(*shape[2:])  # a canvas below the receptive field is an error
         return self.net.xp.zeros(shape, dtype=self.net.dtype)  # Algorithm 1, line 2: mean image
@@ -317,12 +344,17 @@ class Learner:
         self.lr = self._stage_lr(n_conv + 1)  # a halving after a rollback ends with its stage
         self.grad_history.clear()
         self.opt_state = self.rule.init_state(new.params, new.xp)
+        if self.config.restart_chains:  # the release: every stage's chains start at zero
+            self.chains = self._initial_chains()
 
     def _stage_lr(self, n_layers):
         """The learning rate of the stage with ``n_layers`` layers (halved at each new one)."""
         if not self.config.grow:
             return self.config.lr
         return self.config.lr * self.config.lr_decay_per_layer ** (n_layers - 1)
+
+    def _annealed_iterations(self):
+        return max(0, round(self.config.anneal * self.config.iterations))
 
     def _anneal_factor(self):
         """The factor of the learning rate at this iteration: 1, except over the last
@@ -331,13 +363,18 @@ class Learner:
         settle and the persistent chains, moved by an ever smaller change of the energy,
         come to equilibrium under it: the stochastic approximation of Younes (1999) that
         Algorithm 1 rests on asks for decreasing steps."""
-        n = round(self.config.anneal * self.config.iterations)
+        n = self._annealed_iterations()
         left = self.total_iterations - self.iteration  # this iteration and those after it
         return 1.0 if n <= 0 or left > n else left / n
 
     def _grow_if_due(self):
+        """Grow the net to the layers of the current stage (idempotent: an iteration rolled
+        back at the start of a stage does not grow it twice)."""
         cfg = self.config
-        if cfg.grow and self.iteration > 0 and self.iteration % cfg.iterations == 0:
+        if not cfg.grow:
+            return
+        due = min(self.n_layers_total, 1 + self.iteration // cfg.iterations)
+        while len(self.net.layers) < due:
             self._grow()
 
     # ---------------------------------------------------------------- learning
@@ -422,7 +459,7 @@ class Learner:
         or, for contrastive divergence, from the observed images. Returns the new chains
         (the learner's state is not changed)."""
         cfg = self.config
-        start = self.obs if cfg.mode == "cd" else self.chains
+        start = self.obs if cfg.mode == "cd" else self._chain_starts()
         return langevin_chains(
             self.net,
             start,
@@ -432,6 +469,21 @@ class Learner:
             self.rng,
             B_top=self._synthesized_mask(start)[0],
         )
+
+    def _chain_starts(self):
+        """The persistent chains this iteration starts from: with ``rejuvenate = R``, at
+        every R-th iteration one chain (in turn) starts again at zero, the mean image,
+        except over the annealed iterations (see :meth:`_anneal_factor`). A model learned
+        from old chains alone is free where no chain goes, and the dynamics from zero can
+        settle in a mode the data never had; chains that start again keep the way there in
+        the negative phase (the replay buffer of Du and Mordatch, 2019; the rejuvenation of
+        Nijkamp et al., 2020)."""
+        R, t = self.config.rejuvenate, self.iteration
+        if not R or t == 0 or t % R or t >= self.total_iterations - self._annealed_iterations():
+            return self.chains
+        start = self.chains.copy()
+        start[(t // R - 1) % start.shape[0]] = 0
+        return start
 
     def statistics(self, syn, obs):
         """Line 5 of Algorithm 1: one pass over the observed images of the iteration
@@ -628,6 +680,22 @@ class Learner:
         self.iteration, self.lr = iteration, lr
         self.grad_history = collections.deque(np.asarray(history).tolist(), maxlen=self.HISTORY)
         self.rollbacks, self.rollbacks_in_a_row = (int(n) for n in np.asarray(rollbacks)[:2])
+
+
+def receptive_field(layers):
+    """The side in pixels of the window of the image that one unit of the top layer reads.
+
+    Examples
+    --------
+    >>> from gcn_numpy.presets import TEXTURE_NET
+    >>> receptive_field(TEXTURE_NET)  # 15 + 4 x 3 + 2 x 3
+    33
+    """
+    side, step = 1, 1
+    for layer in layers:
+        side += (layer.kernel - 1) * step
+        step *= layer.stride
+    return side
 
 
 def _scalar(state, key, kind):

@@ -8,10 +8,14 @@ statistics are.
 - :func:`radial_spectrum` and :func:`texture_stats`: mean, standard deviation and the
   radially averaged power spectrum, compared between samples and training images;
 - :func:`frame_score`: how much a band along the border of the samples differs from
-  their interior, with :func:`frame_reference`, the same on crops of a real photograph.
+  their interior, with :func:`frame_reference`, the same on crops of a real photograph;
+- :func:`texture_closeness`: how close the histograms of a bank of filter responses
+  (FRAME's statistics) of the samples are to the training images', 1 the same, 0 as far
+  as white noise of the training images' mean and standard deviation.
 """
 
 import numpy as np
+from scipy import ndimage
 from scipy.signal import fftconvolve
 
 __all__ = [
@@ -23,6 +27,9 @@ __all__ = [
     "frame_scores",
     "frame_score",
     "frame_reference",
+    "filter_responses",
+    "texture_distance",
+    "texture_closeness",
 ]
 
 FRAME_BAND = 4  # pixels along each edge ...
@@ -244,3 +251,127 @@ def frame_reference(photo, canvas, training_std, n=16, seed=0):
     xs = rng.integers(0, photo.shape[2] - side + 1, size=n)
     crops = np.stack([photo[:, y : y + side, x : x + side] for y, x in zip(ys, xs, strict=True)])
     return np.sort(frame_scores(crops, training_std))
+
+
+CLOSENESS_SCALES = (1.0, 2.0, 4.0)  # Gaussian scales of the filter bank, in pixels
+CLOSENESS_QUANTILES = np.linspace(0.005, 0.995, 100)
+
+
+def filter_responses(images, scales=CLOSENESS_SCALES):
+    """The responses of a small filter bank, per filter and channel, pooled over images.
+
+    The bank of the FRAME models (Zhu, Wu and Mumford, 1997), whose histograms of filter
+    responses are the statistics a texture is defined by: the intensity itself, and at each
+    Gaussian scale ``s`` the two first derivatives and the Laplacian of the Gaussian.
+    Each response keeps only the positions farther than ``3 s`` from the edge, where the
+    filter sees no boundary; a scale with no such position is left out.
+
+    Parameters
+    ----------
+    images : ndarray of shape (N, C, H, W)
+    scales : sequence of float
+
+    Returns
+    -------
+    list (one per filter: ``1 + 3 x`` the scales that fit) of ``C`` 1-D arrays (one per
+    channel), the responses of every image at every interior position.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> r = filter_responses(np.random.default_rng(0).normal(size=(2, 3, 32, 32)))
+    >>> len(r), len(r[0]), r[0][0].shape, r[-1][0].shape  # LoG at scale 4: 12 px cut
+    (10, 3, (2048,), (128,))
+    >>> len(filter_responses(np.zeros((1, 1, 16, 16))))  # scale 4 does not fit
+    7
+    """
+    images = np.asarray(images, dtype=np.float64)
+    N, C, H, W = images.shape
+    bank = [(None, 0, None)]
+    for s in scales:
+        m = int(np.ceil(3 * s))
+        if min(H, W) > 2 * m:
+            bank += [(s, m, (0, 1)), (s, m, (1, 0)), (s, m, "log")]
+    out = []
+    for s, m, kind in bank:
+        per_channel = []
+        for c in range(C):
+            responses = []
+            for n in range(N):
+                x = images[n, c]
+                if kind == "log":
+                    x = ndimage.gaussian_laplace(x, s, mode="reflect")
+                elif kind is not None:
+                    x = ndimage.gaussian_filter(x, s, order=kind, mode="reflect")
+                responses.append(x[m : H - m, m : W - m].ravel())
+            per_channel.append(np.concatenate(responses))
+        out.append(per_channel)
+    return out
+
+
+def texture_distance(samples, training, scales=CLOSENESS_SCALES):
+    """How far the samples' filter-response histograms are from the training images'.
+
+    For each filter of :func:`filter_responses` (the scales that fit both sets of
+    images) and each channel, the 1-Wasserstein distance between the two distributions of
+    responses (from 100 quantiles), in units of the training images' own spread of that
+    response; the mean over filters and channels. NaN when the training images are flat
+    (no filter has any spread).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> t = rng.normal(size=(1, 1, 64, 64))
+    >>> round(texture_distance(t, t), 6)
+    0.0
+    >>> round(texture_distance(t + 1.0, t), 2)  # the intensity's histogram moved by 1 std
+    0.1
+    """
+    samples = np.asarray(samples, dtype=np.float64)
+    training = np.asarray(training, dtype=np.float64)
+    side = min(samples.shape[2:] + training.shape[2:])
+    scales = [s for s in scales if side > 2 * int(np.ceil(3 * s))]
+    s_resp = filter_responses(samples, scales)
+    t_resp = filter_responses(training, scales)
+    distances = []
+    for s_filter, t_filter in zip(s_resp, t_resp, strict=True):
+        for s, t in zip(s_filter, t_filter, strict=True):
+            spread = t.std()
+            if spread > 0:
+                qs = np.quantile(s, CLOSENESS_QUANTILES)
+                qt = np.quantile(t, CLOSENESS_QUANTILES)
+                distances.append(np.abs(qs - qt).mean() / spread)
+    return float(np.mean(distances)) if distances else float("nan")
+
+
+def texture_closeness(samples, training, scales=CLOSENESS_SCALES, seed=0):
+    """``1 - texture_distance(samples) / texture_distance(white noise)``: 1 when the
+    samples' filter-response histograms are the training images', 0 when they are as far as
+    Gaussian white noise with the training images' mean and standard deviation (per
+    channel, of the samples' shape), negative when farther.
+
+    A real crop of the same texture held out from the training image scores below 1 (a
+    texture photograph is not perfectly stationary): compare samples with that.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scipy import ndimage
+    >>> rng = np.random.default_rng(0)
+    >>> streaks = ndimage.gaussian_filter(rng.normal(size=(1, 1, 96, 192)), (0, 0, 1.5, 3))
+    >>> left, right = streaks[..., :96], streaks[..., 96:]
+    >>> round(texture_closeness(left, right), 2)  # two halves of one texture
+    0.77
+    >>> noise = right.std() * rng.normal(size=(1, 1, 96, 96))
+    >>> round(texture_closeness(noise, right), 2)  # white noise of the same std: about 0
+    -0.01
+    """
+    samples = np.asarray(samples, dtype=np.float64)
+    training = np.asarray(training, dtype=np.float64)
+    mu = training.mean(axis=(0, 2, 3))[None, :, None, None]
+    sd = training.std(axis=(0, 2, 3))[None, :, None, None]
+    noise = mu + sd * np.random.default_rng(seed).standard_normal(samples.shape)
+    return 1.0 - texture_distance(samples, training, scales) / texture_distance(
+        noise, training, scales
+    )

@@ -46,6 +46,8 @@ class TrainConfig:
     size: int = 64
     synth_scale: float = 1.0  # canvas of the chains relative to the training size ...
     synth_size: int | None = None  # ... unless given in pixels
+    synth_margin: int | str = 0  # pixels the chains' canvas adds on each side and the samples
+    # leave out; "rf": a top unit's receptive field (Learner.samples)
     layers: list = field(default_factory=lambda: [dataclasses.asdict(l) for l in TEXTURE_NET])
     top: str = "sum"
     mode: str = "ml"  # "ml": Algorithm 1 with persistent chains; "cd": contrastive divergence
@@ -59,6 +61,9 @@ class TrainConfig:
     lr_decay_per_layer: float = 0.5
     anneal: float = 0.0  # the last fraction of the final stage, over which the learning rate
     # falls linearly to zero (Learner._anneal_factor)
+    rejuvenate: int = 0  # every this many iterations one chain starts again at zero (0: never;
+    # Learner._chain_starts)
+    restart_chains: bool = False  # chains start again at zero at each new stage (the release)
     optimizer: str = "release"  # "release" (the original update rule) or "adam"
     clip: float = 20.0  # per-array rescale so that max |g| <= clip ...
     clip_mode: str = "abs"  # ... ("abs"), or the signed max g <= clip ("signed", the release's CD)

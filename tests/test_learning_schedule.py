@@ -1,0 +1,159 @@
+"""What a run does over time besides Algorithm 1's lines: the annealed learning rate, chains
+started again at zero (in turn, or at each new stage), the margin the samples leave out,
+and layer growing across a rolled-back iteration."""
+
+import numpy as np
+import pytest
+from test_learning import _inject, texture, tiny_config
+
+from gcn_numpy.learning import Learner, receptive_field
+from gcn_numpy.model import GenerativeConvNet, Layer
+
+
+def test_anneal_lowers_the_rate_linearly_to_zero_over_the_last_fraction():
+    config = tiny_config(iterations=10, anneal=0.5, lr=0.002)
+    learner = Learner(config, texture())
+    rates = [learner.step()["lr"] for _ in range(10)]
+    expected = [0.002] * 6 + [0.002 * k / 5 for k in (4, 3, 2, 1)]
+    assert np.allclose(rates, expected, rtol=0, atol=1e-15)
+
+
+def test_anneal_covers_the_final_stage_of_a_grown_run_only():
+    config = tiny_config(iterations=4, anneal=0.5, grow=True, lr=0.004, lr_decay_per_layer=0.5)
+    learner = Learner(config, texture())
+    rates = [learner.step()["lr"] for _ in range(8)]
+    assert np.allclose(rates, [0.004] * 4 + [0.002, 0.002, 0.002, 0.001])
+
+
+def test_a_rollback_during_the_anneal_halves_the_stage_rate_not_the_annealed_one():
+    config = tiny_config(iterations=10, anneal=0.5, lr=0.002)
+    learner = Learner(config, texture())
+    _inject(learner, {8: "inf"})
+    rates = [learner.step()["lr"] for _ in range(11)]
+    # the 8th attempt (iteration 7, factor 3/5) is undone; it is retried at half the rate
+    assert np.allclose(rates[7:], [0.002 * 0.6, 0.001 * 0.6, 0.001 * 0.4, 0.001 * 0.2])
+
+
+def test_rejuvenation_starts_one_chain_in_turn_at_zero_every_R_iterations():
+    config = tiny_config(iterations=20, rejuvenate=2, chains=3, anneal=0.25)
+    learner = Learner(config, texture())
+    learner.chains = learner.chains + 1.0
+    restarted = {}
+    for t in range(20):
+        learner.iteration = t
+        start = learner._chain_starts()
+        zero = [i for i in range(3) if not start[i].any()]
+        if zero:
+            restarted[t] = zero
+    # every second iteration, chains 0, 1, 2, 0, ... in turn; none in the last 5 (annealed)
+    assert restarted == {2: [0], 4: [1], 6: [2], 8: [0], 10: [1], 12: [2], 14: [0]}
+    assert learner.chains.min() == 1.0  # the learner's own chains are not touched
+
+
+def test_a_rejuvenated_run_resumes_bit_for_bit():
+    config = tiny_config(iterations=8, rejuvenate=3)
+    a = Learner(config, texture())
+    for _ in range(4):
+        a.step()
+    b = Learner(config, texture())
+    b.load_state_dict(a.state_dict())
+    for _ in range(4):
+        a.step()
+        b.step()
+    sa, sb = a.state_dict(), b.state_dict()
+    for key in sa:
+        assert np.array_equal(sa[key], sb[key]), key
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_chains_start_again_at_each_new_stage_when_asked(restart):
+    config = tiny_config(iterations=3, grow=True, restart_chains=restart)
+    learner = Learner(config, texture())
+    for _ in range(3):
+        learner.step()
+    assert learner.chains.any()
+    learner.step()  # the first iteration of stage 2 starts from zero, or from the old chains
+    assert len(learner.net.layers) == 2
+    replay = Learner(config, texture())
+    replay.load_state_dict(learner.state_dict())
+    assert np.array_equal(replay.chains, learner.chains)
+
+
+def test_restarted_stages_resume_bit_for_bit_across_the_stage_boundary():
+    config = tiny_config(iterations=3, grow=True, restart_chains=True)
+    whole = Learner(config, texture())
+    for _ in range(6):
+        whole.step()
+    part = Learner(config, texture())
+    for _ in range(2):
+        part.step()
+    resumed = Learner(config, texture())
+    resumed.load_state_dict(part.state_dict())
+    for _ in range(4):
+        resumed.step()
+    sa, sb = whole.state_dict(), resumed.state_dict()
+    for key in sa:
+        assert np.array_equal(sa[key], sb[key]), key
+
+
+def test_restart_changes_what_the_new_stage_starts_from():
+    runs = {}
+    for restart in (False, True):
+        learner = Learner(tiny_config(iterations=3, grow=True, restart_chains=restart), texture())
+        seen = []
+        original = learner.synthesize
+
+        def spy(original=original, seen=seen, learner=learner):
+            seen.append(np.abs(learner._chain_starts()).max())
+            return original()
+
+        learner.synthesize = spy
+        for _ in range(4):
+            learner.step()
+        runs[restart] = seen
+    assert runs[True][3] == 0 and runs[False][3] > 0
+    assert runs[True][:3] == runs[False][:3]
+
+
+def test_a_rollback_at_a_stage_start_grows_the_net_once():
+    config = tiny_config(iterations=3, grow=True)
+    learner = Learner(config, texture())
+    _inject(learner, {4: "inf"})  # the first attempt of stage 2
+    for _ in range(3):
+        learner.step()
+    assert learner.step()["rollback"] and len(learner.net.layers) == 2
+    assert learner.step()["rollback"] == "" and len(learner.net.layers) == 2
+
+
+def test_the_margin_enlarges_the_canvas_and_samples_leave_it_out():
+    config = tiny_config(synth_margin=5, synth_scale=1.5)
+    learner = Learner(config, texture())
+    assert learner.chains.shape == (6, 1, 34, 34)
+    learner.chains = np.arange(learner.chains.size, dtype=float).reshape(learner.chains.shape)
+    assert np.array_equal(learner.samples(), learner.chains[:, :, 5:29, 5:29])
+    rf = Learner(tiny_config(synth_margin="rf"), texture())
+    assert rf.margin == receptive_field(rf.net.layers) == 5 + 2 * 2
+    assert Learner(tiny_config(), texture()).samples().shape == (6, 1, 16, 16)
+
+
+@pytest.mark.parametrize(
+    "layers",
+    [
+        [Layer(2, 3)],
+        [Layer(2, 7, stride=2), Layer(2, 5), Layer(2, 3)],
+        [Layer(2, 2, stride=2), Layer(2, 2, stride=2), Layer(2, 2)],
+        [Layer(2, 15, stride=3), Layer(2, 5), Layer(2, 3)],
+    ],
+)
+def test_receptive_field_is_the_window_one_top_unit_reads(layers):
+    """Counted on the model itself: with positive weights every unit is on, and B for a
+    single top unit (B_top one-hot) is non-zero exactly on the pixels that unit reads."""
+    net = GenerativeConvNet(1, layers, backend="numpy", init_std=1.0, seed=0)
+    net.set_weights([(np.abs(W) + 0.1, np.abs(b) + 0.1) for W, b in net.weights])
+    I = np.ones((1, 1, 80, 80))
+    _, h, w = net.layer_shapes(80, 80)[-1]
+    B_top = np.zeros((1, layers[-1].channels, h, w))
+    B_top[0, 0, h // 2, w // 2] = 1.0
+    B = net.forward_backward(I, need_B=True, need_f=False, B_top=B_top)["B"][0, 0]
+    rows, cols = np.nonzero(B.any(axis=1))[0], np.nonzero(B.any(axis=0))[0]
+    assert np.ptp(rows) + 1 == np.ptp(cols) + 1 == receptive_field(layers)
