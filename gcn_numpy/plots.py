@@ -21,6 +21,7 @@ __all__ = [
     "save_gif",
     "save_reconstructions",
     "save_filters",
+    "save_drift",
 ]
 
 
@@ -284,3 +285,50 @@ def save_filters(path, W, max_filters=64):
     _save_png(
         path, np.kron(sheet, np.ones((factor, factor) + (1,) * (sheet.ndim - 2), dtype=np.uint8))
     )
+
+
+def save_drift(path, records, before, after, data_mean=None, data_std=None, frame_range=None):
+    """The drift test (:func:`gcn_numpy.drift.drift_test`) as a picture: mean, standard
+    deviation, texture closeness and frame score of the chains against the Langevin steps
+    at fixed weights (the data's mean and std, and the real crops' frame scores, as dashed
+    lines where given), above the chains before and after (uint8 images, up to four each).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> records = [dict(step=s, mean=130.0, std=40.0, closeness=0.7, frame_score=0.2)
+    ...            for s in (0, 10, 100)]
+    >>> images = np.zeros((2, 24, 24), np.uint8)
+    >>> path = os.path.join(tempfile.mkdtemp(), "drift.png")
+    >>> save_drift(path, records, images, images, data_mean=131.0, frame_range=(0.1, 0.3))
+    >>> os.path.exists(path)
+    True
+    """
+    steps = np.array([r["step"] for r in records], dtype=np.float64)
+    panels = [
+        ("mean (0-255)", "mean", [data_mean]),
+        ("standard deviation", "std", [data_std]),
+        ("texture closeness", "closeness", [records[0]["closeness"]]),
+        ("frame score", "frame_score", list(frame_range or ())),
+    ]
+    before, after = list(before[:4]), list(after[:4])
+    fig = Figure(figsize=(12, 5.6), dpi=100)
+    grid = fig.add_gridspec(2, 2 * len(panels), height_ratios=[1, 1])
+    for k, (title, key, lines) in enumerate(panels):
+        ax = fig.add_subplot(grid[0, 2 * k : 2 * k + 2])
+        ax.plot(steps, [r[key] for r in records], "o-", lw=1, ms=3)
+        for y in lines:
+            if y is not None:
+                ax.axhline(y, color="0.5", lw=0.8, ls="--")
+        ax.set_xscale("symlog", linthresh=10)
+        ax.set_xlim(0, max(10.0, steps[-1]) * 1.2)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("Langevin steps at fixed weights", fontsize=8)
+    n = len(before) + len(after)
+    for i, (label, image) in enumerate(
+        [("start", im) for im in before] + [(f"step {int(steps[-1])}", im) for im in after]
+    ):
+        _show(fig.add_subplot(grid[1, i] if n <= 8 else grid[1, i % 8]), image, label)
+    fig.tight_layout()
+    _save_figure(path, fig)

@@ -82,6 +82,8 @@ class TrainConfig:
     dtype: str = "float32"
     seed: int = 0
     checkpoint_every: int = 50
+    drift_steps: int = 1000  # Langevin steps at the final weights that end the run (0: none;
+    # gcn_numpy.drift)
     snapshot_every: int = 10  # frames of chains.gif
 
     def layer_objects(self):

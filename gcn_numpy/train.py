@@ -20,28 +20,36 @@ is refused while the first one lives.
 
 import argparse
 import contextlib
-import csv
-import glob
-import io
 import json
 import os
 import signal
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from tqdm import tqdm
 
-from . import checkpoint, data, plots
+from . import checkpoint, data
 from ._io import OutputError, atomic_write
 from ._validate import positive_float, positive_int
 from .backends import BACKENDS
 from .boundary import BOUNDARIES
 from .learning import METRICS, DivergenceError, Learner
-from .presets import PRESETS, TrainConfig, get_preset
-from .summary import run_summary, summary_line, write_summary
+from .outputs import (
+    CSV_COLUMNS,
+    Run,
+    finish_summary,
+    frame_paths,
+    makedirs,
+    run_drift,
+    save_frame,
+    save_stage,
+    write_csv,
+    write_outputs,
+)
+from .presets import PRESETS, get_preset
 
 __all__ = ["main", "build_parser", "config_from_args", "Run", "Option", "OPTIONS", "UsageError"]
 
@@ -57,8 +65,6 @@ STOP_SIGNALS = {  # what ends a run cleanly, and the exit status it then returns
     signal.SIGTERM: 143,
     **({signal.SIGHUP: 129} if hasattr(signal, "SIGHUP") else {}),
 }
-CSV_COLUMNS = ("iteration", "layers") + METRICS + ("lr", "rollback", "seconds")
-FRAME_PIXELS = 384  # width of a frame of chains.gif at most
 PROGRESS_EVERY_S = 10  # a progress line this often when stderr is not a terminal
 
 
@@ -98,6 +104,15 @@ def _argument(check, kind):
 
 
 POSITIVE_INT = _argument(positive_int, int)
+
+
+def _margin(text):
+    """``--synth-margin``: ``rf`` or an integer >= 0."""
+    if text == "rf":
+        return text
+    return _argument(lambda v, what: positive_int(v, what, minimum=0), int)(text)
+
+
 POSITIVE_FLOAT = _argument(positive_float, float)
 
 
@@ -109,7 +124,7 @@ class Option:
     Examples
     --------
     >>> [o.field for o in OPTIONS if o.resumable]  # what --resume may change
-    ['iterations', 'backend', 'checkpoint_every']
+    ['iterations', 'backend', 'checkpoint_every', 'drift_steps']
     """
 
     flag: str
@@ -172,11 +187,28 @@ OPTIONS = (
         resumable=True,
     ),
     Option(
+        "--drift-steps",
+        "at the end, run a copy of the chains N Langevin steps at the learned weights and "
+        "report whether the model's own dynamics keep its samples (drift.png, summary.json; "
+        "0: skip)",
+        _argument(lambda v, what: positive_int(v, what, minimum=0), int),
+        metavar="N",
+        resumable=True,
+    ),
+    Option(
         "--synth-size",
         "canvas of the chains, SIZE x SIZE, may exceed the training size (convolutional "
         "'sum' top only; default: the preset's scale of the training size)",
         POSITIVE_INT,
         metavar="SIZE",
+    ),
+    Option(
+        "--synth-margin",
+        "pixels the chains' canvas adds on each side and the samples leave out, or rf (a top "
+        "unit's receptive field): every returned pixel is then read only by units that see "
+        "no boundary, and the samples are the model's marginal on the inner window",
+        _margin,
+        metavar="PIXELS",
     ),
     Option(
         "--observed-window",
@@ -310,144 +342,6 @@ def resumed_config(args):
 # ------------------------------------------------------------------------- the run
 
 
-@dataclass
-class Run:
-    """What a training run keeps besides its learner: where it writes, the training
-    images' mean, the metrics rows so far and the photograph the samples are judged
-    against.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> run = Run(get_preset("texture"), "runs/example", np.zeros(1))
-    >>> run.checkpoint
-    'runs/example/checkpoint.npz'
-    """
-
-    config: TrainConfig
-    out: str
-    mean: np.ndarray
-    metrics: list = field(default_factory=list)  # rows of CSV_COLUMNS
-    photo: np.ndarray = None  # data.training_photo, for the frame score's reference
-
-    def path(self, *names):
-        return os.path.join(self.out, *names)
-
-    @property
-    def checkpoint(self):
-        return self.path("checkpoint.npz")
-
-    def kept_rows(self):
-        """The metrics of the iterations kept (not rolled back), as an array."""
-        rows = np.array(self.metrics, dtype=np.float64).reshape(-1, len(CSV_COLUMNS))
-        return rows[rows[:, CSV_COLUMNS.index("rollback")] == 0]
-
-
-def _makedirs(path):
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"cannot create the folder {path}: {e.strerror or e}") from None
-
-
-def _csv_text(rows, header=False):
-    """``rows`` of CSV_COLUMNS as CSV text (iteration, layers and rollback as integers)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    if header:
-        writer.writerow(CSV_COLUMNS)
-    for row in rows:
-        values = [f"{v:.6g}" for v in row[2:-2]]
-        writer.writerow([int(row[0]), int(row[1])] + values + [int(row[-2]), f"{row[-1]:.6g}"])
-    return buffer.getvalue()
-
-
-def _write_csv(run, rows, mode="w"):
-    """Write ``metrics.csv`` anew with its header (``mode="w"``, atomically) or append
-    ``rows``."""
-    path = run.path("metrics.csv")
-    if mode == "w":
-        atomic_write(path, lambda f: f.write(_csv_text(rows, header=True).encode()))
-        return
-    try:
-        with open(path, "a") as f:
-            f.write(_csv_text(rows))
-    except OSError as e:
-        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
-
-
-def _frame(learner, mean):
-    """One frame of chains.gif: up to 16 chains, the sheet at most FRAME_PIXELS wide."""
-    chains = learner.net.to_numpy(learner.chains)[:16]
-    sheet = plots.tile(data.to_uint8(chains, mean), columns=min(4, len(chains)))
-    return plots.fit(sheet, FRAME_PIXELS)
-
-
-def _frame_paths(run):
-    return sorted(glob.glob(run.path("frames", "frame_*.png")))
-
-
-def save_frame(run, learner):
-    plots.save_images(
-        run.path("frames"), [_frame(learner, run.mean)], prefix=f"frame_{learner.iteration:06d}"
-    )
-
-
-def save_stage(run, learner):
-    """The samples at the end of a layer-growing stage (section 7), kept beside the final
-    ones: ``stages/layers_<n>/chain_XX.png``."""
-    chains = data.to_uint8(learner.net.to_numpy(learner.chains), run.mean)
-    plots.save_images(run.path("stages", f"layers_{len(learner.net.layers)}"), chains)
-
-
-def write_outputs(run, learner, final=False):
-    """Samples, pictures and curves from the current state (each file written
-    atomically); ``final`` adds ``chains.gif``."""
-    obs = learner.net.to_numpy(learner.obs)
-    chains = learner.net.to_numpy(learner.chains)
-    samples, training = data.to_uint8(chains, run.mean), data.to_uint8(obs, run.mean)
-    plots.save_images(run.path("synthesized"), samples)
-    plots.save_grid(run.path("grid.png"), training, samples)
-    rows = np.array(run.metrics, dtype=np.float64).reshape(-1, len(CSV_COLUMNS))
-    kept = run.kept_rows()
-    if len(kept):
-        metrics = {c: kept[:, i] for i, c in enumerate(CSV_COLUMNS)}
-        layers = kept[:, 1]
-        starts = [int(kept[i, 0]) for i in range(1, len(kept)) if layers[i] > layers[i - 1]]
-        undone = rows[rows[:, CSV_COLUMNS.index("rollback")] > 0, 0]
-        plots.save_curves(run.path("curves.png"), metrics, starts, undone)
-    plots.save_filters(run.path("filters.png"), learner.net.weights[0][0])
-    if learner.config.mode == "cd":
-        recon = data.to_uint8(learner.reconstruct(), run.mean)
-        plots.save_reconstructions(run.path("reconstructions.png"), training, recon)
-    frames = _frame_paths(run)
-    if final and frames:
-        plots.save_gif(run.path("chains.gif"), [plots.read_png(p) for p in frames])
-
-
-def finish_summary(run, learner, seconds):
-    """``summary.json`` and its one line: copying, sameness, the frame score (against
-    real crops), texture statistics, rollbacks, wall time."""
-    samples = learner.net.to_numpy(learner.chains)
-    obs = learner.net.to_numpy(learner.obs)
-    summary = run_summary(samples, obs, photo=run.photo)
-    kept = run.kept_rows()
-    if learner.config.mode == "cd" and len(kept):
-        summary["recon_error"] = float(kept[-1, CSV_COLUMNS.index("recon_error")])
-    summary.update(
-        iterations=learner.iteration,
-        rollbacks=learner.rollbacks,
-        seconds=round(seconds, 1),
-        canvas=list(samples.shape[2:]),
-        preset=run.config.preset,
-    )
-    write_summary(run.path("summary.json"), summary)
-    line = summary_line(summary)
-    if learner.rollbacks:
-        line += f", {learner.rollbacks} rollback(s)"
-    return line
-
-
 # ------------------------------------------------------------------- the console
 
 
@@ -455,15 +349,16 @@ class Progress:
     """Progress on stderr: a tqdm bar on a terminal, otherwise a line every
     ``PROGRESS_EVERY_S`` seconds (and at the end); nothing with ``quiet``."""
 
-    def __init__(self, total, start, quiet=False):
-        self.total, self.start, self.quiet = total, start, quiet
+    def __init__(self, total, start, quiet=False, unit="it", desc=None):
+        self.total, self.start, self.quiet, self.desc = total, start, quiet, desc
         self.t0 = self.last_line = time.perf_counter()
         self.bar = None
         if not quiet and sys.stderr.isatty():
-            self.bar = tqdm(total=total, initial=start, file=sys.stderr, unit="it", leave=True)
+            self.bar = tqdm(
+                total=total, initial=start, file=sys.stderr, unit=unit, leave=True, desc=desc
+            )
 
-    def update(self, iteration, layers, gap):
-        postfix = f"layers {layers}, f_obs-f_syn {gap:+.3g}"
+    def update(self, iteration, postfix=""):
         if self.bar is not None:
             self.bar.n = iteration
             self.bar.set_postfix_str(postfix, refresh=True)
@@ -472,7 +367,13 @@ class Progress:
         if self.quiet or (now - self.last_line < PROGRESS_EVERY_S and iteration < self.total):
             return
         line = tqdm.format_meter(
-            iteration, self.total, now - self.t0, initial=self.start, postfix=postfix, ncols=100
+            iteration,
+            self.total,
+            now - self.t0,
+            initial=self.start,
+            postfix=postfix,
+            prefix=self.desc or "",
+            ncols=100,
         )
         print(line, file=sys.stderr, flush=True)
         self.last_line = now
@@ -585,11 +486,11 @@ def start(config, out, state=None, source=None):
             ).encode()
         ),
     )
-    _write_csv(run, run.metrics)
-    for path in _frame_paths(run):  # frames of a longer run in this folder, or after a kill
+    write_csv(run, run.metrics)
+    for path in frame_paths(run):  # frames of a longer run in this folder, or after a kill
         if int(os.path.basename(path)[6:12]) > learner.iteration or state is None:
             os.remove(path)
-    if not _frame_paths(run):
+    if not frame_paths(run):
         save_frame(run, learner)
     return learner, run
 
@@ -609,7 +510,7 @@ def train(learner, run, stop, quiet=False):
             row = [learner.iteration + undone, len(learner.net.layers)]
             row += [m[k] for k in METRICS] + [m["lr"], float(undone), time.perf_counter() - t0]
             run.metrics.append(row)
-            _write_csv(run, [row], mode="a")
+            write_csv(run, [row], mode="a")
             if undone:
                 progress.write(
                     f"iteration {row[0]} rolled back: {m['rollback']}; learning rate halved "
@@ -623,9 +524,51 @@ def train(learner, run, stop, quiet=False):
             if learner.iteration % config.checkpoint_every == 0:
                 checkpoint.save(run.checkpoint, learner, run.mean, run.metrics)
                 write_outputs(run, learner)
-            progress.update(learner.iteration, len(learner.net.layers), m["f_obs"] - m["f_syn"])
+            gap = m["f_obs"] - m["f_syn"]
+            progress.update(
+                learner.iteration, f"layers {len(learner.net.layers)}, f_obs-f_syn {gap:+.3g}"
+            )
     finally:
         progress.close()
+
+
+class _DriftStopped(Exception):
+    pass
+
+
+def drift_test_of(run, learner, stop, quiet):
+    """:func:`gcn_numpy.outputs.run_drift` with progress shown, ended early (``None``) by a
+    stop signal: the checkpoint is already written, and ``--resume`` runs the test again."""
+    steps = learner.config.drift_steps
+    progress = Progress(steps, 0, quiet or not steps, unit="step", desc="drift test")
+
+    def step(done):
+        if stop.received is not None:
+            raise _DriftStopped
+        progress.update(done)
+
+    t0 = time.perf_counter()
+    try:
+        drift = run_drift(run, learner, progress=step)
+    except _DriftStopped:
+        return None
+    finally:
+        progress.close()
+    if drift is not None:
+        drift["seconds"] = round(time.perf_counter() - t0, 1)
+    return drift
+
+
+def stopped(stop, run, learner, where=None):
+    """The message and exit status of a run ended by a stop signal (checkpoint saved)."""
+    name = signal.Signals(stop.received).name
+    when = where or f"after iteration {learner.iteration}"
+    print(
+        f"stopped by {name} {when}; checkpoint saved; "
+        f"resume with: python -m gcn_numpy.train --resume {run.checkpoint}",
+        file=sys.stderr,
+    )
+    return STOP_SIGNALS[stop.received]
 
 
 def main(argv=None):
@@ -636,13 +579,14 @@ def main(argv=None):
     >>> import os, tempfile
     >>> out = os.path.join(tempfile.mkdtemp(), "run")
     >>> main(["--backend", "numpy", "--size", "32", "--chains", "2", "--iterations", "2",
-    ...       "--quiet", "--out", out])  # doctest: +ELLIPSIS
+    ...       "--drift-steps", "20", "--quiet", "--out", out])  # doctest: +ELLIPSIS
     copying ..., sameness ..., frame score ...
+    own dynamics, 20 steps at fixed weights: mean ...
     2 iterations done; outputs in ...
     0
     >>> sorted(os.listdir(out))  # doctest: +NORMALIZE_WHITESPACE
-    ['.lock', 'chains.gif', 'checkpoint.npz', 'config.json', 'curves.png', 'filters.png',
-     'frames', 'grid.png', 'metrics.csv', 'summary.json', 'synthesized']
+    ['.lock', 'chains.gif', 'checkpoint.npz', 'config.json', 'curves.png', 'drift.png',
+     'filters.png', 'frames', 'grid.png', 'metrics.csv', 'summary.json', 'synthesized']
     """
     parser = build_parser()
     out = None
@@ -655,7 +599,7 @@ def main(argv=None):
             config, state = config_from_args(args), None
             stamp = time.strftime("%Y%m%d-%H%M%S")
             out = args.out or os.path.join("runs", f"{config.preset}-{stamp}")
-        _makedirs(out)
+        makedirs(out)
         with _locked(out), _StopSignals() as stop:
             t0 = time.perf_counter()
             learner, run = start(config, out, state, args.resume)
@@ -672,14 +616,12 @@ def main(argv=None):
             checkpoint.save(run.checkpoint, learner, run.mean, run.metrics)
             write_outputs(run, learner, final=True)
             if stop.received is not None:
-                name = signal.Signals(stop.received).name
-                print(
-                    f"stopped by {name} after iteration {learner.iteration}; checkpoint saved; "
-                    f"resume with: python -m gcn_numpy.train --resume {run.checkpoint}",
-                    file=sys.stderr,
-                )
-                return STOP_SIGNALS[stop.received]
-            line = finish_summary(run, learner, time.perf_counter() - t0)
+                return stopped(stop, run, learner)
+            seconds = time.perf_counter() - t0
+            drift = drift_test_of(run, learner, stop, args.quiet)
+            if stop.received is not None:
+                return stopped(stop, run, learner, "in the drift test")
+            line = finish_summary(run, learner, seconds, drift)
     except (UsageError, data.DataError, checkpoint.CheckpointError, OutputError) as e:
         print(f"gcn_numpy.train: error: {e}", file=sys.stderr)
         return EXIT_USAGE

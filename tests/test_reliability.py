@@ -19,7 +19,7 @@ from PIL import Image
 from gcn_numpy import checkpoint, data, train
 from gcn_numpy.learning import Learner
 
-TINY = ["--size", "16", "--chains", "3", "--langevin-steps", "2", "--quiet"]
+TINY = ["--size", "16", "--chains", "3", "--langevin-steps", "2", "--drift-steps", "0", "--quiet"]
 
 
 def one_line_error(capsys, *args):
@@ -334,7 +334,17 @@ def test_bad_images_exit_2_with_one_line(bad_images, tmp_path, capsys, name, pro
 def test_a_small_image_is_upsampled_with_a_warning(tmp_path, capsys, size):
     path = tmp_path / "tiny.png"
     Image.fromarray(np.arange(4, dtype=np.uint8).reshape(2, 2) * 60).save(path)
-    args = ["--backend", "numpy", "--chains", "2", "--langevin-steps", "1", "--quiet"]
+    args = [
+        "--backend",
+        "numpy",
+        "--chains",
+        "2",
+        "--langevin-steps",
+        "1",
+        "--drift-steps",
+        "0",
+        "--quiet",
+    ]
     args += ["--iterations", "1", "--image", str(path), "--out", str(tmp_path / "o")]
     assert train.main([*args, "--size", str(size)]) == 0
     err = capsys.readouterr().err

@@ -11,7 +11,19 @@ import pytest
 from conftest import npz_arrays, read_csv, run_cli
 from PIL import Image
 
-TINY = ["--backend", "numpy", "--size", "16", "--chains", "3", "--langevin-steps", "2", "--quiet"]
+TINY = [
+    "--backend",
+    "numpy",
+    "--size",
+    "16",
+    "--chains",
+    "3",
+    "--langevin-steps",
+    "2",
+    "--drift-steps",
+    "0",
+    "--quiet",
+]
 
 
 def test_texture_run_writes_every_output(tmp_path):
@@ -174,3 +186,50 @@ def test_help_explains_every_option():
     ):
         assert option in r.stdout
     assert "texture: 8" in r.stdout  # the preset's number of chains is shown
+
+
+def _with(args, **options):
+    """``args`` with each ``--option value`` of ``options`` replaced or added."""
+    args = list(args)
+    for name, value in options.items():
+        flag = "--" + name.replace("_", "-")
+        if flag in args:
+            args[args.index(flag) + 1] = str(value)
+        else:
+            args[-1:-1] = [flag, str(value)]
+    return args
+
+
+def test_a_run_ends_with_the_drift_test_of_its_model(tmp_path):
+    """The final model's own Langevin dynamics, at fixed weights from a copy of the chains:
+    summary.json holds the records and the verdict, drift.png shows them, the console's
+    last lines say it, and the checkpoint (written before) keeps the chains as learned."""
+    out = tmp_path / "run"
+    r = run_cli(*_with(TINY, drift_steps=40), "--iterations", "3", "--out", str(out), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    drift = summary["drift"]
+    assert drift["steps"] == 40 and [rec["step"] for rec in drift["records"]] == [0, 10, 30, 40]
+    assert isinstance(drift["kept"], bool) and drift["kept"] == (not drift["reasons"])
+    first = drift["records"][0]
+    chains = npz_arrays(out / "checkpoint.npz")["chains"]
+    mean = json.loads((out / "config.json").read_text())["mean"][0]
+    assert abs(first["mean"] - (chains.mean() + mean)) < 1e-3  # step 0 is the final chains
+    assert drift["records"][-1]["mean"] != first["mean"]  # ... and the steps moved them
+    assert "own dynamics, 40 steps at fixed weights" in r.stdout
+    with Image.open(out / "drift.png") as im:
+        im.verify()
+    assert int(npz_arrays(out / "checkpoint.npz")["iteration"]) == 3
+
+
+def test_the_samples_leave_out_the_margin_in_every_output(tmp_path):
+    """With --synth-margin the chains run on a larger canvas, and every picture, the
+    checkpoint's samples and the summary's canvas are its interior."""
+    out = tmp_path / "run"
+    args = _with(TINY, drift_steps=10)
+    r = run_cli(*args, "--synth-margin", "5", "--iterations", "2", "--out", str(out), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert npz_arrays(out / "checkpoint.npz")["chains"].shape == (3, 1, 34, 34)
+    with Image.open(out / "synthesized" / "chain_00.png") as im:
+        assert im.size == (24, 24)
+    assert json.loads((out / "summary.json").read_text())["canvas"] == [24, 24]
