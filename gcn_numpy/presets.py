@@ -62,7 +62,8 @@ class TrainConfig:
     anneal: float = 0.0  # the last fraction of the final stage, over which the learning rate
     # falls linearly to zero (Learner._anneal_factor)
     rejuvenate: int = 0  # every this many iterations one chain starts again at zero (0: never;
-    # Learner._chain_starts)
+    # Learner._chain_starts) ...
+    rejuvenate_stop: float = 0.1  # ... except over this last fraction of the final stage
     restart_chains: bool = False  # chains start again at zero at each new stage (the release)
     optimizer: str = "release"  # "release" (the original update rule) or "adam"
     clip: float = 20.0  # per-array rescale so that max |g| <= clip ...

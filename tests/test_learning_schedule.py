@@ -35,7 +35,7 @@ def test_a_rollback_during_the_anneal_halves_the_stage_rate_not_the_annealed_one
 
 
 def test_rejuvenation_starts_one_chain_in_turn_at_zero_every_R_iterations():
-    config = tiny_config(iterations=20, rejuvenate=2, chains=3, anneal=0.25)
+    config = tiny_config(iterations=20, rejuvenate=2, chains=3, rejuvenate_stop=0.25)
     learner = Learner(config, texture())
     learner.chains = learner.chains + 1.0
     restarted = {}
@@ -45,7 +45,7 @@ def test_rejuvenation_starts_one_chain_in_turn_at_zero_every_R_iterations():
         zero = [i for i in range(3) if not start[i].any()]
         if zero:
             restarted[t] = zero
-    # every second iteration, chains 0, 1, 2, 0, ... in turn; none in the last 5 (annealed)
+    # every second iteration, chains 0, 1, 2, 0, ... in turn; none in the last 5
     assert restarted == {2: [0], 4: [1], 6: [2], 8: [0], 10: [1], 12: [2], 14: [0]}
     assert learner.chains.min() == 1.0  # the learner's own chains are not touched
 
