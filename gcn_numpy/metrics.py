@@ -27,6 +27,7 @@ __all__ = [
     "frame_scores",
     "frame_score",
     "frame_reference",
+    "frame_profile",
     "filter_responses",
     "texture_distance",
     "texture_closeness",
@@ -251,6 +252,48 @@ def frame_reference(photo, canvas, training_std, n=16, seed=0):
     xs = rng.integers(0, photo.shape[2] - side + 1, size=n)
     crops = np.stack([photo[:, y : y + side, x : x + side] for y, x in zip(ys, xs, strict=True)])
     return np.sort(frame_scores(crops, training_std))
+
+
+def frame_profile(images, training_std, depth, width=2):
+    """The border profile of each image: for every band of ``width`` pixels at distance
+    ``d, d + width, ...`` from the nearest edge, up to ``depth``, how much its mean and
+    its standard deviation differ from those of the interior beyond ``depth``, in units of
+    ``training_std``, ``(|mean(band) - mean(interior)| + |std(band) - std(interior)|) /
+    training_std`` on the grey image. A fixed band along the edge (:func:`frame_scores`)
+    misses an outline further in; this profile finds it at any distance up to the
+    receptive field.
+
+    Returns
+    -------
+    ndarray of shape (N, ceil(depth / width)): row n is image n's profile, column k the
+    band starting at distance ``k * width``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> noise = np.random.default_rng(0).normal(size=(1, 1, 96, 96))
+    >>> outlined = noise.copy()
+    >>> outlined[:, :, 12:14, 12:-12] += 3.0  # a line 12 px inside the top edge
+    >>> bool(frame_profile(noise, 1.0, 20).max() < 0.25)
+    True
+    >>> int(frame_profile(outlined, 1.0, 20).argmax())  # the band at 12-13 px
+    6
+    """
+    grey = np.asarray(images, dtype=np.float64).mean(axis=1)
+    N, H, W = grey.shape
+    if min(H, W) <= 2 * depth + 2:
+        raise ValueError(f"images of {H}x{W} have no interior beyond {depth} px")
+    if not training_std > 0:
+        raise ValueError(f"training_std must be positive, got {training_std!r}")
+    y, x = np.mgrid[:H, :W]
+    dist = np.minimum(np.minimum(y, H - 1 - y), np.minimum(x, W - 1 - x))
+    inner = grey[:, dist >= depth]
+    i_mean, i_std = inner.mean(axis=1), inner.std(axis=1)
+    bands = []
+    for d in range(0, depth, width):
+        band = grey[:, (dist >= d) & (dist < min(d + width, depth))]
+        bands.append(np.abs(band.mean(axis=1) - i_mean) + np.abs(band.std(axis=1) - i_std))
+    return np.stack(bands, axis=1) / training_std
 
 
 CLOSENESS_SCALES = (1.0, 2.0, 4.0)  # Gaussian scales of the filter bank, in pixels

@@ -10,7 +10,7 @@ import numpy as np
 
 from ._validate import positive_float, positive_int
 
-__all__ = ["langevin", "descend_to_mode", "langevin_chains"]
+__all__ = ["langevin", "descend_to_mode", "langevin_chains", "tempered_chains", "temperatures"]
 
 
 def langevin_chains(net, I, n_steps, step_size, sigma, rng, B_top=None):
@@ -35,6 +35,48 @@ def langevin_chains(net, I, n_steps, step_size, sigma, rng, B_top=None):
     for _ in range(n_steps):
         B = net.forward_backward(I, need_B=True, need_f=False, B_top=B_top)["B"]
         Z = kernels.standard_normal(rng, I.shape, net.dtype)
+        I = kernels.langevin_step(I, B, Z, step_size, sigma)
+    return I
+
+
+def temperatures(n_steps, start):
+    """The temperatures of a tempered start: ``start`` falling geometrically to 1 over
+    ``n_steps`` steps (the last one above 1).
+
+    Examples
+    --------
+    >>> temperatures(4, 1e4).round(1)
+    array([10000.,  1000.,   100.,    10.])
+    """
+    return start ** (1.0 - np.arange(n_steps) / n_steps)
+
+
+def tempered_chains(net, I, n_steps, step_size, sigma, rng, start=1e4):
+    """A tempered start: Langevin dynamics whose noise is scaled by ``sqrt(T)``, the
+    temperature ``T`` falling geometrically from ``start`` to 1 over ``n_steps`` steps
+    (simulated annealing on ``p^(1/T)``), on a checked backend array.
+
+    Plain Langevin (eq. 19) from the mean image can settle in a metastable mode it cannot
+    leave at ``T = 1`` (measured on learned textures: a flat, bright image within 30 steps,
+    whose energy per pixel is far above the texture's); at a high temperature the chains
+    first see a smoothed landscape and fall into the texture's basins as it cools. What
+    follows the tempered start is plain Langevin dynamics, whose distribution is
+    ``p(I; w)`` itself.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gcn_numpy import GenerativeConvNet, Layer
+    >>> net = GenerativeConvNet(1, [Layer(2, 3)], backend="numpy", init_std=0.0)
+    >>> I = net.check_images(np.zeros((2, 1, 12, 12)))
+    >>> hot = tempered_chains(net, I, 20, 0.6, 1.0, np.random.default_rng(0), start=100.0)
+    >>> bool(hot.std() > 1.0)  # still warmer than q after cooling to T = 1.3
+    True
+    """
+    kernels = net.kernels
+    for T in temperatures(n_steps, start):
+        B = net.forward_backward(I, need_B=True, need_f=False)["B"]
+        Z = kernels.standard_normal(rng, I.shape, net.dtype) * net.dtype.type(np.sqrt(T))
         I = kernels.langevin_step(I, B, Z, step_size, sigma)
     return I
 
