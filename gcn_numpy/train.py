@@ -106,6 +106,12 @@ def _argument(check, kind):
 POSITIVE_INT = _argument(positive_int, int)
 
 
+def _fraction(value, what):
+    if not 0 <= value <= 1:
+        raise ValueError(f"{what} must be a fraction in [0, 1], got {value!r}")
+    return value
+
+
 def _margin(text):
     """``--synth-margin``: ``rf`` or an integer >= 0."""
     if text == "rf":
@@ -157,6 +163,21 @@ OPTIONS = (
     Option("--step-size", "Langevin step size epsilon of eq. (19)", POSITIVE_FLOAT),
     Option("--sigma", "standard deviation of the Gaussian reference q", POSITIVE_FLOAT),
     Option("--lr", "learning rate eta", POSITIVE_FLOAT),
+    Option(
+        "--anneal",
+        "the last fraction of the final stage over which the learning rate falls linearly to "
+        "zero, so that the final weights settle and the chains come to equilibrium under "
+        "them (0: a constant rate, the release)",
+        _argument(lambda v, what: _fraction(v, what), float),
+        metavar="FRACTION",
+    ),
+    Option(
+        "--rejuvenate",
+        "every R iterations one chain (in turn) starts again at zero, the mean image, except "
+        "over the last tenth of the run, so that the model keeps the way from zero (0: never)",
+        _argument(lambda v, what: positive_int(v, what, minimum=0), int),
+        metavar="R",
+    ),
     Option(
         "--optimizer",
         "release: the original update rule (rescaled gradient ascent); adam",
