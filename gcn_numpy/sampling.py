@@ -51,10 +51,10 @@ def temperatures(n_steps, start):
     return start ** (1.0 - np.arange(n_steps) / n_steps)
 
 
-def tempered_chains(net, I, n_steps, step_size, sigma, rng, start=1e4):
-    """A tempered start: Langevin dynamics whose noise is scaled by ``sqrt(T)``, the
-    temperature ``T`` falling geometrically from ``start`` to 1 over ``n_steps`` steps
-    (simulated annealing on ``p^(1/T)``), on a checked backend array.
+def tempered_chains(net, I, temps, step_size, sigma, rng):
+    """A tempered start: one Langevin step at each temperature ``T`` of ``temps`` (see
+    :func:`temperatures`), its noise scaled by ``sqrt(T)`` (simulated annealing on
+    ``p^(1/T)``), on a checked backend array.
 
     Plain Langevin (eq. 19) from the mean image can settle in a metastable mode it cannot
     leave at ``T = 1`` (measured on learned textures: a flat, bright image within 30 steps,
@@ -69,12 +69,13 @@ def tempered_chains(net, I, n_steps, step_size, sigma, rng, start=1e4):
     >>> from gcn_numpy import GenerativeConvNet, Layer
     >>> net = GenerativeConvNet(1, [Layer(2, 3)], backend="numpy", init_std=0.0)
     >>> I = net.check_images(np.zeros((2, 1, 12, 12)))
-    >>> hot = tempered_chains(net, I, 20, 0.6, 1.0, np.random.default_rng(0), start=100.0)
+    >>> temps = temperatures(20, 100.0)
+    >>> hot = tempered_chains(net, I, temps, 0.6, 1.0, np.random.default_rng(0))
     >>> bool(hot.std() > 1.0)  # still warmer than q after cooling to T = 1.3
     True
     """
     kernels = net.kernels
-    for T in temperatures(n_steps, start):
+    for T in temps:
         B = net.forward_backward(I, need_B=True, need_f=False)["B"]
         Z = kernels.standard_normal(rng, I.shape, net.dtype) * net.dtype.type(np.sqrt(T))
         I = kernels.langevin_step(I, B, Z, step_size, sigma)

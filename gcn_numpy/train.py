@@ -49,7 +49,7 @@ from .outputs import (
     write_csv,
     write_outputs,
 )
-from .presets import PRESETS, get_preset
+from .presets import PRESETS, format_layers, get_preset, parse_layers
 
 __all__ = ["main", "build_parser", "config_from_args", "Run", "Option", "OPTIONS", "UsageError"]
 
@@ -157,6 +157,13 @@ OPTIONS = (
         "learning iterations T, per layer stage when layers are grown",
         POSITIVE_INT,
         resumable=True,
+    ),
+    Option(
+        "--layers",
+        "the conv layers, comma-separated CxK[/S][pP]: C filters of KxK, stride S, padding P "
+        "(e.g. the paper's text's object net: 100x7/2p2,64x5p2,20x3p2)",
+        _argument(lambda v, what: parse_layers(v), str),
+        metavar="SPEC",
     ),
     Option("--chains", "parallel Langevin chains M~", POSITIVE_INT),
     Option("--langevin-steps", "Langevin steps L per learning iteration", POSITIVE_INT),
@@ -284,9 +291,11 @@ def build_parser():
     )
     for o in OPTIONS:
         value = getattr(default, o.field)
-        shown = {"synth_size": "the training size x 1.5", "observed_window": "off"}.get(
-            o.field, value
-        )
+        shown = {
+            "synth_size": "the training size x 1.5",
+            "observed_window": "off",
+            "layers": format_layers(default.layers),
+        }.get(o.field, value)
         p.add_argument(
             o.flag,
             type=o.type,

@@ -41,14 +41,15 @@ def test_texture_run_writes_every_output(tmp_path):
     chains = sorted(os.listdir(out / "synthesized"))
     assert chains == ["chain_00.png", "chain_01.png", "chain_02.png"]
     with Image.open(out / "synthesized" / "chain_00.png") as im:
-        assert im.size == (24, 24) and im.mode == "L"  # the texture canvas is 1.5 x --size
+        assert im.size == (24, 24) and im.mode == "L"  # the samples are 1.5 x --size
     for name in ("grid.png", "curves.png", "filters.png"):
         with Image.open(out / name) as im:
             im.verify()
     with Image.open(out / "chains.gif") as im:
         assert im.n_frames >= 1
     state = npz_arrays(out / "checkpoint.npz")
-    assert int(state["iteration"]) == 4 and state["chains"].shape == (3, 1, 24, 24)
+    # the chains' canvas adds the texture net's receptive field, 19 px, on each side
+    assert int(state["iteration"]) == 4 and state["chains"].shape == (3, 1, 62, 62)
     assert not list(out.glob("*.tmp-*")), "a temporary checkpoint was left behind"
 
 

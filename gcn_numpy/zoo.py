@@ -1,0 +1,299 @@
+"""Learned models: the ones that ship with the package, and any training run's checkpoint.
+
+A model file (``gcn_numpy/models/<name>.npz``) holds the learned weights, the training
+configuration, the mean subtracted from the training images, a thumbnail of those images
+and what is known of the run that made it (the command, its time, its metrics and its
+drift test): everything needed to sample the model, reconstruct an image with it or
+descend to one of its modes, and nothing of the training state. :func:`load_model` reads
+those and the training command's ``checkpoint.npz`` alike.
+
+Sampling (:meth:`LearnedModel.sample`) starts every chain at zero, the mean image, runs a
+tempered start (:func:`gcn_numpy.sampling.tempered_chains`: the Langevin noise scaled by
+``sqrt(T)``, ``T`` falling from 1e4 to 1) and then plain Langevin dynamics, eq. (19), at the
+model's own step size and ``sigma``, on a canvas larger than the image it returns by the
+model's margin on each side. What it returns is a sample of the model's marginal on the
+inner window, after that many steps of its dynamics.
+"""
+
+import json
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+
+import numpy as np
+
+from . import data
+from .learning import receptive_field
+from .model import GenerativeConvNet
+from .presets import TrainConfig
+from .sampling import descend_to_mode, langevin_chains, temperatures, tempered_chains
+
+__all__ = [
+    "LearnedModel",
+    "ModelError",
+    "load_model",
+    "list_models",
+    "save_model",
+    "model_path",
+    "TEMPER_STEPS",
+    "TEMPER_START",
+]
+
+TEMPER_STEPS = 100  # steps of the tempered start ...
+TEMPER_START = 1e4  # ... from this temperature down to 1 ...
+TEMPER_STEP_SCALE = 2.0  # ... at this multiple of the model's step size
+MODELS = "models"
+
+
+class ModelError(ValueError):
+    """A model that cannot be used (unknown name, damaged file); the message says why.
+
+    Examples
+    --------
+    >>> try:
+    ...     load_model("marble")
+    ... except ModelError as e:
+    ...     print(str(e).split(";")[0])
+    no model 'marble'
+    """
+
+
+def _models_dir():
+    return resources.files("gcn_numpy") / MODELS
+
+
+def model_path(name):
+    """The file of the shipped model ``name``, or ``None``.
+
+    Examples
+    --------
+    >>> model_path("no such model") is None
+    True
+    """
+    path = _models_dir() / f"{name}.npz"
+    return str(path) if path.is_file() else None
+
+
+def list_models():
+    """The shipped models as ``(name, info)`` pairs, sorted by name (``info``: what each
+    file says of itself: what it learned, how it was made, its metrics).
+
+    Examples
+    --------
+    >>> all(isinstance(name, str) and "learned" in info for name, info in list_models())
+    True
+    """
+    folder = _models_dir()
+    if not folder.is_dir():
+        return []
+    names = sorted(p.name[:-4] for p in folder.iterdir() if p.name.endswith(".npz"))
+    return [(name, load_model(name).info) for name in names]
+
+
+@dataclass
+class LearnedModel:
+    """A learned generative ConvNet with what it needs to be used.
+
+    Attributes
+    ----------
+    net : GenerativeConvNet
+    config : TrainConfig
+        The configuration it was learned with (step size, sigma, margin, boundary).
+    mean : ndarray of shape (C,)
+        The mean subtracted from its training images (model units = pixels - mean).
+    info : dict
+        What is known of how it was made (shipped models: name, what it learned, the
+        command, the run's metrics).
+    thumbnail : ndarray of uint8 or None
+        Its training images, small.
+    """
+
+    net: GenerativeConvNet
+    config: TrainConfig
+    mean: np.ndarray
+    info: dict = field(default_factory=dict)
+    thumbnail: np.ndarray = None
+
+    @property
+    def margin(self):
+        """Pixels each side of the canvas that sampling runs but does not return."""
+        m = self.config.synth_margin
+        return receptive_field(self.net.layers) if m == "rf" else int(m)
+
+    @property
+    def size(self):
+        """The fixed image size of an object model (linear top), ``None`` for a texture."""
+        return self.net.image_size
+
+    def canvas(self, size):
+        """The side of the canvas the chains run on to return ``size`` pixels."""
+        if self.size is not None:
+            if size not in (None, self.size[0]):
+                raise ModelError(
+                    f"an object model samples at its training size, {self.size[0]} px, not {size}"
+                )
+            return self.size[0]
+        return int(size) + 2 * self.margin
+
+    def sample(self, n=1, size=None, steps=200, seed=0, init="zeros", progress=None):
+        """``n`` samples of ``size x size`` pixels (texture models: any size the net
+        accepts; object models: their training size), as model-unit arrays ``(n, C, size,
+        size)``. ``init``: ``"zeros"`` (the mean image), ``"noise"`` (white noise of the
+        training images' standard deviation, as far as it is known: 40 grey levels
+        otherwise) or an array of model units ``(n, C, H, W)`` of the canvas's size. The
+        tempered start (``TEMPER_STEPS``) precedes ``steps`` plain Langevin steps; both run
+        on the chains' whole canvas. ``progress(done, total)`` is called along the way.
+        Same seed, same result."""
+        cfg, net = self.config, self.net
+        side = self.canvas(size if size is not None else cfg.size)
+        shape = (n, net.in_channels, side, side)
+        rng = np.random.default_rng(seed)
+        if isinstance(init, str):
+            if init == "zeros":
+                start = np.zeros(shape)
+            elif init == "noise":
+                start = self.info.get("data_std", 40.0) * rng.standard_normal(shape)
+            else:
+                raise ModelError(f"unknown init {init!r}; choose zeros, noise or an image")
+            temper = TEMPER_STEPS if init == "zeros" else 0
+        else:
+            start = np.asarray(init, dtype=np.float64)
+            if start.shape != shape:
+                raise ModelError(f"the initial images have shape {start.shape}, need {shape}")
+            temper = 0
+        I = net.check_images(start)
+        total, done = temper + steps, 0
+        chunk = 25
+        while done < total:
+            k = min(chunk, total - done)
+            if done < temper:
+                k = min(k, temper - done)
+                temps = temperatures(temper, TEMPER_START)[done : done + k]
+                I = tempered_chains(
+                    net, I, temps, TEMPER_STEP_SCALE * cfg.step_size, cfg.sigma, rng
+                )
+            else:
+                I = langevin_chains(net, I, k, cfg.step_size, cfg.sigma, rng)
+            done += k
+            if progress is not None:
+                progress(done, total)
+        x = net.to_numpy(I)
+        m = self.margin if self.size is None else 0
+        return x[:, :, m : x.shape[2] - m, m : x.shape[3] - m] if m else x
+
+    def reconstruct(self, images):
+        """Theorem 1's auto-encoding of images in model units ``(N, C, H, W)``: the mean of
+        each one's Gaussian piece, ``sigma^2 B(delta(I))`` (eq. 17-18)."""
+        I = self.net.check_images(images)
+        B = self.net.forward_backward(I, need_B=True, need_f=False)["B"]
+        return self.net.to_numpy(self.config.sigma**2 * B)
+
+    def mode(self, images, max_steps=2000):
+        """The local mode reached from each image by the deterministic part of eq. (19)
+        (Proposition 2), and whether it auto-encodes exactly."""
+        return descend_to_mode(self.net, images, sigma=self.config.sigma, max_steps=max_steps)
+
+    def to_pixels(self, x):
+        """Model units to uint8 pixels (the mean added back)."""
+        return data.to_uint8(x, self.mean)
+
+    def from_pixels(self, images):
+        """uint8 or 0-255 images ``(N, C, H, W)`` to model units."""
+        return np.asarray(images, dtype=np.float64) - self.mean[None, :, None, None]
+
+
+def load_model(name_or_path, backend="numba"):
+    """A shipped model by name, a model file, or a training run's ``checkpoint.npz``.
+
+    Parameters
+    ----------
+    name_or_path : str
+    backend : str
+        The backend to run it on (``"numba"``, ``"numpy"``, ``"cupy"``).
+
+    Returns
+    -------
+    LearnedModel
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from gcn_numpy import GenerativeConvNet, Layer
+    >>> from gcn_numpy.presets import TrainConfig
+    >>> config = TrainConfig(layers=[{"channels": 2, "kernel": 3, "stride": 1, "padding": 1}])
+    >>> net = GenerativeConvNet(1, config.layer_objects(), backend="numpy", seed=0)
+    >>> path = os.path.join(tempfile.mkdtemp(), "tiny.npz")
+    >>> save_model(path, net, config, np.array([128.0]), {"learned": "nothing"})
+    >>> model = load_model(path, backend="numpy")
+    >>> model.sample(n=2, size=8, steps=3).shape
+    (2, 1, 8, 8)
+    """
+    path = model_path(name_or_path) if not os.path.exists(str(name_or_path)) else name_or_path
+    if path is None:
+        shipped = ", ".join(name for name, _ in list_models()) or "none"
+        raise ModelError(
+            f"no model {name_or_path!r}; shipped: {shipped}; or give a model file or a "
+            "training run's checkpoint.npz"
+        )
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            state = {key: z[key] for key in z.files}
+    except Exception as e:  # a damaged or foreign file: one line
+        raise ModelError(f"cannot read model {path}: {e}") from None
+    try:
+        return _from_state(state, backend)
+    except (KeyError, ValueError, TypeError, json.JSONDecodeError) as e:
+        what = f"lacks the entry {e}" if isinstance(e, KeyError) else f"does not fit ({e})"
+        raise ModelError(f"model {path} {what}") from None
+
+
+def _from_state(state, backend):
+    config = TrainConfig.from_dict(json.loads(str(state["config"])))
+    mean = np.asarray(state["mean"], dtype=np.float64)
+    n_layers = int(state["n_layers"]) if "n_layers" in state else len(config.layers)
+    n_params = int(state["n_params"]) if "n_params" in state else n_layers
+    if "obs" in state:
+        image_hw = tuple(state["obs"].shape[2:])
+    else:
+        image_hw = tuple(int(v) for v in state["image_size"])
+    net = GenerativeConvNet(
+        len(mean),
+        config.layer_objects()[:n_layers],
+        top=config.top,
+        image_size=image_hw if config.top == "linear" else None,
+        backend=backend,
+        dtype=np.dtype(config.dtype),
+        boundary=config.boundary,
+    )
+    net.set_weights([(state[f"W{i}"], state[f"b{i}"]) for i in range(n_params)])
+    info = json.loads(str(state["info"])) if "info" in state else {"learned": "a training run"}
+    info.setdefault("data_std", _data_std(state, mean))
+    thumbnail = state.get("thumbnail")
+    if thumbnail is None and "obs" in state:
+        thumbnail = data.to_uint8(state["obs"][:4], mean)
+    return LearnedModel(net, config, mean, info, thumbnail)
+
+
+def _data_std(state, mean):
+    if "obs" in state:
+        return float(np.asarray(state["obs"]).std())
+    return 40.0
+
+
+def save_model(path, net, config, mean, info, thumbnail=None, image_size=None):
+    """Write a model file: the weights, the configuration, the mean, ``info`` (JSON) and a
+    uint8 ``thumbnail`` of the training images (see :func:`load_model`)."""
+    arrays = {
+        "config": np.array(json.dumps(config.to_dict())),
+        "mean": np.asarray(mean, dtype=np.float64),
+        "n_layers": np.array(len(net.layers)),
+        "n_params": np.array(len(net.params)),
+        "info": np.array(json.dumps(info)),
+        "image_size": np.array(image_size or net.image_size or (config.size, config.size)),
+    }
+    for i, (W, b) in enumerate(net.weights):
+        arrays[f"W{i}"], arrays[f"b{i}"] = W.astype(np.float32), b.astype(np.float32)
+    if thumbnail is not None:
+        arrays["thumbnail"] = np.asarray(thumbnail, dtype=np.uint8)
+    np.savez_compressed(path, **arrays)
