@@ -374,3 +374,24 @@ def training_photo(config):
         images, gray = _read(paths)
         return _prepared(images[0], gray, config.size, None, crop=False)
     return None
+
+
+def load_image(path, channels, size=None):
+    """One image file as a (channels, H, W) array of 0-255 values: converted to grey
+    (``channels == 1``) or to colour (3); resized (shorter side) and centre-cropped to
+    ``size x size`` when ``size`` is given, otherwise at its own size.
+
+    Examples
+    --------
+    >>> load_image(texture_path("gravel"), 3, size=32).shape
+    (3, 32, 32)
+    >>> load_image(texture_path("gravel"), 1).shape
+    (1, 512, 512)
+    """
+    if channels not in (1, 3):
+        raise DataError(f"images have 1 or 3 channels, not {channels}")
+    images, _ = _read([path])
+    image = images[0]
+    if size is None:  # its own size: the shorter side as it is
+        size = min(image.size)
+    return _prepared(image, channels == 1, size, path, crop=size != min(image.size))
