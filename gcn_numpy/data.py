@@ -376,10 +376,11 @@ def training_photo(config):
     return None
 
 
-def load_image(path, channels, size=None):
+def load_image(path, channels, size=None, strict=False):
     """One image file as a (channels, H, W) array of 0-255 values: converted to grey
-    (``channels == 1``) or to colour (3); resized (shorter side) and centre-cropped to
-    ``size x size`` when ``size`` is given, otherwise at its own size.
+    (``channels == 1``) or to colour (3), or with ``strict`` a :class:`DataError` when
+    the file's own kind (grey or colour) differs; resized (shorter side) and
+    centre-cropped to ``size x size`` when ``size`` is given, otherwise at its own size.
 
     Examples
     --------
@@ -390,7 +391,10 @@ def load_image(path, channels, size=None):
     """
     if channels not in (1, 3):
         raise DataError(f"images have 1 or 3 channels, not {channels}")
-    images, _ = _read([path])
+    images, gray = _read([path])
+    if strict and gray != (channels == 1):
+        kind, want = ("grey", "colour") if gray else ("colour", "grey")
+        raise DataError(f"{path} is a {kind} image and the model's are {want}: convert it first")
     image = images[0]
     if size is None:  # its own size: the shorter side as it is
         size = min(image.size)

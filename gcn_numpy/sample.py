@@ -131,7 +131,7 @@ def _image(model, path, size=None):
     """An image file in model units with the model's channels, (1, C, H, W); resized to
     ``size`` (shorter side, centre crop) when given."""
     try:
-        image = data.load_image(path, model.net.in_channels, size)
+        image = data.load_image(path, model.net.in_channels, size, strict=True)
     except data.DataError as e:
         raise ModelError(str(e)) from None
     return model.from_pixels(image[None])

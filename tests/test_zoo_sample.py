@@ -1,0 +1,212 @@
+"""Learned models as files (gcn_numpy.zoo) and ``python -m gcn_numpy.sample``: loading
+shipped models, model files and checkpoints, sampling at any size, reproducibility, the
+auto-encoding and the mode of a user's image, and bad input."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import run_cli
+from PIL import Image
+
+from gcn_numpy import GenerativeConvNet, Layer
+from gcn_numpy.presets import TrainConfig
+from gcn_numpy.zoo import ModelError, list_models, load_model, save_model
+
+
+def tiny_model(tmp_path, top="sum", channels=1, margin="rf"):
+    layers = [Layer(4, 5, stride=2, padding=2), Layer(3, 3, padding=1)]
+    config = TrainConfig(
+        layers=[
+            {"channels": l.channels, "kernel": l.kernel, "stride": l.stride, "padding": l.padding}
+            for l in layers
+        ],
+        top=top,
+        size=16,
+        synth_margin=margin,
+        boundary="symmetric",
+        dtype="float64",
+    )
+    net = GenerativeConvNet(
+        channels,
+        layers,
+        top=top,
+        image_size=(16, 16) if top == "linear" else None,
+        backend="numpy",
+        dtype=np.float64,
+        seed=3,
+        init_std=0.3,
+        boundary="symmetric",
+    )
+    path = str(tmp_path / f"tiny-{top}-{margin}.npz")
+    save_model(
+        path,
+        net,
+        config,
+        np.full(channels, 100.0),
+        {"learned": "a test"},
+        thumbnail=np.zeros((1, 16, 16), np.uint8),
+    )
+    return path, net
+
+
+def sample(*args, cwd):
+    return subprocess.run(
+        [sys.executable, "-m", "gcn_numpy.sample", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_a_model_file_round_trips_its_weights_and_samples_at_any_size(tmp_path):
+    path, net = tiny_model(tmp_path)
+    model = load_model(path, backend="numpy")
+    for (W0, b0), (W1, b1) in zip(net.weights, model.net.weights, strict=True):
+        assert np.allclose(W0, W1, rtol=1e-6) and np.allclose(b0, b1, rtol=1e-6)
+    assert model.margin == 5 + 2 * 2 and model.info["learned"] == "a test"
+    for size in (8, 40):
+        x = model.sample(n=2, size=size, steps=5, seed=1)
+        assert x.shape == (2, 1, size, size) and np.isfinite(x).all()
+    a, b = model.sample(n=1, size=12, steps=3, seed=7), model.sample(n=1, size=12, steps=3, seed=7)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, model.sample(n=1, size=12, steps=3, seed=8))
+
+
+def test_an_object_model_samples_at_its_training_size_only(tmp_path):
+    path, _ = tiny_model(tmp_path, top="linear")
+    model = load_model(path, backend="numpy")
+    assert model.sample(n=1, steps=2).shape == (1, 1, 16, 16)
+    with pytest.raises(ModelError, match="training size, 16 px"):
+        model.sample(n=1, size=32, steps=2)
+
+
+def test_a_training_checkpoint_loads_as_a_model(tmp_path):
+    out = tmp_path / "run"
+    args = [
+        "--backend",
+        "numpy",
+        "--size",
+        "16",
+        "--chains",
+        "2",
+        "--langevin-steps",
+        "2",
+        "--iterations",
+        "2",
+        "--drift-steps",
+        "0",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
+    assert run_cli(*args, cwd=tmp_path).returncode == 0
+    model = load_model(str(out / "checkpoint.npz"), backend="numpy")
+    config = json.loads((out / "config.json").read_text())
+    assert model.config.layers == config["layers"] and model.mean[0] == config["mean"][0]
+    assert model.sample(n=1, size=30, steps=2).shape == (1, 1, 30, 30)
+
+
+def test_the_command_writes_the_same_bytes_for_the_same_seed(tmp_path):
+    path, _ = tiny_model(tmp_path)
+    outs = []
+    for k in range(2):
+        out = tmp_path / f"s{k}"
+        r = sample(
+            path,
+            "--size",
+            "24",
+            "--n",
+            "2",
+            "--steps",
+            "3",
+            "--backend",
+            "numpy",
+            "--quiet",
+            "--out",
+            str(out),
+            cwd=tmp_path,
+        )
+        assert r.returncode == 0, r.stderr
+        assert "2 samples of 24x24 px" in r.stdout
+        outs.append(out)
+    for name in ("sample_00.png", "sample_01.png", "grid.png"):
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes()
+    with Image.open(outs[0] / "sample_00.png") as im:
+        assert im.size == (24, 24) and im.mode == "L"
+
+
+def test_reconstruct_and_mode_on_a_users_image(tmp_path):
+    path, _ = tiny_model(tmp_path)
+    photo = tmp_path / "photo.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (30, 40), dtype=np.uint8)).save(photo)
+    r = sample(
+        path,
+        "--reconstruct",
+        str(photo),
+        "--mode",
+        str(photo),
+        "--backend",
+        "numpy",
+        "--out",
+        str(tmp_path / "o"),
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "reconstruction: mean |sigma^2 B - I|" in r.stdout and "mode:" in r.stdout
+    for name in ("reconstruction.png", "mode.png"):
+        with Image.open(tmp_path / "o" / name) as im:
+            im.verify()
+    model = load_model(path, backend="numpy")
+    I = model.from_pixels(np.asarray(Image.open(photo), dtype=float)[None, None])
+    assert np.allclose(model.reconstruct(I), model.net.top_down(I)[1])  # sigma = 1: B
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("unknown", "no model 'marble'"),
+        ("damaged", "cannot read model"),
+        ("small", "smaller than the net's receptive field"),
+        ("colour", "is a colour image and the model's are grey"),
+        ("no model", "name a model"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, case, message):
+    path, _ = tiny_model(tmp_path)
+    if case == "unknown":
+        args = ["marble"]
+    elif case == "damaged":
+        bad = tmp_path / "bad.npz"
+        bad.write_bytes(b"PK\x03\x04 not really")
+        args = [str(bad)]
+    elif case == "small":  # no margin: the canvas is the sample
+        args = [tiny_model(tmp_path, margin=0)[0], "--size", "1", "--init", "noise"]
+    elif case == "colour":
+        photo = tmp_path / "colour.png"
+        Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 20, 3), np.uint8)).save(
+            photo
+        )
+        args = [path, "--reconstruct", str(photo)]
+    else:
+        args = []
+    r = sample(*args, "--backend", "numpy", "--out", str(tmp_path / "o"), cwd=tmp_path)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and message in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_shipped_models_are_listed_with_what_they_learned(tmp_path):
+    models = dict(list_models())
+    r = sample("--list", cwd=tmp_path)
+    assert r.returncode == 0
+    for name, info in models.items():
+        assert name in r.stdout and info["learned"] in r.stdout
+        assert (
+            os.path.getsize(load_model(name).info.get("file", "")) < 2e6 if "file" in info else True
+        )
