@@ -63,7 +63,7 @@ def save(path, learner, mean, metrics):
     >>> save(path, learner, mean=np.zeros(1), metrics=np.zeros((0, 10)))
     >>> config, state = load(path, columns=10)
     >>> int(state["iteration"]), state["chains"].shape
-    (0, (2, 1, 48, 48))
+    (0, (2, 1, 86, 86))
     """
     state = learner.state_dict()
     state["format"] = np.array(FORMAT)

@@ -21,10 +21,12 @@ from .sampling import langevin_chains
 __all__ = [
     "Learner",
     "DivergenceError",
-    "NonFiniteError",
     "ReleaseRule",
     "Adam",
     "make_rule",
+    "RULES",
+    "CLIP_MODES",
+    "POSITIONS",
     "receptive_field",
 ]
 
@@ -57,9 +59,6 @@ class DivergenceError(FloatingPointError):
     >>> learner.iteration  # the state is the last good one
     0
     """
-
-
-NonFiniteError = DivergenceError  # the name of earlier versions
 
 
 class ReleaseRule:
@@ -160,8 +159,16 @@ class Adam:
         return new_params, [t] + new_m + new_v
 
 
+RULES = {  # the update rules by name: make_rule and the command line's --optimizer
+    "release": lambda c: ReleaseRule(
+        c.clip, c.weight_decay, c.bias_lr_mult, c.momentum, c.clip_mode
+    ),
+    "adam": lambda c: Adam(c.weight_decay),
+}
+
+
 def make_rule(config):
-    """The update rule a :class:`~gcn_numpy.presets.TrainConfig` asks for.
+    """The update rule a :class:`~gcn_numpy.presets.TrainConfig` asks for (:data:`RULES`).
 
     Examples
     --------
@@ -170,17 +177,11 @@ def make_rule(config):
     >>> type(rule).__name__, rule.clip, rule.clip_mode, rule.momentum
     ('ReleaseRule', 1.0, 'signed', 0.9)
     """
-    if config.optimizer == "release":
-        return ReleaseRule(
-            config.clip,
-            config.weight_decay,
-            config.bias_lr_mult,
-            config.momentum,
-            config.clip_mode,
+    if config.optimizer not in RULES:
+        raise ValueError(
+            f"unknown optimizer {config.optimizer!r}; choose one of {', '.join(RULES)}"
         )
-    if config.optimizer == "adam":
-        return Adam(config.weight_decay)
-    raise ValueError(f"unknown optimizer {config.optimizer!r}; choose release or adam")
+    return RULES[config.optimizer](config)
 
 
 class Learner:
@@ -215,7 +216,9 @@ class Learner:
     >>> config.backend, config.size, config.chains, config.iterations = "numpy", 32, 2, 3
     >>> images, mean = data.prepare(data.load_training_images(config))
     >>> learner = Learner(config, images)
-    >>> learner.chains.shape  # on a canvas 1.5 x the training image
+    >>> learner.chains.shape  # 1.5 x the training image, and a 19 px margin each side
+    (2, 1, 86, 86)
+    >>> learner.samples().shape
     (2, 1, 48, 48)
     >>> metrics = [learner.step() for _ in range(learner.total_iterations)]
     >>> sorted(metrics[-1])
@@ -237,16 +240,7 @@ class Learner:
         images = np.asarray(images)
         if images.ndim != 4:
             raise ValueError(f"images must have shape (M, C, H, W), got {images.shape}")
-        for side in ("observed_positions", "synthesized_positions"):
-            value = getattr(config, side)
-            if value not in POSITIONS:
-                raise ValueError(f"unknown {side} {value!r}; choose all or clean")
-            if value == "clean" and config.top != "sum":
-                raise ValueError(f'{side}="clean" needs the convolutional (sum) top')
-        for name in ("step_size", "sigma", "lr"):
-            value = getattr(config, name)
-            if not (np.isfinite(value) and 0 < value <= 1e150):  # its square must be finite
-                raise ValueError(f"{name} must be a positive number <= 1e150, got {value!r}")
+        config.validate()
         self.window = self._window(config, images.shape[2:])
         self.n_layers_total = len(config.layers)
         self.total_iterations = config.iterations * (self.n_layers_total if config.grow else 1)
@@ -328,9 +322,9 @@ class Learner:
         else:  # a canvas of the chosen scale that the net's strides divide
             step = self._canvas_step()
             H, W = (max(step, step * round(n * self.config.synth_scale / step)) for n in (H, W))
-        H, W = H + 2 * self.margin, W + 2 * self.margin
+        self.net.layer_shapes(H, W)  # samples below the receptive field are an error ...
+        H, W = H + 2 * self.margin, W + 2 * self.margin  # ... with or without a margin
         shape = (self.config.chains, C, H, W)
-        self.net.layer_shapes(*shape[2:])  # a canvas below the receptive field is an error
         return self.net.xp.zeros(shape, dtype=self.net.dtype)  # Algorithm 1, line 2: mean image
 
     def _grow(self):

@@ -12,7 +12,9 @@ import csv
 import glob
 import io
 import os
+import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -26,6 +28,8 @@ from .summary import run_summary, summary_line, write_summary
 
 __all__ = [
     "CSV_COLUMNS",
+    "MetricsRow",
+    "frame_iteration",
     "Run",
     "makedirs",
     "write_csv",
@@ -37,7 +41,46 @@ __all__ = [
     "finish_summary",
 ]
 
-CSV_COLUMNS = ("iteration", "layers") + METRICS + ("lr", "rollback", "seconds")
+
+class MetricsRow(NamedTuple):
+    """One line of ``metrics.csv``: an iteration's metrics (:meth:`Learner.step`), the
+    learning rate it used, whether it was rolled back (0/1), and its wall time."""
+
+    iteration: int
+    layers: int
+    f_obs: float
+    f_syn: float
+    energy: float
+    grad_norm: float
+    recon_error: float
+    lr: float
+    rollback: int
+    seconds: float
+
+    @classmethod
+    def of(cls, learner, metrics, seconds):
+        """The row of an iteration: ``metrics`` as :meth:`Learner.step` returned them."""
+        undone = int(bool(metrics["rollback"]))
+        values = {k: float(metrics[k]) for k in METRICS}
+        return cls(
+            learner.iteration + undone,
+            len(learner.net.layers),
+            lr=float(metrics["lr"]),
+            rollback=undone,
+            seconds=seconds,
+            **values,
+        )
+
+    def csv(self):
+        return [
+            f"{v:.6g}" if isinstance(v, float) and name not in INTEGER_COLUMNS else str(int(v))
+            for name, v in zip(self._fields, self, strict=True)
+        ]
+
+
+CSV_COLUMNS = MetricsRow._fields
+INTEGER_COLUMNS = ("iteration", "layers", "rollback")
+assert CSV_COLUMNS == ("iteration", "layers") + METRICS + ("lr", "rollback", "seconds")
 FRAME_PIXELS = 384  # width of a frame of chains.gif at most
 DRIFT_SEED = 21  # with the run's seed and iteration: the drift test's noise
 
@@ -60,7 +103,7 @@ class Run:
     config: TrainConfig
     out: str
     mean: np.ndarray
-    metrics: list = field(default_factory=list)  # rows of CSV_COLUMNS
+    metrics: list = field(default_factory=list)  # MetricsRow, one per iteration tried
     photo: np.ndarray = None  # data.training_photo, for the frame score's reference
 
     def path(self, *names):
@@ -90,8 +133,7 @@ def csv_text(rows, header=False):
     if header:
         writer.writerow(CSV_COLUMNS)
     for row in rows:
-        values = [f"{v:.6g}" for v in row[2:-2]]
-        writer.writerow([int(row[0]), int(row[1])] + values + [int(row[-2]), f"{row[-1]:.6g}"])
+        writer.writerow(MetricsRow(*row).csv())
     return buffer.getvalue()
 
 
@@ -118,6 +160,20 @@ def sheet_frame(learner, mean):
 
 def frame_paths(run):
     return sorted(glob.glob(run.path("frames", "frame_*.png")))
+
+
+def frame_iteration(path):
+    """The iteration a frame of chains.gif was taken at, from its file name.
+
+    Examples
+    --------
+    >>> frame_iteration("runs/x/frames/frame_000120_00.png")
+    120
+    """
+    match = re.fullmatch(r"frame_(\d+)(?:_\d+)?\.png", os.path.basename(path))
+    if match is None:
+        raise ValueError(f"{path} is not a frame of chains.gif")
+    return int(match.group(1))
 
 
 def save_frame(run, learner):

@@ -10,8 +10,30 @@ import copy
 import dataclasses
 import re
 from dataclasses import dataclass, field
+from numbers import Real
 
-from .model import Layer
+import numpy as np
+
+from ._validate import positive_int
+from .backends import BACKENDS
+from .boundary import BOUNDARIES
+from .learning import CLIP_MODES, POSITIONS, RULES
+from .model import TOPS, Layer
+
+MODES = ("ml", "cd")  # maximum likelihood (Algorithm 1), contrastive divergence
+DTYPES = ("float32", "float64")
+DATA_KINDS = ("texture", "lfw", "texture-crops", "files")  # texture: "texture:<name>"
+CHOICES = {  # field -> its table of values, also the command line's choices
+    "top": TOPS,
+    "mode": MODES,
+    "optimizer": tuple(RULES),
+    "clip_mode": CLIP_MODES,
+    "boundary": BOUNDARIES,
+    "observed_positions": POSITIONS,
+    "synthesized_positions": POSITIONS,
+    "backend": BACKENDS,
+    "dtype": DTYPES,
+}
 
 __all__ = [
     "TrainConfig",
@@ -94,6 +116,55 @@ class TrainConfig:
     drift_steps: int = 1000  # Langevin steps at the final weights that end the run (0: none;
     # gcn_numpy.drift)
     snapshot_every: int = 10  # frames of chains.gif
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self):
+        """``ValueError`` saying which field is wrong: a choice not in its table (the same
+        tables the command line offers), a number out of range, a layer that cannot be.
+        Run when a configuration is made and again when a learner takes it (fields may be
+        set in between).
+
+        Examples
+        --------
+        >>> TrainConfig(boundary="mirror")
+        Traceback (most recent call last):
+        ...
+        ValueError: unknown boundary 'mirror'; choose one of zero, circular, reflect, symmetric
+        >>> TrainConfig(anneal=1.5)
+        Traceback (most recent call last):
+        ...
+        ValueError: anneal must be a fraction in [0, 1], got 1.5
+        """
+        for name, table in CHOICES.items():
+            value = getattr(self, name)
+            if value not in table:
+                raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(table)}")
+        kind = self.data.split(":", 1)
+        if kind[0] not in DATA_KINDS or (kind[0] == "texture") != (len(kind) == 2):
+            raise ValueError(f"unknown data {self.data!r}; choose one of {', '.join(DATA_KINDS)}")
+        for name in ("size", "n_images", "chains", "iterations", "checkpoint_every"):
+            positive_int(getattr(self, name), name)
+        for name in ("langevin_steps", "rejuvenate", "drift_steps", "snapshot_every"):
+            positive_int(getattr(self, name), name, minimum=0)
+        for name in ("step_size", "sigma", "lr"):
+            value = getattr(self, name)
+            if not (isinstance(value, Real) and np.isfinite(value) and 0 < value <= 1e150):
+                raise ValueError(f"{name} must be a positive number <= 1e150, got {value!r}")
+        for name in ("anneal", "rejuvenate_stop"):
+            value = getattr(self, name)
+            if not (isinstance(value, Real) and 0 <= value <= 1):
+                raise ValueError(f"{name} must be a fraction in [0, 1], got {value!r}")
+        m = self.synth_margin
+        if m != "rf" and (isinstance(m, bool) or not isinstance(m, int) or m < 0):
+            raise ValueError(f'synth_margin must be an integer >= 0 or "rf", got {m!r}')
+        for side in ("observed_positions", "synthesized_positions"):
+            if getattr(self, side) == "clean" and self.top != "sum":
+                raise ValueError(f'{side}="clean" needs the convolutional (sum) top')
+        if not self.layers:
+            raise ValueError("the net needs at least one layer")
+        self.layer_objects()  # each layer checks its own numbers
 
     def layer_objects(self):
         return [Layer(**spec) for spec in self.layers]

@@ -34,13 +34,13 @@ from tqdm import tqdm
 from . import checkpoint, data
 from ._io import OutputError, atomic_write
 from ._validate import positive_float, positive_int
-from .backends import BACKENDS
-from .boundary import BOUNDARIES
-from .learning import METRICS, DivergenceError, Learner
+from .learning import DivergenceError, Learner
 from .outputs import (
     CSV_COLUMNS,
+    MetricsRow,
     Run,
     finish_summary,
+    frame_iteration,
     frame_paths,
     makedirs,
     run_drift,
@@ -49,7 +49,7 @@ from .outputs import (
     write_csv,
     write_outputs,
 )
-from .presets import PRESETS, format_layers, get_preset, parse_layers
+from .presets import CHOICES, PRESETS, format_layers, get_preset, parse_layers
 
 __all__ = ["main", "build_parser", "config_from_args", "Run", "Option", "OPTIONS", "UsageError"]
 
@@ -188,7 +188,7 @@ OPTIONS = (
     Option(
         "--optimizer",
         "release: the original update rule (rescaled gradient ascent); adam",
-        choices=("release", "adam"),
+        choices=CHOICES["optimizer"],
     ),
     Option(
         "--boundary",
@@ -197,12 +197,12 @@ OPTIONS = (
         "the positions that never see its edge), reflect (a mirror image behind the edge) or "
         "symmetric (the mirror with the edge row repeated: every pixel read by as many windows "
         "as in the interior)",
-        choices=BOUNDARIES,
+        choices=CHOICES["boundary"],
     ),
     Option(
         "--backend",
         "numpy (reference) | numba (CPU) | cupy (GPU)",
-        choices=BACKENDS,
+        choices=CHOICES["backend"],
         metavar="NAME",
         resumable=True,
     ),
@@ -504,7 +504,7 @@ def start(config, out, state=None, source=None):
             ) from None
     run = Run(config, out, np.asarray(mean, dtype=np.float64))
     if state is not None:
-        run.metrics = [list(r) for r in state["metrics"]]
+        run.metrics = [MetricsRow(*r) for r in state["metrics"]]
     with contextlib.suppress(data.DataError, OSError):
         run.photo = data.training_photo(config)
     atomic_write(
@@ -518,7 +518,7 @@ def start(config, out, state=None, source=None):
     )
     write_csv(run, run.metrics)
     for path in frame_paths(run):  # frames of a longer run in this folder, or after a kill
-        if int(os.path.basename(path)[6:12]) > learner.iteration or state is None:
+        if frame_iteration(path) > learner.iteration or state is None:
             os.remove(path)
     if not frame_paths(run):
         save_frame(run, learner)
@@ -536,14 +536,12 @@ def train(learner, run, stop, quiet=False):
         while learner.iteration < total and stop.received is None:
             t0 = time.perf_counter()
             m = learner.step()
-            undone = bool(m["rollback"])
-            row = [learner.iteration + undone, len(learner.net.layers)]
-            row += [m[k] for k in METRICS] + [m["lr"], float(undone), time.perf_counter() - t0]
+            row = MetricsRow.of(learner, m, time.perf_counter() - t0)
             run.metrics.append(row)
             write_csv(run, [row], mode="a")
-            if undone:
+            if row.rollback:
                 progress.write(
-                    f"iteration {row[0]} rolled back: {m['rollback']}; learning rate halved "
+                    f"iteration {row.iteration} rolled back: {m['rollback']}; learning rate halved "
                     f"to {learner.lr:.3g} for the rest of the stage"
                 )
                 continue
