@@ -159,6 +159,19 @@ def test_non_finite_values_stop_with_a_message_and_keep_the_last_good_state(tmp_
     assert int(state["iteration"]) == 0 and np.all(np.isfinite(state["chains"]))
 
 
+def test_a_huge_learning_rate_under_the_clip_is_still_caught_before_a_checkpoint(tmp_path):
+    """The release's clip bounds each step by lr x 20, so the spike test is off; a rate so
+    large that the weights' step makes the chains overflow is caught as non-finite, and
+    nothing non-finite reaches the checkpoint."""
+    out = tmp_path / "lr"
+    r = run_cli(*TINY, "--iterations", "6", "--lr", "1e30", "--out", str(out), cwd=tmp_path)
+    assert r.returncode == 1 and "non-finite" in r.stderr and "Traceback" not in r.stderr
+    state = npz_arrays(out / "checkpoint.npz")
+    rows = state.pop("metrics")  # rolled-back rows record what went wrong, inf and all
+    assert all(np.all(np.isfinite(v)) for v in state.values() if v.dtype.kind == "f")
+    assert np.isfinite(rows[rows[:, -2] == 0]).all() and not np.isfinite(rows).all()
+
+
 def test_help_explains_every_option():
     r = subprocess.run(
         [sys.executable, "-m", "gcn_numpy.train", "--help"],
