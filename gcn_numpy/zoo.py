@@ -297,3 +297,22 @@ def save_model(path, net, config, mean, info, thumbnail=None, image_size=None):
     if thumbnail is not None:
         arrays["thumbnail"] = np.asarray(thumbnail, dtype=np.uint8)
     np.savez_compressed(path, **arrays)
+
+
+def model_from_run(run_dir, name, learned, command=""):
+    """A model file's contents from a finished training run's folder (its checkpoint, its
+    summary and its first training images): ``(net, config, mean, info, thumbnail)``, as
+    :func:`save_model` takes them."""
+    model = load_model(os.path.join(run_dir, "checkpoint.npz"), backend="numpy")
+    with open(os.path.join(run_dir, "summary.json")) as f:
+        summary = json.load(f)
+    info = {
+        "name": name,
+        "learned": learned,
+        "size": f"{model.config.size} px"
+        + (f", {len(model.mean)} channels" if len(model.mean) > 1 else ""),
+        "made": command,
+        "summary": summary,
+        "data_std": model.info.get("data_std"),
+    }
+    return model.net, model.config, model.mean, info, model.thumbnail
