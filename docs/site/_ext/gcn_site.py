@@ -200,11 +200,20 @@ def _repo_link(source):
 
 def _site_markdown(text, source):
     """Markdown of the repository file ``source`` with its links made to work on the site."""
+    link = _repo_link(source)
+
+    def rewrite(match):
+        if match.group(0).startswith("`"):
+            code = match.group(0).strip("`")  # a file the site shows, named in code: linked
+            return f"[{match.group(0)}](/{PAGES[code]}.md)" if code in PAGES else match.group(0)
+        return link(match)
+
+    spans = re.compile(f"{LINK.pattern}|`[^`\\n]+`")
     parts, last = [], 0
-    for match in re.finditer(r"```.*?```|~~~.*?~~~|`[^`\n]+`", text, re.S):
-        parts += [LINK.sub(_repo_link(source), text[last : match.start()]), match.group(0)]
+    for match in re.finditer(r"```.*?```|~~~.*?~~~", text, re.S):  # fenced code: as it is
+        parts += [spans.sub(rewrite, text[last : match.start()]), match.group(0)]
         last = match.end()
-    text = "".join(parts + [LINK.sub(_repo_link(source), text[last:])])
+    text = "".join(parts + [spans.sub(rewrite, text[last:])])
     return _mention_links(text, _notebook_target("/notebooks/"))
 
 
