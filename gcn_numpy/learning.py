@@ -478,7 +478,13 @@ class Learner:
         if not R or t == 0 or t % R or t >= self.total_iterations - quiet:
             return self.chains
         start = self.chains.copy()
-        start[(t // R - 1) % start.shape[0]] = 0
+        k = (t // R - 1) % start.shape[0]
+        if self.config.rejuvenate_from == "noise":  # white noise of the data's spread
+            scale = float(self.net.to_numpy(self.obs.std()))
+            noise = self.net.kernels.standard_normal(self.rng, start[k].shape, self.net.dtype)
+            start[k] = noise * self.net.dtype.type(scale)
+        else:
+            start[k] = 0
         return start
 
     def statistics(self, syn, obs):

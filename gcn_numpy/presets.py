@@ -33,6 +33,7 @@ CHOICES = {  # field -> its table of values, also the command line's choices
     "synthesized_positions": POSITIONS,
     "backend": BACKENDS,
     "dtype": DTYPES,
+    "rejuvenate_from": ("zeros", "noise"),
 }
 
 __all__ = [
@@ -93,7 +94,9 @@ class TrainConfig:
     # falls linearly to zero (Learner._anneal_factor)
     rejuvenate: int = 0  # every this many iterations one chain starts again at zero (0: never;
     # Learner._chain_starts) ...
-    rejuvenate_stop: float = 0.1  # ... except over this last fraction of the final stage
+    rejuvenate_stop: float = 0.1  # ... except over this last fraction of the final stage;
+    rejuvenate_from: str = "zeros"  # "zeros" (the mean image) or "noise" (white noise of the
+    # training images' standard deviation)
     restart_chains: bool = False  # chains start again at zero at each new stage (the release)
     optimizer: str = "release"  # "release" (the original update rule) or "adam"
     clip: float = 20.0  # per-array rescale so that max |g| <= clip ...
