@@ -186,12 +186,14 @@ def patches(xpad, kh, kw, stride, i0, i1, Wo, P):
 
 @njit(cache=True, nogil=True)
 def add_patches(P, kh, kw, stride, i0, i1, Wo, xpad):
-    """Add each row of ``P`` onto the window it came from: the adjoint of :func:`patches`::
+    """Add each row of ``P`` onto the window it came from: the adjoint of :func:`patches`.
 
-    for i in i0 .. i1-1, j in 0 .. Wo-1:
-        q = (i - i0)*Wo + j
-        for u in 0 .. kh-1:
-            xpad[i*s + u, j*s : j*s + kw, :] += P[q, u*kw*C : (u+1)*kw*C]
+    Row ``q`` of ``P`` goes back onto the window of position ``x = (i, j)``::
+
+        for i in i0 .. i1-1, j in 0 .. Wo-1:
+            q = (i - i0)*Wo + j
+            for u in 0 .. kh-1:
+                xpad[i*s + u, j*s : j*s + kw, :] += P[q, u*kw*C : (u+1)*kw*C]
     """
     _windows(xpad, P, kh, kw, stride, i0, i1, Wo, True)
 
