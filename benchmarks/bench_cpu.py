@@ -73,7 +73,7 @@ from torch_peer import TorchNet  # noqa: E402
 
 import gcn_numpy  # noqa: E402
 from gcn_numpy import GenerativeConvNet  # noqa: E402
-from gcn_numpy.backends import numba_blas  # noqa: E402
+from gcn_numpy.backends.numba import blas  # noqa: E402
 
 # the sizes' channels when --channels is not given: the issue's three configurations
 DEFAULT_CHANNELS = {64: [3], 128: [1], 224: [3]}
@@ -289,7 +289,7 @@ def machine(torch):
         "torch": torch.__version__,
         "torch CPU capability": torch.backends.cpu.get_cpu_capability(),
         "gcn_numpy": os.path.dirname(gcn_numpy.__file__),
-        "blas (numba)": numba_blas.describe(),
+        "blas (numba)": blas.describe(),
     }
     for pool in blas_info():
         info[f"blas {pool['internal_api']} {pool['version']}"] = (

@@ -161,18 +161,18 @@ def layer_kernels(cp, torch, kernels, layer, x, W, b, G):
     """The seam kernels of one layer and their steps (cupy), and cuDNN's counterparts."""
     s, p, k = layer.stride, layer.padding, layer.kernel
     F, grad = torch.nn.functional, torch.nn.grad
-    col, _ = kernels._im2col(x, (k, k), s, p)
-    Gm, Wm = kernels._channel_major(G, G.dtype), W.reshape(W.shape[0], -1)
+    col, _ = kernels.im2col(x, (k, k), s, p)
+    Gm, Wm = kernels.channel_major(G, G.dtype), W.reshape(W.shape[0], -1)
     delta = G != 0
     xt, Wt, bt, Gt = (torch.as_tensor(cp.asnumpy(a), device=DEVICE) for a in (x, W, b, G))
     cupy_fns = {
-        "im2col": lambda: kernels._im2col(x, (k, k), s, p),
-        "GEMM forward": lambda: kernels._gemm(Wm, col),
+        "im2col": lambda: kernels.im2col(x, (k, k), s, p),
+        "GEMM forward": lambda: kernels.gemm(Wm, col),
         "conv_relu": lambda: kernels.conv_relu(x, W, b, s, p),
         "gate": lambda: kernels.gate(G, delta),
-        "GEMM top-down": lambda: kernels._gemm(Wm, Gm, trans_a=True),
+        "GEMM top-down": lambda: kernels.gemm(Wm, Gm, trans_a=True),
         "conv_transpose": lambda: kernels.conv_transpose(G, W, s, p, x.shape[2:]),
-        "GEMM weight grad": lambda: kernels._gemm(Gm, col, trans_b=True),
+        "GEMM weight grad": lambda: kernels.gemm(Gm, col, trans_b=True),
         "conv_weight_grad": lambda: kernels.conv_weight_grad(x, G, (k, k), s, p),
     }
     torch_fns = {

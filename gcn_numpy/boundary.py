@@ -3,9 +3,11 @@
 The release pads each layer's input with zeros (``"zero"``, PyTorch's ``conv2d``). Zeros are
 the mean intensity, so units near the edge of a texture see a flat band; the observed
 image's border responses enter ``H_obs`` (eq. 21) and the chains learn to reproduce them, a
-frame along the border of every sample. Two alternatives are implemented here, above the
-kernels (each layer's input is padded explicitly and the kernels run without padding, so
-every backend gets them with no kernel of its own):
+frame along the border of every sample. Three alternatives are described here; each layer's
+input is padded explicitly and the kernels run without padding. Which input row each padded
+row copies (:func:`sources`) is all a backend needs: its ``pad_maps`` copies them and its
+``fold_maps`` adds them back (:func:`gcn_numpy.backends.reference.pad_maps` and
+``fold_maps``, the plain versions, behind :func:`pad` and :func:`fold` here).
 
 - ``"circular"``: every map is a torus, as in the FRAME models' synthesis. A layer with
   kernel ``k`` and stride ``s`` wraps ``max(k - s, 0)`` rows and columns around, so that its
@@ -30,7 +32,7 @@ import functools
 
 import numpy as np
 
-from .backends.reference import conv2d, output_size
+from .backends.reference import conv2d, fold_maps, output_size, pad_maps
 
 __all__ = [
     "BOUNDARIES",
@@ -129,81 +131,44 @@ def _sources(before, after, size, boundary):
     return out
 
 
-def pad(xp, x, before, after, boundary, empty=None):
-    """Pad the last two axes of ``x`` by ``before`` and ``after`` rows and columns, into an
-    array from ``empty(shape, dtype)`` (a backend's :func:`empty`; ``xp.empty`` if not
-    given).
+def pad(x, before, after, boundary):
+    """Pad the maps ``x`` ``(N, C, H, W)`` by ``before`` and ``after`` rows and columns:
+    zeros, or the copies :func:`sources` names (:func:`gcn_numpy.backends.reference.pad_maps`).
 
     Examples
     --------
     >>> import numpy as np
-    >>> pad(np, np.arange(3.0).reshape(1, 1, 1, 3), 0, 0, "circular").ravel()
+    >>> pad(np.arange(3.0).reshape(1, 1, 1, 3), 0, 0, "circular").ravel()
     array([0., 1., 2.])
-    >>> pad(np, np.arange(9.0).reshape(1, 1, 3, 3), 1, 1, "circular")[0, 0, 0]
+    >>> pad(np.arange(9.0).reshape(1, 1, 3, 3), 1, 1, "circular")[0, 0, 0]
     array([8., 6., 7., 8., 6.])
     """
-    if before == after == 0:
-        return x
-    N, C, H, W = x.shape
-    # allocated in the memory order of x (channels last when a fast kernel made x), so
-    # that the kernels take the padded maps without another copy
-    order = (0, 2, 3, 1) if x.strides[1] < x.strides[3] else (0, 1, 2, 3)
-    shape = (N, C, H + before + after, W + before + after)
-    alloc = xp.zeros if boundary == "zero" else (empty or xp.empty)
-    out = alloc(tuple(shape[i] for i in order), dtype=x.dtype).transpose(
-        tuple(order.index(i) for i in range(4))
-    )
-    out[:, :, before : before + H, before : before + W] = x
     if boundary == "zero":
-        return out
-    for j in [*range(before), *range(before + H, before + H + after)]:  # rows, then columns
-        out[:, :, j, before : before + W] = x[:, :, _source(j, before, H, boundary), :]
-    for j in [*range(before), *range(before + W, before + W + after)]:
-        out[:, :, :, j] = out[:, :, :, before + _source(j, before, W, boundary)]
-    return out
+        return np.pad(x, ((0, 0), (0, 0), (before, after), (before, after)))
+    H, W = x.shape[2:]
+    return pad_maps(x, sources(before, after, H, boundary), sources(before, after, W, boundary))
 
 
-def _fold_axis(a, axis, before, size, boundary, empty):
-    """Sum the padded rows of ``a`` along ``axis`` back onto their source rows."""
-    index = [slice(None)] * a.ndim
-
-    def at(i):
-        index[axis] = i
-        return tuple(index)
-
-    inner = a[at(slice(before, before + size))]
-    if empty is None:
-        out = inner.copy(order="K")  # keeps channels last
-    else:  # in the same memory order
-        order = sorted(range(a.ndim), key=lambda d: -a.strides[d])
-        out = empty(tuple(inner.shape[d] for d in order), a.dtype).transpose(
-            tuple(order.index(d) for d in range(a.ndim))
-        )
-        out[...] = inner
-    if boundary == "zero":
-        return out
-    for j in [*range(before), *range(before + size, a.shape[axis])]:
-        out[at(_source(j, before, size, boundary))] += a[at(j)]
-    return out
-
-
-def fold(a, before, size_hw, boundary, empty=None):
+def fold(a, before, size_hw, boundary):
     """The adjoint of :func:`pad`: each padded pixel's value is added onto the pixel it
-    copies (for ``"zero"``, the band is dropped). ``size_hw``: the unpadded ``(H, W)``;
-    ``empty`` as in :func:`pad`.
+    copies (for ``"zero"``, the band is dropped). ``size_hw``: the unpadded ``(H, W)``
+    (:func:`gcn_numpy.backends.reference.fold_maps`).
 
     Examples
     --------
     >>> import numpy as np
     >>> x = np.random.default_rng(0).normal(size=(1, 1, 4, 4))
     >>> y = np.random.default_rng(1).normal(size=(1, 1, 7, 7))
-    >>> lhs = (pad(np, x, 1, 2, "circular") * y).sum()
+    >>> lhs = (pad(x, 1, 2, "circular") * y).sum()
     >>> bool(np.isclose(lhs, (x * fold(y, 1, (4, 4), "circular")).sum()))
     True
     """
     H, W = size_hw
-    a = _fold_axis(a, a.ndim - 2, before, H, boundary, empty)
-    return _fold_axis(a, a.ndim - 1, before, W, boundary, empty)
+    if boundary == "zero":
+        return a[:, :, before : before + H, before : before + W].copy()
+    rows = sources(before, a.shape[2] - before - H, H, boundary)
+    cols = sources(before, a.shape[3] - before - W, W, boundary)
+    return fold_maps(a, rows, cols, before, size_hw)
 
 
 def clean_positions(layers, boundary, H, W):

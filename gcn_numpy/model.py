@@ -13,55 +13,17 @@ density is the Gaussian ``N(B, sigma**2 * 1)`` restricted to that piece (Theorem
   same coefficients give the weight gradient.
 """
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from ._validate import positive_float
 from ._validate import positive_int as _positive_int
 from .backends import get_backend
-from .boundary import BOUNDARIES, clean_positions, fold, layer_padding, map_size, pad, sources
+from .boundary import BOUNDARIES, clean_positions, layer_padding, map_size, sources
+from .layer import Layer
 
 __all__ = ["GenerativeConvNet", "Layer", "prototype_model", "energy_from_score", "TOPS"]
 
 TOPS = ("sum", "linear")
-
-
-@dataclass(frozen=True)
-class Layer:
-    """One convolutional layer followed by ReLU, eq. (1).
-
-    Parameters
-    ----------
-    channels : int
-        Number of filters ``N_l`` (output channels).
-    kernel : int
-        Filter size; filters are ``kernel x kernel`` (the local support ``S_l``).
-    stride : int
-        Sub-sampling step.
-    padding : int
-        Zero padding added on each side of the input before filtering.
-
-    Examples
-    --------
-    >>> Layer(100, kernel=15, stride=3, padding=2)  # the release's first texture layer
-    Layer(channels=100, kernel=15, stride=3, padding=2)
-    >>> Layer(0, kernel=3)
-    Traceback (most recent call last):
-    ...
-    ValueError: Layer channels must be an integer >= 1, got 0
-    """
-
-    channels: int
-    kernel: int
-    stride: int = 1
-    padding: int = 0
-
-    def __post_init__(self):
-        _positive_int(self.channels, "Layer channels")
-        _positive_int(self.kernel, "Layer kernel")
-        _positive_int(self.stride, "Layer stride")
-        _positive_int(self.padding, "Layer padding", minimum=0)
 
 
 class GenerativeConvNet:
@@ -159,17 +121,8 @@ class GenerativeConvNet:
         if image_size is not None:
             self.layer_shapes(*image_size)  # raises if the image is too small
         rng = np.random.default_rng(seed)
-        weights = []
-        c_in = self.in_channels
-        for layer in self.layers:
-            k = layer.kernel
-            W = rng.normal(0.0, init_std, size=(layer.channels, c_in, k, k))
-            weights.append((W, np.zeros(layer.channels)))
-            c_in = layer.channels
-        if top == "linear":
-            K, Ht, Wt = self.layer_shapes(*image_size)[-1]
-            weights.append((rng.normal(0.0, init_std, size=(1, K, Ht, Wt)), np.zeros(1)))
-        self.set_weights(weights)
+        shapes = self._expected_shapes()
+        self.set_weights([(rng.normal(0.0, init_std, size=w), np.zeros(b)) for w, b in shapes])
 
     # ------------------------------------------------------------------ shapes
 
@@ -372,15 +325,12 @@ class GenerativeConvNet:
 
     def _kernel_input(self, x, layer):
         """``(x, padding)`` as the layer's kernels take them: for a boundary other than
-        ``"zero"``, the input padded here (:func:`gcn_numpy.boundary.pad`) and padding 0."""
+        ``"zero"``, the input padded here (the backend's ``pad_maps``) and padding 0."""
         if self.boundary == "zero":
             return x, layer.padding
         before, after = layer_padding(layer, self.boundary)
-        if hasattr(self._be, "pad_maps"):  # compiled, on the kernels' threads
-            H, W = x.shape[2:]
-            rows, cols = (sources(before, after, n, self.boundary) for n in (H, W))
-            return self._be.pad_maps(x, rows, cols), 0
-        return pad(self.xp, x, before, after, self.boundary, self._be.empty), 0
+        rows, cols = (sources(before, after, n, self.boundary) for n in x.shape[2:])
+        return self._be.pad_maps(x, rows, cols), 0
 
     def _deconvolve(self, G, W, layer, in_hw, delta=None):
         """Top-down deconvolution of one layer, eq. (16), onto its input of size ``in_hw``;
@@ -392,11 +342,8 @@ class GenerativeConvNet:
         before, after = layer_padding(layer, self.boundary)
         padded_hw = (in_hw[0] + before + after, in_hw[1] + before + after)
         B = self._be.conv_transpose(G, W, layer.stride, 0, padded_hw)
-        if hasattr(self._be, "fold_maps"):  # compiled, gated in the same loop
-            rows, cols = (sources(before, after, n, self.boundary) for n in in_hw)
-            return self._be.fold_maps(B, rows, cols, before, in_hw, delta)
-        B = fold(B, before, in_hw, self.boundary, self._be.empty)
-        return B if delta is None else self._be.gate(B, delta)
+        rows, cols = (sources(before, after, n, self.boundary) for n in in_hw)
+        return self._be.fold_maps(B, rows, cols, before, in_hw, delta)
 
     def clean_positions(self, H, W):
         """Which units of each layer see only the image, never the boundary's zeros or
@@ -529,52 +476,43 @@ class GenerativeConvNet:
         >>> bool(np.allclose(out["f"], out["alpha"] + (I * out["B"]).sum(axis=(1, 2, 3))))
         True
         """
-        be, xp = self._be, self.xp
-        need_B = need_B or need_layers
+        need_B, need_alpha = need_B or need_layers, need_f or need_layers
         N, _, H, W = I.shape
         if deltas is not None:
             deltas = self.check_pattern(deltas, I.shape)
-        top_shape = (N,) + self.layer_shapes(H, W)[-1]
+        maps = None  # B_{w,delta} needs delta and w only
         if deltas is None or need_f or need_grads:
             maps, deltas = self.bottom_up(I, deltas)
-        else:  # B_{w,delta} needs delta and w only
-            maps = None
-        in_hw = [(H, W)] + [s[1:] for s in self.layer_shapes(H, W)[:-1]]
-        B, alpha = self._top_coefficients(top_shape, B_top)
-        out = {"deltas": deltas}
-        if need_f:
+        shapes = self.layer_shapes(H, W)
+        B, alpha = self._top_coefficients((N,) + shapes[-1], B_top)
+        out, grads = {"deltas": deltas}, []
+        if need_f:  # eq. (15) at the top
             F_top = maps[-1]
-            f = F_top.sum(axis=(1, 2, 3)) if B is None else (F_top * B).sum(axis=(1, 2, 3))
-            out["f"] = f + alpha
-        grads = []
+            out["f"] = alpha + (F_top if B is None else F_top * B).sum(axis=(1, 2, 3))
         if need_grads and self.top == "linear" and B_top is None:
-            grads.append((maps[-1].sum(axis=0, keepdims=True), xp.full((1,), N, self.dtype)))
+            grads.append((maps[-1].sum(axis=0, keepdims=True), self.xp.full((1,), N, self.dtype)))
         if need_layers:
             out["maps"] = maps
-            B_layers = [xp.ones(top_shape, self.dtype) if B is None else B]
+            B_layers = [self.xp.ones((N,) + shapes[-1], self.dtype) if B is None else B]
             alphas = [alpha]
-        lowest = 0 if need_B else 1  # B^{(0)} costs one more deconvolution
-        G_next = None  # G^{(l)}, where the deconvolution above gave it gated already
+        in_hw = [(H, W)] + [shape[1:] for shape in shapes[:-1]]
+
+        # The recursion of eqs. (15)-(16), l = L, ..., 1: G^{(l)} = B^{(l)} * delta^{(l)};
+        # alpha_{l-1} = alpha_l + sum G^{(l)} b_l; the gradient of layer l from G^{(l)} and
+        # F^{(l-1)}; B^{(l-1)} = sum G^{(l)} w^{(l)}. The fast paths: _top_gate, _step_down.
+        G = self._top_gate(B, deltas[-1])
         for l in range(len(self.layers), 0, -1):
             layer, (W, b) = self.layers[l - 1], self._params[l - 1]
-            if G_next is not None:
-                G = G_next
-            elif B is None:  # at a "sum" top, G^{(L)} = 1 * delta^{(L)}: no product needed
-                G = deltas[l - 1].astype(self.dtype)
-            else:
-                G = be.gate(B, deltas[l - 1])
-            if need_f or need_layers:
+            if need_alpha:
                 alpha = alpha + G.sum(axis=(2, 3)) @ b
             if need_grads:
                 x, padding = self._kernel_input(maps[l - 1], layer)
-                grads.append(be.conv_weight_grad(x, G, W.shape[2:], layer.stride, padding))
-            if l - 1 >= 1 and not need_layers:  # G^{(l-1)} = B^{(l-1)} * delta^{(l-1)} at once
-                G_next = self._deconvolve(G, W, layer, in_hw[l - 1], deltas[l - 2])
-            elif l - 1 >= lowest:
-                B = self._deconvolve(G, W, layer, in_hw[l - 1])
+                grads.append(self._be.conv_weight_grad(x, G, W.shape[2:], layer.stride, padding))
+            B, G = self._step_down(l, G, deltas, in_hw[l - 1], need_B, need_layers)
             if need_layers:
                 B_layers.insert(0, B)
                 alphas.insert(0, alpha)
+
         if need_f:
             out["alpha"] = alpha
         if need_B:
@@ -584,6 +522,30 @@ class GenerativeConvNet:
         if need_layers:
             out["B_layers"], out["alphas"] = B_layers, alphas
         return out
+
+    def _top_gate(self, B, delta):
+        """``G^{(L)} = B^{(L)} * delta^{(L)}``. Fast path: at a ``"sum"`` top (``B`` is None,
+        all ones) that is ``delta^{(L)}`` itself, with no product."""
+        return delta.astype(self.dtype) if B is None else self._be.gate(B, delta)
+
+    def _step_down(self, l, G, deltas, in_hw, need_B, need_layers):
+        """``(B^{(l-1)}, G^{(l-1)})`` from ``G^{(l)}``: the deconvolution of eq. (16), then the
+        gate by the activation pattern ``delta^{(l-1)}`` of the layer below.
+
+        Fast paths: where ``B^{(l-1)}`` itself is not asked for (``need_layers`` off), the
+        backend gates each image as it deconvolves it (``conv_transpose(..., delta)``, one
+        pass over the maps fewer) and ``B^{(l-1)}`` comes back None; at the bottom there is
+        no gate, and ``B = B^{(0)}``, one more deconvolution, is made only where asked for
+        (else None). ``G^{(0)}`` is None.
+        """
+        layer, W = self.layers[l - 1], self._params[l - 1][0]
+        if l == 1:
+            return (self._deconvolve(G, W, layer, in_hw) if need_B else None), None
+        delta = deltas[l - 2]
+        if not need_layers:
+            return None, self._deconvolve(G, W, layer, in_hw, delta)
+        B = self._deconvolve(G, W, layer, in_hw)
+        return B, self._be.gate(B, delta)
 
     # ------------------------------------------------------------- public API
 

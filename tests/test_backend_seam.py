@@ -6,7 +6,7 @@ import inspect
 
 import pytest
 
-from gcn_numpy.backends import _MODULES, BACKENDS, Backend, reference
+from gcn_numpy.backends import BACKENDS, MODULES, Backend, reference
 
 SEAM = sorted(
     name
@@ -18,7 +18,7 @@ ATTRIBUTES = sorted(Backend.__annotations__)
 
 def _module(name):
     """The backend's module, imported without its availability check (CuPy may be absent)."""
-    return importlib.import_module(_MODULES[name])
+    return importlib.import_module(MODULES[name])
 
 
 def _parameters(fn):

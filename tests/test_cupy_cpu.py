@@ -50,7 +50,7 @@ from gcn_numpy.backends import cupy_gpu, get_backend, reference
 
 def test_without_cupy_the_error_says_how_to_install(monkeypatch):
     monkeypatch.setattr(cupy_gpu, "cupy", None)
-    monkeypatch.setattr(cupy_gpu, "_IMPORT_ERROR", "ModuleNotFoundError: No module named 'cupy'")
+    monkeypatch.setattr(cupy_gpu, "IMPORT_ERROR", "ModuleNotFoundError: No module named 'cupy'")
     with pytest.raises(RuntimeError, match=r"needs CuPy.*pip install 'gcn_numpy\[gpu\]'"):
         get_backend("cupy")
     with pytest.raises(RuntimeError, match="No module named 'cupy'"):
@@ -78,7 +78,7 @@ def test_without_cuda_libraries_the_error_says_how_to_install(monkeypatch):
         raise ImportError('Failure finding "libcublasLt.so.13"')
 
     monkeypatch.setattr(cupy_gpu, "cupy", _fake_cupy(lambda: 1))
-    monkeypatch.setattr(cupy_gpu, "_load_libraries", missing)
+    monkeypatch.setattr(cupy_gpu, "load_libraries", missing)
     with pytest.raises(RuntimeError, match=r"libcublasLt.*pip install 'cupy-cuda13x\[ctk\]'"):
         get_backend("cupy")
 
@@ -104,15 +104,15 @@ def test_this_machine_gets_the_backend_or_a_clear_error():
 
 def test_grid_checks_the_cuda_limits():
     block = cupy_gpu.BLOCK
-    assert cupy_gpu._grid(1, 1, 1) == ((1, 1, 1), (block, 1, 1))
-    assert cupy_gpu._grid(block + 1, 7, 9) == ((2, 7, 9), (block, 1, 1))
+    assert cupy_gpu.grid(1, 1, 1) == ((1, 1, 1), (block, 1, 1))
+    assert cupy_gpu.grid(block + 1, 7, 9) == ((2, 7, 9), (block, 1, 1))
     with pytest.raises(ValueError, match="too large"):
-        cupy_gpu._grid(10, cupy_gpu.MAX_GRID_YZ + 1, 1)
+        cupy_gpu.grid(10, cupy_gpu.MAX_GRID_YZ + 1, 1)
     # the last block's idle threads count too: their int index must not overflow
     top = 2**31 - block
-    assert cupy_gpu._grid(top, 1, 1)[0][0] * block - 1 <= 2**31 - 1
+    assert cupy_gpu.grid(top, 1, 1)[0][0] * block - 1 <= 2**31 - 1
     with pytest.raises(ValueError, match="too large"):
-        cupy_gpu._grid(top + 1, 1, 1)
+        cupy_gpu.grid(top + 1, 1, 1)
 
 
 @pytest.mark.parametrize(
@@ -148,8 +148,8 @@ class _FakeCublas:
 @pytest.fixture
 def fake_cublas(monkeypatch):
     lib = _FakeCublas()
-    monkeypatch.setattr(cupy_gpu, "_cublas", lambda: lib)
-    monkeypatch.setattr(cupy_gpu, "_cublas_handle", lambda: "handle")
+    monkeypatch.setattr(cupy_gpu, "cublas_library", lambda: lib)
+    monkeypatch.setattr(cupy_gpu, "cublas_handle", lambda: "handle")
     return lib
 
 
@@ -346,8 +346,8 @@ def emulated(monkeypatch, cpu_kernels):
     """The cupy backend's wrappers with NumPy (poisoned) for CuPy, the CPU harness for the
     kernels, NumPy for cuBLAS and the reference for the two ElementwiseKernels."""
     monkeypatch.setattr(cupy_gpu, "xp", _PoisonedNumpy("numpy_poisoned"))
-    monkeypatch.setattr(cupy_gpu, "_launch", cpu_kernels)
-    monkeypatch.setattr(cupy_gpu, "_gemm", _numpy_gemm)
+    monkeypatch.setattr(cupy_gpu, "launch", cpu_kernels)
+    monkeypatch.setattr(cupy_gpu, "gemm", _numpy_gemm)
     cpu_kernels.launched.clear()
     return cupy_gpu
 
@@ -371,7 +371,7 @@ def test_poisoned_numpy_shows_an_unwritten_output():
 @pytest.mark.parametrize("case", CASES)
 def test_kernels_on_cpu_equal_reference(emulated, case, dtype):
     check_layer_kernels(emulated, case, dtype, seed=sum(case))
-    assert set(emulated._launch.launched) == set(cupy_gpu.KERNELS) - {"normal"}
+    assert set(emulated.launch.launched) == set(cupy_gpu.KERNELS) - {"normal"}
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -412,7 +412,7 @@ def _float64_case(case):
 def test_weight_gradient_reuses_the_forward_columns_inside_the_block(emulated):
     x, Wt, b, G = _float64_case((2, 3, 4, 11, 9, 3, 2, 1))
     want = reference.conv_weight_grad(x, G, (3, 3), 2, 1)
-    launched = emulated._launch.launched
+    launched = emulated.launch.launched
 
     def grad_equals_reference(x, G, stride):
         dW, db = cupy_gpu.conv_weight_grad(x, G, (3, 3), stride, 1)
@@ -445,10 +445,10 @@ def test_reusing_columns_keeps_at_most_limit_matrices(emulated):
     with cupy_gpu.reusing_columns(limit=2):
         for xi in xs:
             cupy_gpu.conv2d(xi, Wt, 1, 1)
-        n = emulated._launch.launched.count("im2col")
+        n = emulated.launch.launched.count("im2col")
         for xi in xs:
             cupy_gpu.conv_weight_grad(xi, G, (3, 3), 1, 1)
-        assert emulated._launch.launched.count("im2col") == n + 2  # the two oldest went
+        assert emulated.launch.launched.count("im2col") == n + 2  # the two oldest went
 
 
 # ------------------------------------------------------------------------ the noise

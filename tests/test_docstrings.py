@@ -10,6 +10,7 @@ import pytest
 MODULES = [
     "gcn_numpy",
     "gcn_numpy.model",
+    "gcn_numpy.layer",
     "gcn_numpy.sampling",
     "gcn_numpy.learning",
     "gcn_numpy.presets",
@@ -22,6 +23,11 @@ MODULES = [
     "gcn_numpy.train",
     "gcn_numpy.backends",
     "gcn_numpy.backends.reference",
+    *(
+        f"gcn_numpy.backends.numba.{name}"
+        for name in ("seam", "im2col", "winograd", "winograd_layers", "sparse", "padding")
+    ),
+    *(f"gcn_numpy.backends.numba.{name}" for name in ("pointwise", "threads", "memory", "blas")),
 ]
 
 

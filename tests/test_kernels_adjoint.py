@@ -6,6 +6,7 @@ import pytest
 from conftest import rel_err
 
 from gcn_numpy.backends import get_backend, reference
+from gcn_numpy.boundary import sources
 
 CASES = [  # (C, K, H, W, kernel, stride, padding)
     (1, 1, 5, 5, 1, 1, 0),
@@ -58,3 +59,23 @@ def test_conv_relu_pattern_and_response():
 def test_get_backend_rejects_unknown_name():
     with pytest.raises(ValueError, match="unknown backend"):
         get_backend("jax")
+
+
+@pytest.mark.parametrize(("boundary", "mode"), [("circular", "wrap"), ("reflect", "reflect"),
+                                                ("symmetric", "symmetric")])  # fmt: skip
+@pytest.mark.parametrize(("before", "after"), [(2, 2), (1, 3), (0, 2)])
+def test_pad_maps_is_numpys_padding_and_fold_maps_its_adjoint(boundary, mode, before, after):
+    """The reference's ``pad_maps`` on a boundary's sources is NumPy's ``np.pad`` in the same
+    mode; ``fold_maps`` is its transpose, and gated by ``delta`` it is ``gate`` of it."""
+    rng = np.random.default_rng(before + 3 * after)
+    x = rng.normal(size=(2, 3, 5, 6))
+    rows, cols = (sources(before, after, n, boundary) for n in x.shape[2:])
+    padded = reference.pad_maps(x, rows, cols)
+    widths = ((0, 0), (0, 0), (before, after), (before, after))
+    assert np.array_equal(padded, np.pad(x, widths, mode=mode))
+    y = rng.normal(size=padded.shape)
+    folded = reference.fold_maps(y, rows, cols, before, (5, 6))
+    assert abs(np.sum(padded * y) - np.sum(x * folded)) <= 1e-12 * np.sum(np.abs(padded * y))
+    delta = rng.random(x.shape) < 0.5
+    gated = reference.fold_maps(y, rows, cols, before, (5, 6), delta)
+    assert np.array_equal(gated, reference.gate(folded, delta)) and gated.any()

@@ -18,7 +18,8 @@ from conftest import random_architecture, random_net, rel_err
 
 from gcn_numpy import GenerativeConvNet, Layer
 from gcn_numpy import boundary as boundary_module
-from gcn_numpy.backends import get_backend, numba_blas, numba_cpu, numba_winograd, reference
+from gcn_numpy.backends import get_backend, reference
+from gcn_numpy.backends.numba import blas, seam, sparse, threads, winograd, winograd_layers
 
 TOL = {np.float64: 1e-10, np.float32: 1e-5}
 DTYPES = (np.float64, np.float32)
@@ -73,7 +74,7 @@ CASES = FIXED_CASES + WINOGRAD_CASES + [case for seed in range(4) for case in _r
 
 def _winograd_applies(case):
     *_, k, s, _ = case
-    return numba_cpu._winograd_applies(k, k, s)
+    return winograd_layers.applies(k, k, s)
 
 
 # each case through im2col, and those that Winograd applies to through Winograd as well
@@ -87,13 +88,13 @@ def algorithm(request, monkeypatch):
     """``"default"`` (the backend's choice), or ``"im2col"`` or ``"winograd"`` forced on
     every pass of every layer (Winograd where it applies)."""
     if request.param == "im2col":
-        monkeypatch.setattr(numba_cpu, "_algorithm", lambda *_: "im2col")
+        monkeypatch.setattr(seam, "algorithm", lambda *_: "im2col")
     elif request.param == "winograd":
         monkeypatch.setattr(
-            numba_cpu,
-            "_algorithm",
+            seam,
+            "algorithm",
             lambda C, K, kh, kw, s, _: (
-                "winograd" if numba_cpu._winograd_applies(kh, kw, s) else "im2col"
+                "winograd" if winograd_layers.applies(kh, kw, s) else "im2col"
             ),
         )
     return request.param
@@ -123,22 +124,22 @@ def test_conv_kernels_equal_reference(case, dtype, algorithm):
     x64, W64, b64, G64 = _f64(x, W, b, G)
     tol = TOL[dtype]
 
-    r = numba_cpu.conv2d(x, W, s, p)
+    r = seam.conv2d(x, W, s, p)
     r_ref = reference.conv2d(x64, W64, s, p)
     assert r.dtype == dtype and rel_err(r, r_ref) <= tol
 
-    F, delta = numba_cpu.conv_relu(x, W, b, s, p)
+    F, delta = seam.conv_relu(x, W, b, s, p)
     pre = r_ref + b64[:, None, None]
     assert F.dtype == dtype and delta.dtype == bool
     assert rel_err(F, np.maximum(pre, 0)) <= tol
     clear = np.abs(pre) > tol * np.abs(pre).max()  # float32 may flip units within rounding of 0
     assert np.array_equal(delta[clear], pre[clear] > 0)
 
-    B = numba_cpu.conv_transpose(G, W, s, p, x.shape[2:])
+    B = seam.conv_transpose(G, W, s, p, x.shape[2:])
     assert B.dtype == dtype and B.shape == x.shape
     assert rel_err(B, reference.conv_transpose(G64, W64, s, p, x.shape[2:])) <= tol
 
-    dW, db = numba_cpu.conv_weight_grad(x, G, (k, k), s, p)
+    dW, db = seam.conv_weight_grad(x, G, (k, k), s, p)
     dW_ref, db_ref = reference.conv_weight_grad(x64, G64, (k, k), s, p)
     assert dW.dtype == dtype and dW.shape == W.shape
     assert rel_err(dW, dW_ref) <= tol and rel_err(db, db_ref) <= tol
@@ -157,7 +158,7 @@ SILENT_CASES = [FIXED_CASES[0], FIXED_CASES[1], (3, 2, 6, 9, 8, 3, 2, 1), WINOGR
 def test_silent_filters_are_skipped_exactly(case, dtype, algorithm, silent):
     """Filters with no active unit in an image, or in the whole batch, add nothing and get
     no gradient from it (one silent filter: the kernels take them all; all but one: the
-    active one alone, :func:`numba_cpu._active_subset`)."""
+    active one alone, :func:`seam.active_subset`)."""
     *_, k, s, p = case
     x, W, _, G = _layer_arrays(case, dtype)
     if silent == "one":
@@ -167,16 +168,16 @@ def test_silent_filters_are_skipped_exactly(case, dtype, algorithm, silent):
         G[:, 1:] = 0
     G[-1] = 0  # a whole image without an active unit
     x64, W64, G64 = _f64(x, W, G)
-    B = numba_cpu.conv_transpose(G, W, s, p, x.shape[2:])
+    B = seam.conv_transpose(G, W, s, p, x.shape[2:])
     assert not B[-1].any()
     assert rel_err(B, reference.conv_transpose(G64, W64, s, p, x.shape[2:])) <= TOL[dtype]
-    dW, db = numba_cpu.conv_weight_grad(x, G, (k, k), s, p)
+    dW, db = seam.conv_weight_grad(x, G, (k, k), s, p)
     dW_ref, db_ref = reference.conv_weight_grad(x64, G64, (k, k), s, p)
     assert not dW[1].any() and db[1] == 0
     assert rel_err(dW, dW_ref) <= TOL[dtype] and rel_err(db, db_ref) <= TOL[dtype]
     G[:] = 0
-    assert not numba_cpu.conv_transpose(G, W, s, p, x.shape[2:]).any()
-    assert not any(a.any() for a in numba_cpu.conv_weight_grad(x, G, (k, k), s, p))
+    assert not seam.conv_transpose(G, W, s, p, x.shape[2:]).any()
+    assert not any(a.any() for a in seam.conv_weight_grad(x, G, (k, k), s, p))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -185,7 +186,7 @@ def test_sparse_coefficients_take_one_window_each(monkeypatch, case, dtype):
     """A mostly zero ``G`` (a trained net's top layer) through the sparse kernels, one
     window per coefficient (forced here on every ``G``): the reference's results, gated or
     not."""
-    monkeypatch.setattr(numba_cpu, "SPARSE_SHARE", 1.0)
+    monkeypatch.setattr(seam, "SPARSE_SHARE", 1.0)
     *_, k, s, p = case
     x, W, _, G = _layer_arrays(case, dtype)
     rng = np.random.default_rng(k + s)
@@ -193,12 +194,12 @@ def test_sparse_coefficients_take_one_window_each(monkeypatch, case, dtype):
     G[0, :, G.shape[2] // 2, G.shape[3] // 2] = 1.5  # at least one window on the image
     x64, W64, G64 = _f64(x, W, G)
     delta = rng.random(x.shape) < 0.5
-    B = numba_cpu.conv_transpose(G, W, s, p, x.shape[2:])
+    B = seam.conv_transpose(G, W, s, p, x.shape[2:])
     B_ref = reference.conv_transpose(G64, W64, s, p, x.shape[2:])
     assert rel_err(B, B_ref) <= TOL[dtype]
-    gated = numba_cpu.conv_transpose(G, W, s, p, x.shape[2:], delta)
-    assert np.array_equal(gated, numba_cpu.gate(B, delta))
-    dW, db = numba_cpu.conv_weight_grad(x, G, (k, k), s, p)
+    gated = seam.conv_transpose(G, W, s, p, x.shape[2:], delta)
+    assert np.array_equal(gated, seam.gate(B, delta))
+    dW, db = seam.conv_weight_grad(x, G, (k, k), s, p)
     dW_ref, db_ref = reference.conv_weight_grad(x64, G64, (k, k), s, p)
     assert rel_err(dW, dW_ref) <= TOL[dtype] and rel_err(db, db_ref) <= TOL[dtype]
 
@@ -207,19 +208,19 @@ def test_sparse_coefficients_take_one_window_each(monkeypatch, case, dtype):
 def test_sparse_results_do_not_depend_on_the_threads(monkeypatch, N):
     x, W, _, G = _layer_arrays((N, 3, 4, 13, 11, 3, 1, 1), np.float64)
     G *= np.random.default_rng(N).random(G.shape) < 0.03
-    assert 0 < numba_cpu._nonzero_share(G, 1.0) <= numba_cpu.SPARSE_SHARE  # the sparse path
+    assert 0 < sparse.nonzero_share(G, 1.0) <= seam.SPARSE_SHARE  # the sparse path
 
     def run():
         return [
-            numba_cpu.conv_transpose(G, W, 1, 1, x.shape[2:]),
-            *numba_cpu.conv_weight_grad(x, G, (3, 3), 1, 1),
+            seam.conv_transpose(G, W, 1, 1, x.shape[2:]),
+            *seam.conv_weight_grad(x, G, (3, 3), 1, 1),
         ]
 
     outputs = []
     for n_threads in (1, 2, 3):
-        monkeypatch.setattr(numba_cpu, "_thread_count", lambda n=n_threads: n)
+        monkeypatch.setattr(threads, "thread_count", lambda n=n_threads: n)
         outputs.append(run())
-    monkeypatch.setattr(numba_cpu, "_each_task", _reversed_tasks)
+    monkeypatch.setattr(threads, "each_task", _reversed_tasks)
     outputs.append(run())
     for other in outputs[1:]:
         for a, b_ in zip(outputs[0], other, strict=True):
@@ -234,13 +235,13 @@ def test_gated_deconvolution_is_the_gate_of_the_deconvolution(case, dtype, algor
     *_, k, s, p = case
     x, W, _, G = _layer_arrays(case, dtype)
     delta = np.random.default_rng(k).random(x.shape) < 0.5
-    for be in (numba_cpu, reference):
+    for be in (seam, reference):
         B = be.conv_transpose(G, W, s, p, x.shape[2:])
         gated = be.conv_transpose(G, W, s, p, x.shape[2:], delta)
         assert np.array_equal(gated, be.gate(B, delta))
         assert np.array_equal(gated, np.where(delta, B, 0 * B))
     with pytest.raises(ValueError, match="delta of shape"):
-        numba_cpu.conv_transpose(G, W, s, p, x.shape[2:], delta[:, :, 1:])
+        seam.conv_transpose(G, W, s, p, x.shape[2:], delta[:, :, 1:])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -248,21 +249,21 @@ def test_pointwise_kernels_equal_reference(dtype):
     rng = np.random.default_rng(3)
     I, B, Z = (rng.normal(size=(3, 2, 7, 5)).astype(dtype) for _ in range(3))
     delta = rng.random(B.shape) < 0.5
-    G = numba_cpu.gate(B, delta)
+    G = seam.gate(B, delta)
     assert G.dtype == dtype and np.array_equal(G, reference.gate(B, delta))
-    out = numba_cpu.langevin_step(I, B, Z, 0.3, 1.7)
+    out = seam.langevin_step(I, B, Z, 0.3, 1.7)
     assert out.dtype == dtype
     expected = reference.langevin_step(*_f64(I, B, Z), 0.3, 1.7)
     assert rel_err(out, expected) <= TOL[dtype]
     # B channels last in memory (as conv_transpose returns it): the same numbers, and the
     # new images in that order too, for the next step's first layer
     B_last = np.ascontiguousarray(B.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
-    out_last = numba_cpu.langevin_step(I, B_last, Z, 0.3, 1.7)
+    out_last = seam.langevin_step(I, B_last, Z, 0.3, 1.7)
     assert np.array_equal(out_last, out)
     assert out_last.transpose(0, 2, 3, 1).flags.c_contiguous
-    assert np.array_equal(numba_cpu.langevin_step(out_last, B_last, Z, 0.3, 1.7),
-                          numba_cpu.langevin_step(out, B, Z, 0.3, 1.7))  # fmt: skip
-    draws = numba_cpu.standard_normal(np.random.default_rng(5), (4, 3), dtype)
+    assert np.array_equal(seam.langevin_step(out_last, B_last, Z, 0.3, 1.7),
+                          seam.langevin_step(out, B, Z, 0.3, 1.7))  # fmt: skip
+    draws = seam.standard_normal(np.random.default_rng(5), (4, 3), dtype)
     assert np.array_equal(draws, reference.standard_normal(np.random.default_rng(5), (4, 3), dtype))
 
 
@@ -271,20 +272,20 @@ def test_adjoint_identities(case):
     """``conv_transpose`` and ``conv_weight_grad`` are the transposes of ``conv2d``."""
     x, W, _, G = _layer_arrays(case, np.float64)
     *_, k, s, p = case
-    r = numba_cpu.conv2d(x, W, s, p)
+    r = seam.conv2d(x, W, s, p)
     scale = np.sum(np.abs(r * G))
-    B = numba_cpu.conv_transpose(G, W, s, p, x.shape[2:])
+    B = seam.conv_transpose(G, W, s, p, x.shape[2:])
     assert abs(np.sum(r * G) - np.sum(x * B)) <= 1e-12 * scale
-    dW, db = numba_cpu.conv_weight_grad(x, G, (k, k), s, p)
+    dW, db = seam.conv_weight_grad(x, G, (k, k), s, p)
     assert abs(np.sum(r * G) - np.sum(W * dW)) <= 1e-12 * scale
     assert rel_err(db, G.sum(axis=(0, 2, 3))) <= 1e-14
 
 
 def _reversed_tasks(count, run, scratch, key=None, then=None):
-    """``_each_task`` on one thread, the tasks taken last first (new scratch)."""
+    """``threads.each_task`` on one thread, the tasks taken last first (new scratch)."""
     own = scratch()
     for i in reversed(range(count)):
-        run(i, *own)
+        run(i, own)
     for j in reversed(range(then[0] if then else 0)):
         then[1](j)
 
@@ -295,21 +296,21 @@ def test_results_do_not_depend_on_the_threads(monkeypatch, algorithm, N):
     """Bit for bit the same results on 1 to 4 threads, whatever the machine's cores (the
     pool's size is forced), and with the images taken in the opposite order: each output is
     computed by one thread, and the weight gradient is summed in an order that does not
-    depend on which thread took which image (:func:`numba_cpu._chunks`)."""
+    depend on which thread took which image (:func:`threads.chunks`)."""
     x, W, b, G = _layer_arrays((N, 3, 4, 13, 11, 5, 1, 2), np.float64)
 
     def run():
         return [
-            *numba_cpu.conv_relu(x, W, b, 1, 2),
-            numba_cpu.conv_transpose(G, W, 1, 2, x.shape[2:]),
-            *numba_cpu.conv_weight_grad(x, G, (5, 5), 1, 2),
+            *seam.conv_relu(x, W, b, 1, 2),
+            seam.conv_transpose(G, W, 1, 2, x.shape[2:]),
+            *seam.conv_weight_grad(x, G, (5, 5), 1, 2),
         ]
 
     outputs = []
     for n_threads in (1, 2, 3, 4):
-        monkeypatch.setattr(numba_cpu, "_thread_count", lambda n=n_threads: n)
+        monkeypatch.setattr(threads, "thread_count", lambda n=n_threads: n)
         outputs += [run(), run()]  # and run to run on the same threads
-    monkeypatch.setattr(numba_cpu, "_each_task", _reversed_tasks)
+    monkeypatch.setattr(threads, "each_task", _reversed_tasks)
     outputs.append(run())
     for other in outputs[1:]:
         for a, b_ in zip(outputs[0], other, strict=True):
@@ -319,7 +320,7 @@ def test_results_do_not_depend_on_the_threads(monkeypatch, algorithm, N):
 def test_single_threaded_holds_one_thread_until_the_last_block_ends():
     """Two threads in :func:`single_threaded` at once, the first one leaving first: the
     count stays 1 until the second one leaves, and then it is the count from before both."""
-    functions = numba_blas._thread_functions()
+    functions = blas.thread_functions()
     if functions is None:
         pytest.skip("SciPy's BLAS exports no OpenBLAS thread setter here")
     get, set_ = functions
@@ -330,14 +331,14 @@ def test_single_threaded_holds_one_thread_until_the_last_block_ends():
     seen = {}
 
     def first():
-        with numba_blas.single_threaded():
+        with blas.single_threaded():
             first_in.set()
             second_in.wait(10)
         first_out.set()
 
     def second():
         first_in.wait(10)
-        with numba_blas.single_threaded():
+        with blas.single_threaded():
             second_in.set()
             first_out.wait(10)
             seen["inside"] = get()
@@ -355,13 +356,13 @@ def test_single_threaded_holds_one_thread_until_the_last_block_ends():
 
 
 def test_blas_thread_count_is_restored():
-    functions = numba_blas._thread_functions()
+    functions = blas.thread_functions()
     if functions is None:
         pytest.skip("SciPy's BLAS exports no OpenBLAS thread setter here")
     get, _ = functions
     before = get()
     x, W, _, _ = _layer_arrays(FIXED_CASES[1], np.float32)
-    numba_cpu.conv2d(x, W, 1, 2)
+    seam.conv2d(x, W, 1, 2)
     assert get() == before
 
 
@@ -371,8 +372,8 @@ def test_remembered_filter_transforms_follow_weights_changed_in_place():
     x, W, b, G = _layer_arrays(WINOGRAD_CASES[0], np.float64)
     for _ in range(3):
         W[0, :, 1, 2] += 0.5
-        F = numba_cpu.conv_relu(x, W, b, 1, 2)[0]
-        B = numba_cpu.conv_transpose(G, W, 1, 2, x.shape[2:])
+        F = seam.conv_relu(x, W, b, 1, 2)[0]
+        B = seam.conv_transpose(G, W, 1, 2, x.shape[2:])
         pre = reference.conv2d(x, W, 1, 2) + b[:, None, None]
         assert rel_err(F, np.maximum(pre, 0)) <= TOL[np.float64]
         assert rel_err(B, reference.conv_transpose(G, W, 1, 2, x.shape[2:])) <= TOL[np.float64]
@@ -399,22 +400,22 @@ def test_gemm_equals_numpy(dtype, trans_a, trans_b, beta):
     expected = C.copy()
     expected[:, :n] = 1.5 * (op_a.astype(np.float64) @ op_b) + (0 if beta == 0 else beta * C[:, :n])
     ld_a, ld_b, ld_c = A.shape[1], B.shape[1], C.shape[1]
-    numba_blas.gemm(
+    blas.gemm(
         trans_a, trans_b, m, n, k, 1.5, A.ravel(), ld_a, B.ravel(), ld_b, beta, C.ravel(), ld_c
     )
     assert rel_err(C, expected) <= TOL[dtype]
     with pytest.raises(ValueError, match="reaches past"):
         short = A.ravel()[: -pad - 1]  # the last row of A one number short
-        numba_blas.gemm(
+        blas.gemm(
             trans_a, trans_b, m, n, k, 1.0, short, ld_a, B.ravel(), ld_b, 0.0, C.ravel(), ld_c
         )
 
 
-@pytest.mark.parametrize(("m", "r"), sorted(numba_winograd.POINTS))
+@pytest.mark.parametrize(("m", "r"), sorted(winograd.POINTS))
 def test_winograd_matrices_compute_the_correlation(m, r):
     """``V_m^T [(V_r g) * (V_n^{-T} d)]`` is the correlation of ``d`` with ``g``, and
     ``V_r^T [(V_m g) * (V_n^{-T} d)]`` that with an m-tap ``g`` (the weight gradient)."""
-    BT, AT, GW, GG, AW = numba_winograd.matrices(r, np.float64, m)
+    BT, AT, GW, GG, AW = winograd.matrices(r, np.float64, m)
     rng = np.random.default_rng(r)
     d, g, gm = rng.normal(size=m + r - 1), rng.normal(size=r), rng.normal(size=m)
     assert np.allclose(AT @ ((GW @ g) * (BT @ d)), [d[i : i + r] @ g for i in range(m)])
@@ -422,21 +423,21 @@ def test_winograd_matrices_compute_the_correlation(m, r):
 
 
 def test_every_filter_size_has_its_tile_points():
-    for r in numba_winograd.KERNELS:
-        assert (numba_winograd.tile_size(r), r) in numba_winograd.POINTS
+    for r in winograd.KERNELS:
+        assert (winograd.tile_size(r), r) in winograd.POINTS
     with pytest.raises(ValueError, match="filters of size"):
-        numba_winograd.tile_size(6)
+        winograd.tile_size(6)
     # float32 keeps 2x2 tiles past its channel limit, for accuracy; float64 never needs to
-    for r, limit in numba_winograd.LARGE_TILE_CHANNELS.items():
-        large = numba_winograd.TILES[r]
-        assert numba_winograd.tile_size(r, limit, np.float32) == large
-        assert numba_winograd.tile_size(r, limit + 1, np.float32) == 2
-        assert numba_winograd.tile_size(r, 10_000, np.float64) == large
+    for r, limit in winograd.LARGE_TILE_CHANNELS.items():
+        large = winograd.TILES[r]
+        assert winograd.tile_size(r, limit, np.float32) == large
+        assert winograd.tile_size(r, limit + 1, np.float32) == 2
+        assert winograd.tile_size(r, 10_000, np.float64) == large
 
 
 def test_numba_is_the_default_backend():
     net = GenerativeConvNet(1, [Layer(2, kernel=3)])
-    assert net.backend == "numba" and get_backend("numba") is numba_cpu
+    assert net.backend == "numba" and get_backend("numba") is seam
 
 
 def _pair(seed, top, dtype):
@@ -491,10 +492,10 @@ def test_without_jit_the_kernels_still_agree():
         """
         import numba, numpy as np
         from gcn_numpy import GenerativeConvNet, Layer
-        from gcn_numpy.backends import numba_cpu
+        from gcn_numpy.backends.numba import seam
         assert numba.config.DISABLE_JIT
-        numba_cpu.WINOGRAD_MIN_PAIRS_GRADIENT = numba_cpu.WINOGRAD_MIN_PAIRS = 0
-        numba_cpu.WINOGRAD_MIN_INPUTS = 0  # both algorithms on the tiny layers
+        seam.WINOGRAD_MIN_PAIRS_GRADIENT = seam.WINOGRAD_MIN_PAIRS = 0
+        seam.WINOGRAD_MIN_INPUTS = 0  # both algorithms on the tiny layers
         layers = [Layer(2, kernel=3, stride=2, padding=1), Layer(2, kernel=2)]
         rng = np.random.default_rng(0)
         I = rng.normal(size=(2, 1, 7, 6))
@@ -545,9 +546,10 @@ def test_learning_on_numba_is_reproducible_run_to_run():
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("boundary", ["reflect", "symmetric", "circular"])
 @pytest.mark.parametrize("seed", range(4))
-def test_pad_and_fold_maps_equal_the_boundary_module(seed, boundary, dtype, layout):
-    """The compiled padding and its adjoint, bit for bit what :mod:`gcn_numpy.boundary`
-    computes with NumPy (the same sums in the same order), gated as :func:`gate` gates."""
+def test_pad_and_fold_maps_equal_the_reference(seed, boundary, dtype, layout):
+    """The compiled padding and its adjoint, bit for bit what the reference computes
+    (:func:`reference.pad_maps`, :func:`reference.fold_maps`: the same sums in the same
+    order), gated as :func:`gate` gates."""
     rng = np.random.default_rng(seed)
     N, C, H, W = (int(v) for v in rng.integers(1, 5, size=4) + np.array([0, 0, 3, 3]))
     before = int(rng.integers(0, 3))
@@ -556,37 +558,37 @@ def test_pad_and_fold_maps_equal_the_boundary_module(seed, boundary, dtype, layo
     if layout == "channels last":
         x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
     rows, cols = (boundary_module.sources(before, after, n, boundary) for n in (H, W))
-    padded = numba_cpu.pad_maps(x, rows, cols)
+    padded = seam.pad_maps(x, rows, cols)
     assert padded.dtype == dtype
-    assert np.array_equal(padded, boundary_module.pad(np, x, before, after, boundary))
+    assert np.array_equal(padded, reference.pad_maps(x, rows, cols))
     a = rng.normal(size=padded.shape).astype(dtype)
     delta = rng.random((N, C, H, W)) < 0.5
-    folded = boundary_module.fold(a, before, (H, W), boundary)
-    assert np.array_equal(numba_cpu.fold_maps(a, rows, cols, before, (H, W)), folded)
-    gated = numba_cpu.fold_maps(a, rows, cols, before, (H, W), delta)
-    assert np.array_equal(gated, numba_cpu.gate(folded, delta))
+    folded = reference.fold_maps(a, rows, cols, before, (H, W))
+    assert np.array_equal(seam.fold_maps(a, rows, cols, before, (H, W)), folded)
+    gated = seam.fold_maps(a, rows, cols, before, (H, W), delta)
+    assert np.array_equal(gated, seam.gate(folded, delta))
 
 
 def test_pad_and_fold_maps_reject_bad_sources():
     x = np.zeros((1, 2, 4, 4))
     rows = boundary_module.sources(1, 1, 4, "reflect")
     with pytest.raises(ValueError, match="indices below 4"):
-        numba_cpu.pad_maps(x, rows + 1, rows)
+        seam.pad_maps(x, rows + 1, rows)
     with pytest.raises(ValueError, match="padded from"):
-        numba_cpu.fold_maps(np.zeros((1, 2, 6, 6)), rows, rows, 3, (4, 4))
+        seam.fold_maps(np.zeros((1, 2, 6, 6)), rows, rows, 3, (4, 4))
     with pytest.raises(ValueError, match="themselves"):
-        numba_cpu.fold_maps(np.zeros((1, 2, 6, 6)), rows[::-1].copy(), rows, 1, (4, 4))
+        seam.fold_maps(np.zeros((1, 2, 6, 6)), rows[::-1].copy(), rows, 1, (4, 4))
     with pytest.raises(ValueError, match="delta of shape"):
-        numba_cpu.fold_maps(np.zeros((1, 2, 6, 6)), rows, rows, 1, (4, 4), np.ones((1, 2, 4, 3)))
+        seam.fold_maps(np.zeros((1, 2, 6, 6)), rows, rows, 1, (4, 4), np.ones((1, 2, 4, 3)))
 
 
 @pytest.mark.parametrize("boundary", ["reflect", "symmetric", "circular"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("seed", range(3))
 def test_padded_boundaries_equal_reference(seed, dtype, boundary):
-    """Whole nets with a boundary other than zeros (padded by :func:`numba_cpu.pad_maps`,
-    folded by :func:`numba_cpu.fold_maps`) against the float64 reference net, which pads
-    and folds with :mod:`gcn_numpy.boundary`."""
+    """Whole nets with a boundary other than zeros (padded by :func:`seam.pad_maps`,
+    folded by :func:`seam.fold_maps`) against the float64 reference net, which pads
+    and folds with :func:`reference.pad_maps` and :func:`reference.fold_maps`."""
     net, I = random_net(seed, "sum", backend="numba", dtype=dtype, boundary=boundary)
     ref = GenerativeConvNet(
         net.in_channels, net.layers, image_size=net.image_size, boundary=boundary
@@ -609,23 +611,23 @@ def test_each_task_runs_then_tasks_after_every_task(monkeypatch, n_threads):
     """Every task once, each thread with its own scratch; the ``then`` tasks once each,
     none before the last task has ended; an error in a task reaches the caller, after
     every thread has stopped, and no thread waits forever."""
-    monkeypatch.setattr(numba_cpu, "_thread_count", lambda: n_threads)
-    lock, done, then_seen, threads = threading.Lock(), [], [], set()
+    monkeypatch.setattr(threads, "thread_count", lambda: n_threads)
+    lock, done, then_seen, seen = threading.Lock(), [], [], set()
 
     def run(i, own):
         time.sleep(0.002 * (i % 3))  # tasks of different lengths
         with lock:
             done.append(i)
-            threads.add((threading.get_ident(), id(own)))
+            seen.add((threading.get_ident(), id(own)))
 
     def then(j):
         with lock:
             then_seen.append((j, len(done)))
 
-    numba_cpu._each_task(9, run, lambda: (object(),), then=(3, then))
+    threads.each_task(9, run, object, then=(3, then))
     assert sorted(done) == list(range(9))
     assert sorted(j for j, _ in then_seen) == [0, 1, 2] and all(n == 9 for _, n in then_seen)
-    assert len({own for _, own in threads}) == len({t for t, _ in threads}) <= n_threads
+    assert len({own for _, own in seen}) == len({t for t, _ in seen}) <= n_threads
 
     def failing(i, own):
         if i == 4:
@@ -635,7 +637,7 @@ def test_each_task_runs_then_tasks_after_every_task(monkeypatch, n_threads):
     done.clear()
     then_seen.clear()
     with pytest.raises(RuntimeError, match="task 4"):
-        numba_cpu._each_task(9, failing, lambda: (object(),), then=(2, then))
+        threads.each_task(9, failing, object, then=(2, then))
     ended = list(done)
     time.sleep(0.02)  # no thread still at work
     assert 4 not in done and done == ended

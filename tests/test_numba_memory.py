@@ -1,5 +1,6 @@
-"""The Numba backend's memory kept between calls: scratch arrays per layer (``_reused``)
-and the memory of outputs nothing holds any more (``_output``). Results must be bit for
+"""The Numba backend's memory kept between calls: scratch arrays per layer
+(:func:`memory.reused`) and the memory of outputs nothing holds any more
+(:func:`memory.output`). Results must be bit for
 bit those of fresh memory, whatever ran before and on whichever thread; an output must
 never be handed out again while any view of it is alive."""
 
@@ -9,20 +10,15 @@ import numpy as np
 import pytest
 from test_numba_backend import _layer_arrays
 
-from gcn_numpy.backends import numba_cpu
+from gcn_numpy.backends.numba import memory, seam
 
-# (N, C, K, H, W, kernel, stride, padding): Winograd and im2col layers, some with the same
-# input shape and different paddings or strides (their split inputs' zero borders differ)
-LAYERS = [
-    (3, 12, 8, 13, 11, 5, 1, 2),
-    (3, 12, 8, 13, 11, 5, 1, 0),
-    (3, 12, 8, 13, 11, 3, 1, 1),
-    (3, 12, 8, 13, 11, 3, 1, 2),
-    (2, 3, 6, 20, 17, 15, 3, 2),
-    (2, 3, 6, 20, 17, 7, 2, 1),
-    (3, 2, 5, 9, 9, 3, 1, 1),  # im2col (few channels)
-    (3, 2, 5, 9, 9, 3, 1, 0),
-]
+# (N, C, K, H, W, kernel, stride, padding): Winograd and im2col layers, each input shape
+# with several kernels, strides or paddings (their split inputs' zero borders differ)
+LAYERS = (
+    [(3, 12, 8, 13, 11, k, 1, p) for k, p in ((5, 2), (5, 0), (3, 1), (3, 2))]
+    + [(2, 3, 6, 20, 17, k, s, p) for k, s, p in ((15, 3, 2), (7, 2, 1))]
+    + [(3, 2, 5, 9, 9, 3, 1, p) for p in (1, 0)]  # im2col (few channels)
+)
 
 
 def _pointer(a):
@@ -35,13 +31,13 @@ def _all_passes(case, silence=()):
     x, W, b, G = _layer_arrays(case, np.float32)
     G[:, list(silence)] = 0
     *_, k, s, p = case
-    F, delta = numba_cpu.conv_relu(x, W, b, s, p)
+    F, delta = seam.conv_relu(x, W, b, s, p)
     return [
         np.array(F),
         np.array(delta),
-        np.array(numba_cpu.conv_transpose(G, W, s, p, x.shape[2:])),
-        *numba_cpu.conv_weight_grad(x, G, (k, k), s, p),
-        np.array(numba_cpu.gate(F, delta)),
+        np.array(seam.conv_transpose(G, W, s, p, x.shape[2:])),
+        *seam.conv_weight_grad(x, G, (k, k), s, p),
+        np.array(seam.gate(F, delta)),
     ]
 
 
@@ -52,7 +48,7 @@ def test_kept_memory_gives_the_results_of_fresh_memory():
     fresh = {}
     for case in LAYERS:
         for silence in ((), (0, 2)):
-            numba_cpu.release_scratch()
+            memory.release_scratch()
             fresh[case, silence] = _all_passes(case, silence)
     order = list(fresh) * 2
     np.random.default_rng(0).shuffle(order)
@@ -62,20 +58,20 @@ def test_kept_memory_gives_the_results_of_fresh_memory():
 
 
 def test_an_output_is_reused_only_once_no_view_of_it_is_alive():
-    numba_cpu.release_scratch()
+    memory.release_scratch()
     x, W, b, _ = _layer_arrays(LAYERS[0], np.float32)
     *_, s, p = LAYERS[0]
-    F, delta = numba_cpu.conv_relu(x, W, b, s, p)
+    F, delta = seam.conv_relu(x, W, b, s, p)
     first = _pointer(F)
     del F, delta
-    F, delta = numba_cpu.conv_relu(x, W, b, s, p)
+    F, delta = seam.conv_relu(x, W, b, s, p)
     assert _pointer(F) == first  # its memory, once free, is taken again
 
     kept = F[1, 2:]  # a view of a view: it holds the memory as well
     before = kept.copy()
     del F, delta
     for _ in range(3):
-        F, _delta = numba_cpu.conv_relu(-x, W, b, s, p)
+        F, _delta = seam.conv_relu(-x, W, b, s, p)
         assert not np.shares_memory(F, kept)
     assert np.array_equal(kept, before)
 
@@ -88,9 +84,9 @@ def test_concurrent_callers_get_their_own_memory():
     *_, k, s, p = case
 
     def run(x, W, b, G):
-        F, delta = numba_cpu.conv_relu(x, W, b, s, p)
-        B = numba_cpu.conv_transpose(G, W, s, p, x.shape[2:])
-        dW, db = numba_cpu.conv_weight_grad(x, G, (k, k), s, p)
+        F, delta = seam.conv_relu(x, W, b, s, p)
+        B = seam.conv_transpose(G, W, s, p, x.shape[2:])
+        dW, db = seam.conv_weight_grad(x, G, (k, k), s, p)
         return [np.array(F), np.array(B), dW, db]
 
     alone = [run(*arrays) for arrays in inputs]
@@ -112,22 +108,25 @@ def test_concurrent_callers_get_their_own_memory():
 
 
 def test_kept_output_memory_stays_within_its_bound(monkeypatch):
-    numba_cpu.release_scratch()
-    monkeypatch.setattr(numba_cpu, "_OUTPUTS_BYTES", 40_000)
-    held = [numba_cpu._output((n, 100), np.float32) for n in range(1, 30)]
-    kept = sum(a.nbytes for arrays in numba_cpu._OUTPUTS.values() for a in arrays)
+    memory.release_scratch()
+    monkeypatch.setattr(memory, "OUTPUTS_BYTES", 40_000)
+    held = [memory.output((n, 100), np.float32) for n in range(1, 30)]
+    kept, _ = memory.kept()
     assert 0 < kept <= 40_000
     assert all(a.shape == (n, 100) for n, a in enumerate(held, 1))
-    numba_cpu.release_scratch()
-    assert not numba_cpu._OUTPUTS and not numba_cpu._SPARE
+    with memory.reused(("test",), lambda: np.empty(1), 1):
+        pass
+    assert memory.kept()[1] == 1
+    memory.release_scratch()
+    assert memory.kept() == (0, 0)
 
 
 @pytest.mark.parametrize("count", [1, 3])
 def test_scratch_sets_are_not_shared_while_in_use(count):
-    numba_cpu.release_scratch()
+    memory.release_scratch()
     key = ("test", count)
-    with numba_cpu._reused(key, lambda: [np.empty(1)], count) as outer:
-        with numba_cpu._reused(key, lambda: [np.empty(1)], count) as inner:
+    with memory.reused(key, lambda: [np.empty(1)], count) as outer:
+        with memory.reused(key, lambda: [np.empty(1)], count) as inner:
             assert not {id(a) for a in outer} & {id(a) for a in inner}
-        with numba_cpu._reused(key, lambda: [np.empty(1)], count) as again:
+        with memory.reused(key, lambda: [np.empty(1)], count) as again:
             assert {id(a) for a in again} == {id(a) for a in inner}

@@ -72,3 +72,16 @@ html_theme_options = {"navigation_with_keys": True}
 # The "view source" link would offer the site's own copy of a notebook as text; each notebook
 # page offers the real .ipynb instead. The sources stay copied for the search's snippets.
 html_show_sourcelink = False
+
+
+def _skip_named_tuple_fields(app, what, name, obj, skip, options):
+    """Leave out the fields of named tuples (the Numba backend's plans and scratch): their
+    class docstrings name them, and documented one by one, fields such as ``C``, ``K`` or
+    ``rows`` would become the link targets of those words in every shape of the API."""
+    if what == "class" and type(obj).__name__ == "_tuplegetter":
+        return True
+    return None
+
+
+def setup(app):
+    app.connect("autodoc-skip-member", _skip_named_tuple_fields)

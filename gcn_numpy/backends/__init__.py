@@ -3,13 +3,8 @@
 :class:`Backend` writes the seam as code: a backend is a module with these names, and
 ``tests/test_backend_seam.py`` checks that each one has them all, with the same signatures.
 :mod:`gcn_numpy.backends.reference` is the float64 oracle that documents each one; the fast
-kernels (:mod:`~gcn_numpy.backends.numba_cpu`, :mod:`~gcn_numpy.backends.cupy_gpu`) point
+kernels (:mod:`~gcn_numpy.backends.numba.seam`, :mod:`~gcn_numpy.backends.cupy_gpu`) point
 back to it and are tested against it.
-
-Optional: a backend may also have ``pad_maps(x, rows, cols)`` and ``fold_maps(a, rows,
-cols, before, in_hw, delta=None)``, the padding of a boundary other than zeros and its
-adjoint (:func:`gcn_numpy.backends.numba_cpu.pad_maps`); the model uses them where a backend
-has them, and :func:`gcn_numpy.boundary.pad` and :func:`~gcn_numpy.boundary.fold` otherwise.
 """
 
 import importlib
@@ -18,12 +13,12 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["BACKENDS", "Backend", "get_backend"]
+__all__ = ["BACKENDS", "MODULES", "Backend", "get_backend"]
 
 BACKENDS = ("numpy", "numba", "cupy")
-_MODULES = {
+MODULES = {  # the module of each backend, imported by get_backend on first use
     "numpy": "gcn_numpy.backends.reference",
-    "numba": "gcn_numpy.backends.numba_cpu",
+    "numba": "gcn_numpy.backends.numba.seam",
     "cupy": "gcn_numpy.backends.cupy_gpu",
 }
 
@@ -87,6 +82,21 @@ class Backend(Protocol):
     def langevin_step(self, I: Array, B: Array, Z: Array, step_size: float, sigma: float) -> Array:
         """One step of eq. (19)."""
 
+    def pad_maps(self, x: Array, rows: np.ndarray, cols: np.ndarray) -> Array:
+        """``x[..., rows[p], cols[q]]``: the maps padded by a boundary other than zeros
+        (:func:`gcn_numpy.boundary.sources` gives ``rows`` and ``cols``)."""
+
+    def fold_maps(
+        self,
+        a: Array,
+        rows: np.ndarray,
+        cols: np.ndarray,
+        before: int,
+        in_hw: tuple[int, int],
+        delta: Array | None = None,
+    ) -> Array:
+        """The adjoint of :meth:`pad_maps` onto maps of ``in_hw``; with ``delta``, gated."""
+
 
 def get_backend(name):
     """Return the backend module called ``name`` (one of :data:`BACKENDS`).
@@ -103,9 +113,9 @@ def get_backend(name):
     >>> get_backend("numpy").name
     'numpy'
     """
-    if name not in _MODULES:
+    if name not in MODULES:
         raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
-    module = importlib.import_module(_MODULES[name])
+    module = importlib.import_module(MODULES[name])
     check = getattr(module, "check_available", None)
     if check is not None:
         check()

@@ -45,15 +45,16 @@ from importlib import resources
 
 import numpy as np
 
+from . import reference
 from .reference import output_size
 
 try:
     import cupy
 except ImportError as exc:  # CuPy missing or unable to load its CUDA libraries
     cupy = None
-    _IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
+    IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
 else:
-    _IMPORT_ERROR = None
+    IMPORT_ERROR = None
 
 name = "cupy"
 xp = cupy
@@ -70,7 +71,7 @@ def check_available():
     if cupy is None:
         raise RuntimeError(
             "backend 'cupy' needs CuPy, which could not be imported "
-            f"({_IMPORT_ERROR}). Install it with: pip install 'gcn_numpy[gpu]'"
+            f"({IMPORT_ERROR}). Install it with: pip install 'gcn_numpy[gpu]'"
         )
     try:
         count = cupy.cuda.runtime.getDeviceCount()
@@ -81,7 +82,7 @@ def check_available():
     if count < 1:
         raise RuntimeError("backend 'cupy' needs a CUDA device, but no CUDA device was found")
     try:
-        _load_libraries()
+        load_libraries()
     except Exception as exc:
         raise RuntimeError(
             "backend 'cupy': CuPy cannot load the CUDA libraries it needs (cuBLAS, NVRTC): "
@@ -89,8 +90,9 @@ def check_available():
         ) from exc
 
 
-def _load_libraries():
-    """Load cuBLAS and NVRTC now, which CuPy would otherwise do at first use."""
+def load_libraries():
+    """Load cuBLAS and NVRTC now, which CuPy would otherwise do at first use (so that
+    :func:`check_available` reports missing libraries before any kernel runs)."""
     import cupy.cublas  # noqa: F401
 
     cupy.cuda.nvrtc.getVersion()
@@ -115,12 +117,14 @@ def _function(kernel, ctype):
     return _module().get_function(f"{kernel}<{ctype}>")
 
 
-def _launch(kernel, dtype, grid, block, args):
-    """Run ``kernel<T>`` of ``conv.cu`` for ``T`` matching ``dtype``."""
+def launch(kernel, dtype, grid, block, args):
+    """Run ``kernel<T>`` of ``conv.cu`` (one of :data:`KERNELS`) for ``T`` matching
+    ``dtype``, on the ``grid`` of ``block`` threads (:func:`grid` gives both) with the
+    kernel's arguments ``args``."""
     _function(kernel, CTYPES[np.dtype(dtype)])(grid, block, args)
 
 
-def _gemm(a, b, trans_a=False, trans_b=False):
+def gemm(a, b, trans_a=False, trans_b=False):
     """``op(a) @ op(b)`` into a new C-contiguous array, by cuBLAS.
 
     Transposed operands are passed to cuBLAS as flags, never copied: the column matrices
@@ -134,7 +138,7 @@ def _gemm(a, b, trans_a=False, trans_b=False):
     return cublas.gemm("T" if trans_a else "N", "T" if trans_b else "N", a, b, out=out)
 
 
-def _grid(fast, mid, slow):
+def grid(fast, mid, slow):
     """Grid and block for ``fast`` threads along x, ``mid`` along y, ``slow`` along z.
 
     The kernels index pixels with ``int``: the last block's idle threads, up to
@@ -156,8 +160,10 @@ def _contiguous(a, dtype):
     return xp.ascontiguousarray(a, dtype=dtype)
 
 
-def _im2col(x, kernel_hw, stride, padding):
-    """Column matrix ``(C*kh*kw, N*Ho*Wo)`` of ``x`` (see ``conv.cu``) and ``(Ho, Wo)``."""
+def im2col(x, kernel_hw, stride, padding):
+    """Column matrix ``(C*kh*kw, N*Ho*Wo)`` of the maps ``x`` ``(N, C, H, W)`` and the output
+    size ``(Ho, Wo)``: row ``(c, u, v)``, column ``(n, i, j)`` holds ``xpad[n, c, i*s + u,
+    j*s + v]`` (see ``conv.cu``), the right factor of every layer's GEMM."""
     N, C, H, W = x.shape
     kh, kw = kernel_hw
     if H * W > MAX_INT:  # the kernel's offsets within one map are int
@@ -166,28 +172,28 @@ def _im2col(x, kernel_hw, stride, padding):
     col = xp.empty((C * kh * kw, N * Ho * Wo), dtype=x.dtype)
     if col.size:
         sizes = _i32(N, C, H, W, kh, kw, stride, padding, Ho, Wo)
-        _launch("im2col", x.dtype, *_grid(Ho * Wo, C, N), (x, col) + sizes)
+        launch("im2col", x.dtype, *grid(Ho * Wo, C, N), (x, col) + sizes)
     return col, (Ho, Wo)
 
 
-def _col2im(col, x_shape, kernel_hw, stride, padding, out_hw):
-    """Sum the column matrix back onto maps of ``x_shape``: the adjoint of :func:`_im2col`."""
+def col2im(col, x_shape, kernel_hw, stride, padding, out_hw):
+    """Sum the column matrix back onto maps of ``x_shape``: the adjoint of :func:`im2col`."""
     N, C, H, W = x_shape
     (kh, kw), (Ho, Wo) = kernel_hw, out_hw
     x = xp.empty(x_shape, dtype=col.dtype)
     if x.size:
         sizes = _i32(N, C, H, W, kh, kw, stride, padding, Ho, Wo)
-        _launch("col2im", col.dtype, *_grid(H * W, C, N), (col, x) + sizes)
+        launch("col2im", col.dtype, *grid(H * W, C, N), (col, x) + sizes)
     return x
 
 
-def _swap_leading_axes(a):
+def swap_leading_axes(a):
     """``a`` of shape ``(A, B, ...)`` as a C-contiguous ``(B, A, ...)`` array."""
     A, B = a.shape[:2]
     P = int(np.prod(a.shape[2:]))
     out = xp.empty((B, A) + a.shape[2:], dtype=a.dtype)
     if out.size:
-        _launch("swap_leading_axes", a.dtype, *_grid(P, B, A), (a, out) + _i32(A, B, P))
+        launch("swap_leading_axes", a.dtype, *grid(P, B, A), (a, out) + _i32(A, B, P))
     return out
 
 
@@ -274,9 +280,9 @@ def _responses(x, W, stride, padding):
     """Channel-major responses ``W_mat @ im2col(x)`` of shape ``(K, N*P)`` and ``(Ho, Wo)``."""
     dtype = _dtype(x, W)
     W = _contiguous(W, dtype)
-    col, out_hw = _im2col(_contiguous(x, dtype), W.shape[2:], stride, padding)
+    col, out_hw = im2col(_contiguous(x, dtype), W.shape[2:], stride, padding)
     _keep_columns(x, _geometry(W.shape[2:], stride, padding, dtype), col)
-    return _gemm(W.reshape(W.shape[0], -1), col), out_hw
+    return gemm(W.reshape(W.shape[0], -1), col), out_hw
 
 
 def conv2d(x, W, stride, padding):
@@ -287,7 +293,7 @@ def conv2d(x, W, stride, padding):
     channel-major product is brought back to batch-major by one ``swap_leading_axes``.
     """
     Y, (Ho, Wo) = _responses(x, W, stride, padding)
-    return _swap_leading_axes(Y.reshape(W.shape[0], x.shape[0], Ho, Wo))
+    return swap_leading_axes(Y.reshape(W.shape[0], x.shape[0], Ho, Wo))
 
 
 def conv_relu(x, W, b, stride, padding):
@@ -303,7 +309,7 @@ def conv_relu(x, W, b, stride, padding):
     delta = xp.empty((N, K, Ho, Wo), dtype=bool)
     if F.size:
         b = _contiguous(b, Y.dtype)
-        _launch("bias_relu", Y.dtype, *_grid(P, K, N), (Y, b, F, delta) + _i32(N, K, P))
+        launch("bias_relu", Y.dtype, *grid(P, K, N), (Y, b, F, delta) + _i32(N, K, P))
     return F, delta
 
 
@@ -316,9 +322,25 @@ def gate(B, delta):
     return _pointwise()["gate"](B, delta)
 
 
-def _channel_major(G, dtype):
-    """``G`` of shape ``(N, K, Ho, Wo)`` as the ``(K, N*Ho*Wo)`` matrix of the GEMMs."""
-    G = _swap_leading_axes(_contiguous(G, dtype))
+def pad_maps(x, rows, cols):
+    """``out[..., p, q] = x[..., rows[p], cols[q]]``: the maps padded by a boundary, as
+    ``reference.pad_maps`` on the device: two gathers, the index arrays copied to the
+    device."""
+    return x[:, :, xp.asarray(rows)][:, :, :, xp.asarray(cols)]
+
+
+def fold_maps(a, rows, cols, before, in_hw, delta=None):
+    """The adjoint of :func:`pad_maps`, gated by ``delta`` when given: ``reference.fold_maps``
+    on the device arrays (the same adds, in the same order, on device views), then
+    :func:`gate`."""
+    B = reference.fold_maps(a, rows, cols, before, in_hw)
+    return B if delta is None else gate(B, delta)
+
+
+def channel_major(G, dtype):
+    """``G`` of shape ``(N, K, Ho, Wo)`` as the ``(K, N*Ho*Wo)`` matrix of the GEMMs, in
+    ``dtype`` (one ``swap_leading_axes``)."""
+    G = swap_leading_axes(_contiguous(G, dtype))
     return G.reshape(G.shape[0], -1)
 
 
@@ -334,8 +356,8 @@ def conv_transpose(G, W, stride, padding, in_hw, delta=None):
     dtype = _dtype(G, W)
     W = _contiguous(W, dtype)
     N, K, Ho, Wo = G.shape
-    cols = _gemm(W.reshape(K, -1), _channel_major(G, dtype), trans_a=True)
-    B = _col2im(cols, (N, W.shape[1]) + tuple(in_hw), W.shape[2:], stride, padding, (Ho, Wo))
+    cols = gemm(W.reshape(K, -1), channel_major(G, dtype), trans_a=True)
+    B = col2im(cols, (N, W.shape[1]) + tuple(in_hw), W.shape[2:], stride, padding, (Ho, Wo))
     return B if delta is None else gate(B, delta)
 
 
@@ -351,9 +373,9 @@ def conv_weight_grad(x, G, kernel_hw, stride, padding):
     geometry = _geometry(kernel_hw, stride, padding, dtype)
     col = _kept_columns(x, geometry)
     if col is None:
-        col, _ = _im2col(_contiguous(x, dtype), geometry[0], stride, padding)
-    Gm = _channel_major(G, dtype)
-    dW = _gemm(Gm, col, trans_b=True)
+        col, _ = im2col(_contiguous(x, dtype), geometry[0], stride, padding)
+    Gm = channel_major(G, dtype)
+    dW = gemm(Gm, col, trans_b=True)
     return dW.reshape((G.shape[1], x.shape[1]) + geometry[0]), Gm.sum(axis=1)
 
 
@@ -374,8 +396,7 @@ def normal_from_seed(seed, shape, dtype):
     out = xp.empty(shape, dtype=dtype)
     n = out.size
     if n:
-        grid = _grid((n + 1) // 2, 1, 1)
-        _launch("normal", dtype, *grid, (out, np.int64(n)) + seed_words(seed))
+        launch("normal", dtype, *grid((n + 1) // 2, 1, 1), (out, np.int64(n)) + seed_words(seed))
     return out
 
 
@@ -418,27 +439,29 @@ def _pointwise():
 TF32_TENSOR_OP_MATH = 3
 
 
-def _cublas():
+def cublas_library():
+    """CuPy's low-level cuBLAS module (math modes, handles)."""
     from cupy_backends.cuda.libs import cublas
 
     return cublas
 
 
-def _cublas_handle():
+def cublas_handle():
+    """The cuBLAS handle of the current device and thread."""
     return cupy.cuda.device.get_cublas_handle()
 
 
 def cublas_math_mode():
     """The cuBLAS math mode of the current device and thread (0 default, 3 TF32)."""
-    return _cublas().getMathMode(_cublas_handle())
+    return cublas_library().getMathMode(cublas_handle())
 
 
 def allow_tf32(enabled):
     """Let cuBLAS use TF32 tensor cores for float32 products (``enabled``) or not, on the
     current device and thread (CuPy keeps one cuBLAS handle per device and thread).
     Returns the previous math mode, for :func:`tf32` to restore."""
-    lib = _cublas()
-    handle = _cublas_handle()
+    lib = cublas_library()
+    handle = cublas_handle()
     previous = lib.getMathMode(handle)
     if enabled:
         mode = getattr(lib, "CUBLAS_TF32_TENSOR_OP_MATH", TF32_TENSOR_OP_MATH)
@@ -455,4 +478,4 @@ def tf32(enabled=True):
     try:
         yield
     finally:
-        _cublas().setMathMode(_cublas_handle(), previous)
+        cublas_library().setMathMode(cublas_handle(), previous)

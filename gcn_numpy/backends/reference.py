@@ -36,6 +36,8 @@ __all__ = [
     "conv_weight_grad",
     "standard_normal",
     "langevin_step",
+    "pad_maps",
+    "fold_maps",
 ]
 
 name = "numpy"
@@ -276,3 +278,47 @@ def langevin_step(I, B, Z, step_size, sigma):
     array([2.])
     """
     return I - (0.5 * step_size**2) * (I / sigma**2 - B) + step_size * Z
+
+
+def pad_maps(x, rows, cols):
+    """The maps ``x`` ``(N, C, H, W)`` padded by a boundary other than zeros:
+    ``out[n, c, p, q] = x[n, c, rows[p], cols[q]]``, each padded row and column a copy of
+    the input row and column it names (:func:`gcn_numpy.boundary.sources` gives ``rows``
+    and ``cols`` for each boundary).
+
+    Examples
+    --------
+    >>> x = np.arange(3.0).reshape(1, 1, 1, 3)
+    >>> pad_maps(x, np.array([0]), np.array([0, 1, 2, 2, 1]))  # 2 mirrored columns after
+    array([[[[0., 1., 2., 2., 1.]]]])
+    """
+    return x[:, :, rows][:, :, :, cols]
+
+
+def fold_maps(a, rows, cols, before, in_hw, delta=None):
+    """The adjoint of :func:`pad_maps`: each padded pixel of ``a`` ``(N, C, Hp, Wp)`` added
+    onto the pixel ``(rows[p], cols[q])`` it copies, for unpadded maps of ``in_hw = (H,
+    W)`` whose rows and columns start at ``before`` in ``a``; with ``delta``,
+    ``gate(..., delta)``. This is how the top-down pass, eq. (16), returns the
+    coefficients that fell on the padding to the pixels the padding copied.
+
+    The rows are folded first, then the columns, each padded row or column in increasing
+    order: the order the fast backends follow, so that their sums round the same. Written
+    with array methods alone (the CuPy backend runs it on device arrays).
+
+    Examples
+    --------
+    >>> a = np.ones((1, 1, 1, 5))
+    >>> fold_maps(a, np.array([0]), np.array([0, 1, 2, 2, 1]), 0, (1, 3))
+    array([[[[1., 2., 2.]]]])
+    """
+    H, W = in_hw
+    out = a[:, :, before : before + H].copy()
+    for p in range(a.shape[2]):
+        if not before <= p < before + H:
+            out[:, :, int(rows[p])] += a[:, :, p]
+    folded = out[:, :, :, before : before + W].copy()
+    for q in range(a.shape[3]):
+        if not before <= q < before + W:
+            folded[:, :, :, int(cols[q])] += out[:, :, :, q]
+    return folded if delta is None else gate(folded, delta)

@@ -9,9 +9,9 @@ registered with LLVM by name, so that compiled kernels still find them when Numb
 them from its disk cache in a later process.
 
 That BLAS has a thread pool of its own, one thread per core by default. The kernels run one
-image per thread themselves; a product that also started BLAS threads on cores that are
-already busy ran at 1.4 GFLOP/s on a loaded 2-core machine against 22 with one BLAS thread
-per call. :func:`single_threaded` holds SciPy's OpenBLAS at one thread while kernels run.
+image per thread themselves, and BLAS threads started on top of them compete for the same
+cores (docs/numba_design.md has the measurement): :func:`single_threaded` holds SciPy's
+OpenBLAS at one thread while kernels run.
 
 Where the library is not an OpenBLAS that exports its thread setter (MKL, BLIS, an unusual
 build), nothing is changed: MKL already runs single-threaded inside an OpenMP region.
@@ -26,6 +26,8 @@ import llvmlite.binding as llvm
 import numpy as np
 from numba import njit, types
 from numba.extending import get_cython_function_address, overload
+
+__all__ = ["SETTERS", "gemm", "thread_functions", "describe", "single_threaded"]
 
 # OpenBLAS's setter under the names that SciPy wheels, distributions and 64-bit builds use
 SETTERS = (
@@ -152,8 +154,16 @@ def _library():
 
 
 @functools.cache
-def _thread_functions():
-    """``(get, set)`` of the thread count of the BLAS behind :func:`gemm`, or None."""
+def thread_functions():
+    """``(get, set)`` of the thread count of the BLAS behind :func:`gemm`, or None where
+    that BLAS exports no OpenBLAS thread setter.
+
+    Examples
+    --------
+    >>> functions = thread_functions()
+    >>> functions is None or functions[0]() >= 1
+    True
+    """
     lib = _library()
     if lib is None:
         return None
@@ -168,7 +178,13 @@ def _thread_functions():
 
 
 def describe():
-    """OpenBLAS's own description of the BLAS behind :func:`gemm`, or ``"unknown"``."""
+    """OpenBLAS's own description of the BLAS behind :func:`gemm`, or ``"unknown"``.
+
+    Examples
+    --------
+    >>> isinstance(describe(), str)
+    True
+    """
     lib = _library()
     for name in ("scipy_openblas_get_config", "openblas_get_config"):
         if lib is not None and hasattr(lib, name):
@@ -198,9 +214,17 @@ def single_threaded():
     touched. Changing SciPy's BLAS thread count from another thread meanwhile (for instance
     with threadpoolctl) is not coordinated with this lock: the last block out restores
     the count it saved.
+
+    Examples
+    --------
+    >>> functions = thread_functions()
+    >>> with single_threaded():
+    ...     inside = functions[0]() if functions else 1
+    >>> inside
+    1
     """
     global _holders, _saved
-    functions = _thread_functions()
+    functions = thread_functions()
     if functions is None:
         yield
         return

@@ -1,4 +1,4 @@
-"""Winograd's minimal filtering F(m x m, r x r) for the Numba backend's stride-1 layers.
+"""The Winograd tiles of the Numba backend: minimal filtering F(m x m, r x r) on one image.
 
 The three passes of a stride-1 layer with ``r x r`` filters, ``2 <= r <= 5``: the bottom-up
 responses of eq. (12) (:func:`gcn_numpy.backends.reference.conv2d`), the top-down
@@ -28,45 +28,71 @@ in two dimensions the same on rows and columns. Summed over the channels, the pr
   ``D_f (C x K) = sum over tiles of V_f^T (C x tiles) @ T_f (tiles x K)`` with ``T`` the
   ``m x m`` tiles of ``G`` transformed by ``V_m``, then ``dW = V_r^T D V_r``.
 
-Accuracy: the transforms add rounding error, more for larger tiles (:func:`tile_size`
-has the measurements). Against the float64 reference, float32 results of random layers
-were within 2e-6 of the largest entry for F(2, 5) (5e-7 for the direct product) and 3e-7
-for F(2, 3); F(3, 5) stays within 6.3e-6 up to 100 channels and F(4, 3) within 3.6e-6 up
-to 128, past which the backend takes ``m = 2`` in float32. The points of each ``(m, r)``
-were chosen by that error (:data:`POINTS`). Float64 results are within 1e-14.
+Accuracy: the transforms add rounding error, more for larger tiles and more channels
+summed. In float32 the larger tiles are kept only up to :data:`LARGE_TILE_CHANNELS`
+channels, where the error stays well within the backend's float32 budget of 1e-5 of the
+largest entry (:func:`tile_size`); the points of each ``(m, r)`` were chosen by that error
+(:data:`POINTS`). Float64 results stay near 1e-14. docs/numba_design.md has the
+measurements.
 
 Layouts. A map enters as ``xs``, channels last and split by column modulo ``m``:
 ``xs[i, j % m, j // m, c]``, so that the ``n`` columns of every tile in a row of tiles
 (tile ``t`` starts at column ``m t``) are, for each column offset, one contiguous run over
 tiles and channels. Every transform is then a few long vector loops (``axpy``) over such
 runs: the first stage transforms the rows of a whole row of tiles at once, the second
-the columns. The products are :func:`.numba_blas.gemm` calls on blocks of tile rows small
-enough for the transformed tiles to stay in cache.
+the columns. The products are :func:`.blas.gemm` calls on blocks of tile rows small
+enough for the transformed tiles to stay in cache (:data:`BLOCK_TILES`).
+
+A layer's sizes and matrices are one :class:`Tiling`, and each thread's scratch one
+:class:`TileScratch`, passed as they are into the compiled code. :mod:`.winograd_layers`
+runs the layers' passes over a batch with them.
 """
 
 import functools
 from fractions import Fraction
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
 
-from .numba_blas import gemm
+from .blas import gemm
+
+__all__ = [
+    "KERNELS",
+    "TILES",
+    "LARGE_TILE_CHANNELS",
+    "POINTS",
+    "BLOCK_TILES",
+    "tile_size",
+    "matrices",
+    "tiles",
+    "split_shape",
+    "block_rows",
+    "Tiling",
+    "tiling",
+    "TileScratch",
+    "tile_scratch",
+    "filters",
+    "split_channels_last",
+    "correlate_image",
+    "weight_grad_image",
+    "gradient_output_transform",
+]
 
 KERNELS = (2, 3, 4, 5)  # the filter sizes r computed here
 TILES = {2: 2, 3: 4, 4: 2, 5: 3}  # m, outputs per tile side, for each r (see tile_size)
 LARGE_TILE_CHANNELS = {2: 0, 3: 128, 4: 0, 5: 100}  # float32: TILES up to so many channels
-# the n - 1 finite interpolation points of F(m, r), chosen by the float32 error measured
-# on random tiles of 64 channels, relative to the largest output (in brackets; every
-# subset of 0, +-1, +-2, +-1/2, 3/2 holding 0 was tried)
+# the n - 1 finite interpolation points of F(m, r): of every subset of 0, +-1, +-2, +-1/2,
+# 3/2 holding 0, those with the smallest float32 error on random tiles
 POINTS = {
     (2, 2): (0, 1),
-    (2, 3): (0, 1, -1),  # 3.6e-7
+    (2, 3): (0, 1, -1),
     (2, 4): (0, 1, -1, Fraction(1, 2)),
-    (2, 5): (0, 1, -1, Fraction(1, 2), -2),  # 2.0e-6
-    (4, 3): (0, 1, -1, Fraction(-1, 2), Fraction(3, 2)),  # 1.4e-6
-    (3, 5): (0, 1, -1, -2, Fraction(-1, 2), Fraction(3, 2)),  # 3.2e-6
+    (2, 5): (0, 1, -1, Fraction(1, 2), -2),
+    (4, 3): (0, 1, -1, Fraction(-1, 2), Fraction(3, 2)),
+    (3, 5): (0, 1, -1, -2, Fraction(-1, 2), Fraction(3, 2)),
 }
-BLOCK_TILES = 128  # tiles per block: the products ran fastest with 100-150 rows
+BLOCK_TILES = 128  # tiles per block: the transformed tiles stay in cache for the products
 
 
 # -------------------------------------------------------------------- the matrices
@@ -103,17 +129,17 @@ def tile_size(r, channels=1, dtype=np.float64):
     past :data:`LARGE_TILE_CHANNELS` channels.
 
     Larger tiles take fewer products per output, ``(m + r - 1)^2 / m^2``: 9 for F(2, 5),
-    5.4 for F(3, 5); 4 for F(2, 3), 2.25 for F(4, 3). The texture net's 5x5 layer at 64
-    px took 204 us of products an image with F(3, 5) against 292 with F(2, 5), its 3x3
-    layer 37 against 50 with F(4, 3) (one thread); whole passes 20-25% less time.
+    5.4 for F(3, 5); 4 for F(2, 3), 2.25 for F(4, 3). They cost accuracy: the transforms'
+    rounding error, relative to the largest output, grows with the channels summed.
+    :data:`LARGE_TILE_CHANNELS` keeps the larger tiles where the float32 error stays well
+    within the backend's budget of 1e-5 (100 channels for 5x5, 128 for 3x3); in float64 it
+    stays near 1e-14 whatever the tile (docs/numba_design.md has the measurements).
 
-    They cost accuracy: the transforms' rounding error, relative to the largest output,
-    grows with the channels summed. Measured in float32 on random layers (all three
-    passes, the worst of a few seeds and map sizes up to 74 x 74): F(3, 5) 4.3e-6 on 64
-    channels, 6.3e-6 on 100, 9.1e-6 on 128 (F(2, 5): 3.5e-6 on 256); F(4, 3) 3.6e-6 on 128
-    and 5.0e-6 on 256 (F(2, 3) below 1e-6). :data:`LARGE_TILE_CHANNELS` keeps the larger
-    tiles where the error stays well within the backend's float32 budget of 1e-5 (100
-    channels for 5x5, 128 for 3x3); in float64 it stays near 1e-14 whatever the tile."""
+    Examples
+    --------
+    >>> tile_size(5), tile_size(5, 101, np.float32), tile_size(3)
+    (3, 2, 4)
+    """
     if r not in KERNELS:
         raise ValueError(f"Winograd kernels are for filters of size {KERNELS}, not {r}")
     if np.dtype(dtype) == np.float32 and channels > LARGE_TILE_CHANNELS[r]:
@@ -142,20 +168,149 @@ def matrices(r, dtype, m):
 
 
 def tiles(Ho, Wo, m):
-    """Rows and columns of ``m x m`` output tiles that cover an ``Ho x Wo`` map."""
+    """Rows and columns of ``m x m`` output tiles that cover an ``Ho x Wo`` map.
+
+    Examples
+    --------
+    >>> tiles(10, 9, 3)
+    (4, 3)
+    """
     return (Ho + m - 1) // m, (Wo + m - 1) // m
 
 
 def split_shape(th, tw, n, channels, m):
     """Shape of ``xs``, the input of ``th x tw`` tiles of size ``n`` (``m`` apart), split
-    by column modulo ``m``."""
+    by column modulo ``m`` (:func:`split_channels_last`).
+
+    Examples
+    --------
+    >>> split_shape(4, 3, 7, 64, 3)
+    (16, 3, 5, 64)
+    """
     return (m * th + n - m, m, tw + (n - 1) // m, channels)
 
 
 def block_rows(th, tw):
-    """Tile rows per block, blocks of equal size and about BLOCK_TILES tiles."""
+    """Tile rows per block, blocks of equal size and about :data:`BLOCK_TILES` tiles.
+
+    Examples
+    --------
+    >>> block_rows(22, 22)  # 484 tiles: 4 blocks of 6 tile rows (the last of 4)
+    6
+    """
     blocks = -(-th * tw // BLOCK_TILES)
     return -(-th // blocks)
+
+
+# ------------------------------------------------------------------ a layer's plan
+
+
+class Tiling(NamedTuple):
+    """F(m x m, r x r) for one layer: ``C`` channels in, ``K`` out, ``r x r`` filters,
+    ``n = m + r - 1``; ``th x tw`` tiles cover the map, ``rows`` tile rows per block
+    (:func:`block_rows`); the matrices of :func:`matrices`. Made by :func:`tiling`, passed
+    as it is into the compiled kernels.
+
+    Examples
+    --------
+    >>> t = tiling(100, 64, 5, 18, 18, np.float32)
+    >>> t.m, t.BT.shape, t.AT.shape
+    (3, (7, 7), (3, 7))
+    """
+
+    C: int
+    K: int
+    r: int
+    m: int
+    n: int
+    th: int
+    tw: int
+    rows: int
+    BT: np.ndarray
+    AT: np.ndarray
+    GW: np.ndarray
+    GG: np.ndarray
+    AW: np.ndarray
+
+
+def tiling(C, K, r, Ho, Wo, dtype):
+    """The :class:`Tiling` of a layer of ``K`` filters ``r x r`` on ``C`` channels whose
+    outputs are ``Ho x Wo``, in ``dtype`` (``m`` from :func:`tile_size`).
+
+    Examples
+    --------
+    >>> t = tiling(64, 30, 3, 18, 18, np.float32)
+    >>> t.m, t.n, (t.th, t.tw), t.rows
+    (4, 6, (5, 5), 5)
+    """
+    m = tile_size(r, C, dtype)
+    th, tw = tiles(Ho, Wo, m)
+    return Tiling(C, K, r, m, r + m - 1, th, tw, block_rows(th, tw), *matrices(r, dtype, m))
+
+
+class TileScratch(NamedTuple):
+    """One thread's arrays for :func:`correlate_image` or :func:`weight_grad_image`: ``xs``
+    the split input (:func:`split_shape`, zero outside the image), ``V`` the transformed
+    input tiles of a block (flat, ``n*n*rows*tw*C``), ``rows_buf`` the input transform's
+    own. For a correlation, ``M`` the products of a block (flat, ``n*n*rows*tw*K``),
+    ``out_buf`` the output transform's own and ``ys`` the outputs ``(m*th, m, tw, K)``; for
+    a weight gradient, ``ys`` holds the split coefficients ``G`` (zero past the map), ``M``
+    their transformed tiles and ``out_buf`` their transform's own. Made by
+    :func:`tile_scratch`.
+
+    Examples
+    --------
+    >>> own = tile_scratch(tiling(16, 8, 3, 9, 9, np.float64))
+    >>> own.xs.shape, own.ys.shape, own.M.size
+    ((14, 4, 4, 16), (12, 4, 3, 8), 2592)
+    """
+
+    xs: np.ndarray
+    V: np.ndarray
+    M: np.ndarray
+    rows_buf: np.ndarray
+    out_buf: np.ndarray
+    ys: np.ndarray
+
+
+def tile_scratch(t, gradient=False):
+    """A thread's :class:`TileScratch` for the :class:`Tiling` ``t``; for a weight
+    gradient (``gradient``), ``ys`` zero, since only the map's positions are written there.
+
+    Examples
+    --------
+    >>> bool(tile_scratch(tiling(4, 2, 3, 5, 5, np.float64), gradient=True).ys.any())
+    False
+    """
+    xs_shape = split_shape(t.th, t.tw, t.n, t.C, t.m)
+    block, dtype = t.n * t.n * t.rows * t.tw, t.BT.dtype
+    ys_shape = (t.m * t.th, t.m, t.tw, t.K)
+    return TileScratch(
+        np.zeros(xs_shape, dtype=dtype),
+        np.empty(block * t.C, dtype=dtype),
+        np.empty(block * t.K, dtype=dtype),
+        np.empty(t.n * int(np.prod(xs_shape[1:])), dtype=dtype),
+        np.empty(t.m * t.n * t.tw * t.K, dtype=dtype),
+        np.zeros(ys_shape, dtype=dtype) if gradient else np.empty(ys_shape, dtype=dtype),
+    )
+
+
+def filters(t, taps):
+    """``U`` ``(n*n, I, K)``, the transform (:func:`filter_transform`) of the filters
+    ``taps`` ``(r*r, I, O)`` for the :class:`Tiling` ``t``, zero past ``O`` if ``K`` is
+    larger.
+
+    Examples
+    --------
+    >>> filters(tiling(1, 1, 2, 2, 2, np.float64), np.ones((4, 1, 1))).shape
+    (9, 1, 1)
+    """
+    rr, I, O = taps.shape
+    if O < t.K:
+        taps = np.concatenate([taps, np.zeros((rr, I, t.K - O), dtype=taps.dtype)], 2)
+    U = np.empty((t.n * t.n, I, t.K), dtype=t.BT.dtype)
+    filter_transform(taps.reshape(rr, -1), t.GW, U.reshape(t.n * t.n, -1))
+    return U
 
 
 # ------------------------------------------------------------------ layouts and copies
@@ -174,7 +329,8 @@ def split_channels_last(x, shift, stride, xs, channels):
     by side as channels, on which a stride-``s`` layer is a stride-1 one. The rest of
     ``xs`` is left as it is (zeros). With ``channels`` not empty, ``x[i, j, channels[c]]``
     in place of ``x[i, j, c]``: the active filters' coefficients of a top-down pass
-    gathered as they are copied (see ``_active_subset`` in :mod:`.numba_cpu`)."""
+    gathered as they are copied
+    (:func:`gcn_numpy.backends.numba.seam.active_subset`)."""
     H, W, C = x.shape
     gather = channels.size > 0
     if gather:
@@ -186,8 +342,7 @@ def split_channels_last(x, shift, stride, xs, channels):
         if I >= rows:
             break
         # the columns of phase b, j = lo + (b - lo - shift) % s, lo + s + ..., go to J, J + 1,
-        # ...: counted up (a division per column took 53 of the 252 us of the texture net's
-        # first layer at 64 px, one image's bottom-up pass, on 3 channels)
+        # ...: counted up, without a division per column
         for b in range(s):
             j0 = lo + (b - lo - shift) % s
             J = (j0 + shift) // s
@@ -210,9 +365,10 @@ def split_channels_last(x, shift, stride, xs, channels):
 
 # The transforms multiply short vectors of coefficients with long runs of numbers: every
 # output run is written once, from its input runs with non-zero coefficients, in one vector
-# loop (fused multiply-adds allowed: "contract"). The loops are written out for 2, 4, 6 and
-# 8 terms, an odd count padded with a zero term (F(2, 3)'s input transform has 2 non-zero
-# coefficients a row out of 4, F(2, 5)'s 4 or 5 out of 6, F(3, 5)'s up to 7 out of 7).
+# loop (fused multiply-adds allowed: "contract"), the terms added left to right. The loops
+# are written out for 2, 4, 6 and 8 terms, an odd count padded with a zero term (F(2, 3)'s
+# input transform has 2 non-zero coefficients a row out of 4, F(2, 5)'s 4 or 5 out of 6,
+# F(3, 5)'s up to 7 out of 7).
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"})
@@ -240,14 +396,8 @@ def _row6(c, o, src, dst, d, run):
     o3, o4, o5 = np.uint64(o[3]), np.uint64(o[4]), np.uint64(o[5])
     d = np.uint64(d)
     for q in range(np.uint64(run)):
-        dst[d + q] = (
-            c0 * src[o0 + q]
-            + c1 * src[o1 + q]
-            + c2 * src[o2 + q]
-            + c3 * src[o3 + q]
-            + c4 * src[o4 + q]
-            + c5 * src[o5 + q]
-        )
+        s = c0 * src[o0 + q] + c1 * src[o1 + q] + c2 * src[o2 + q] + c3 * src[o3 + q]
+        dst[d + q] = s + c4 * src[o4 + q] + c5 * src[o5 + q]
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"})
@@ -257,16 +407,8 @@ def _row8(c, o, src, dst, d, run):
     o4, o5, o6, o7 = np.uint64(o[4]), np.uint64(o[5]), np.uint64(o[6]), np.uint64(o[7])
     d = np.uint64(d)
     for q in range(np.uint64(run)):
-        dst[d + q] = (
-            c0 * src[o0 + q]
-            + c1 * src[o1 + q]
-            + c2 * src[o2 + q]
-            + c3 * src[o3 + q]
-            + c4 * src[o4 + q]
-            + c5 * src[o5 + q]
-            + c6 * src[o6 + q]
-            + c7 * src[o7 + q]
-        )
+        s = c0 * src[o0 + q] + c1 * src[o1 + q] + c2 * src[o2 + q] + c3 * src[o3 + q]
+        dst[d + q] = s + c4 * src[o4 + q] + c5 * src[o5 + q] + c6 * src[o6 + q] + c7 * src[o7 + q]
 
 
 @njit(cache=True, nogil=True)
@@ -299,6 +441,18 @@ def _mix(coefs, src, offsets, dst, d_offsets, run):
 
 
 @njit(cache=True, nogil=True)
+def _steps(offsets, start, step):
+    """``offsets[j] = start + j*step``: rows ``step`` apart from ``start``, for :func:`_mix`."""
+    for j in range(len(offsets)):
+        offsets[j] = start + j * step
+    return offsets
+
+
+# Each transform is separable: one stage mixes rows, the other columns, each a few _mix
+# calls on rows of numbers a fixed step apart (_steps).
+
+
+@njit(cache=True, nogil=True)
 def input_transform(xs, BT, ti0, ti1, V, rows_buf):
     """``V[a*n + b, t, :] = (BT d_t BT^T)[a, b, :]`` for the input tiles ``d_t`` of the tile
     rows ``ti0 <= ti < ti1`` (``t`` counted from ``ti0``, ``tw`` tiles a row); ``V`` is
@@ -312,16 +466,13 @@ def input_transform(xs, BT, ti0, ti1, V, rows_buf):
     d_offsets = np.empty(n, np.int64)
     for ti in range(ti0, ti1):
         # rows: tmp[a] = sum_l BT[a, l] xs[m ti + l], the whole row of tiles at once
-        for l in range(n):
-            offsets[l] = (m * ti + l) * row
-            d_offsets[l] = l * row
-        _mix(BT, src, offsets, tmp, d_offsets, row)
+        _mix(BT, src, _steps(offsets, m * ti * row, row), tmp, _steps(d_offsets, 0, row), row)
         # columns: tile tj's column j is group j % m, index tj + j // m
         for a in range(n):
             for j in range(n):
                 offsets[j] = a * row + ((j % m) * half + j // m) * C
-                d_offsets[j] = ((a * n + j) * V.shape[1] + (ti - ti0) * tw) * C
-            _mix(BT, tmp, offsets, dst, d_offsets, tw * C)
+            d0 = (a * n * V.shape[1] + (ti - ti0) * tw) * C
+            _mix(BT, tmp, offsets, dst, _steps(d_offsets, d0, V.shape[1] * C), tw * C)
 
 
 @njit(cache=True, nogil=True)
@@ -331,24 +482,19 @@ def output_transform(M, AT, ti0, ti1, ys, rows_buf):
     last); ``M`` is ``(n*n, tiles, K)``, ``rows_buf`` scratch of ``m*n*tw*K`` numbers."""
     m, n = AT.shape
     tw, K = ys.shape[2], ys.shape[3]
-    run = tw * K
+    run, tiles_ = tw * K, M.shape[1]
     src, tmp, dst = M.ravel(), rows_buf.ravel(), ys.ravel()
     offsets = np.empty(n, np.int64)
     d_offsets = np.empty(m, np.int64)
     for ti in range(ti0, ti1):
         t0 = (ti - ti0) * tw
         for b in range(n):
-            for a in range(n):
-                offsets[a] = ((a * n + b) * M.shape[1] + t0) * K
-            for a2 in range(m):
-                d_offsets[a2] = (a2 * n + b) * run
-            _mix(AT, src, offsets, tmp, d_offsets, run)
+            s0 = (b * tiles_ + t0) * K
+            _mix(AT, src, _steps(offsets, s0, n * tiles_ * K), tmp,
+                 _steps(d_offsets, b * run, n * run), run)  # fmt: skip
         for a2 in range(m):
-            for b in range(n):
-                offsets[b] = (a2 * n + b) * run
-            for b2 in range(m):
-                d_offsets[b2] = ((m * ti + a2) * m + b2) * run
-            _mix(AT, tmp, offsets, dst, d_offsets, run)
+            d0 = (m * ti + a2) * m * run
+            _mix(AT, tmp, _steps(offsets, a2 * n * run, run), dst, _steps(d_offsets, d0, run), run)
 
 
 @njit(cache=True, nogil=True)
@@ -364,17 +510,13 @@ def gradient_transform(gs, GG, ti0, ti1, T, rows_buf):
     d_offsets = np.empty(n, np.int64)
     for ti in range(ti0, ti1):
         for par in range(m):
-            for i in range(m):
-                offsets[i] = ((m * ti + i) * m + par) * run
-            for a in range(n):
-                d_offsets[a] = (a * m + par) * run
-            _mix(GG, src, offsets, tmp, d_offsets, run)
+            s0 = (m * ti * m + par) * run
+            _mix(GG, src, _steps(offsets, s0, m * run), tmp,
+                 _steps(d_offsets, par * run, m * run), run)  # fmt: skip
         for a in range(n):
-            for j in range(m):
-                offsets[j] = (a * m + j) * run
-            for b in range(n):
-                d_offsets[b] = ((a * n + b) * T.shape[1] + (ti - ti0) * tw) * K
-            _mix(GG, tmp, offsets, dst, d_offsets, run)
+            d0 = (a * n * T.shape[1] + (ti - ti0) * tw) * K
+            _mix(GG, tmp, _steps(offsets, a * m * run, run), dst,
+                 _steps(d_offsets, d0, T.shape[1] * K), run)  # fmt: skip
 
 
 @njit(cache=True, nogil=True)
@@ -389,17 +531,9 @@ def filter_transform(taps, GW, U):
     offsets = np.empty(r, np.int64)
     d_offsets = np.empty(n, np.int64)
     for v in range(r):
-        for u in range(r):
-            offsets[u] = (u * r + v) * P
-        for a in range(n):
-            d_offsets[a] = (a * r + v) * P
-        _mix(GW, src, offsets, tmp, d_offsets, P)
+        _mix(GW, src, _steps(offsets, v * P, r * P), tmp, _steps(d_offsets, v * P, r * P), P)
     for a in range(n):
-        for v in range(r):
-            offsets[v] = (a * r + v) * P
-        for b in range(n):
-            d_offsets[b] = (a * n + b) * P
-        _mix(GW, tmp, offsets, dst, d_offsets, P)
+        _mix(GW, tmp, _steps(offsets, a * r * P, P), dst, _steps(d_offsets, a * n * P, P), P)
 
 
 @njit(cache=True, nogil=True)
@@ -421,64 +555,67 @@ def gradient_output_transform(D_each, AW, p0, p1, dW_t):
     offsets = np.empty(n, np.int64)
     d_offsets = np.empty(r, np.int64)
     for b in range(n):
-        for a in range(n):
-            offsets[a] = (a * n + b) * run
-        for u in range(r):
-            d_offsets[u] = (u * n + b) * run
-        _mix(AW, D, offsets, tmp, d_offsets, run)
+        _mix(AW, D, _steps(offsets, b * run, n * run), tmp, _steps(d_offsets, b * run, n * run),
+             run)  # fmt: skip
     for u in range(r):
-        for b in range(n):
-            offsets[b] = (u * n + b) * run
-        for v in range(r):
-            d_offsets[v] = (u * r + v) * P + p0
-        _mix(AW, tmp, offsets, dst, d_offsets, run)
+        d0 = u * r * P + p0
+        _mix(AW, tmp, _steps(offsets, u * n * run, run), dst, _steps(d_offsets, d0, P), run)
 
 
 # ------------------------------------------------------------------ one image
 
 
 @njit(cache=True, nogil=True)
-def correlate_image(x, channels, shift, stride, U, BT, AT, rows, xs, V, M, rows_buf, out_buf,
-                    ys):  # fmt: skip
-    """``ys`` = the correlation of one image's maps ``x`` ``(H, W, C)``, shifted by
+def _input_block(t, own, ti0, th, tw, nf, C, K):
+    """The block of tile rows from ``ti0`` (:data:`Tiling.rows <Tiling>` of them, at most):
+    ``(ti1, m, Vb, Mb)``, its last tile row + 1, its ``m`` tiles, their input transform
+    ``Vb`` ``(n*n, m, C)`` (:func:`input_transform`), and ``Mb`` ``(n*n, m, K)``, the
+    block's share of ``own.M``."""
+    ti1 = min(th, ti0 + t.rows)
+    m = (ti1 - ti0) * tw
+    Vb = own.V[: nf * m * C].reshape((nf, m, C))
+    input_transform(own.xs, t.BT, ti0, ti1, Vb, own.rows_buf)
+    return ti1, m, Vb, own.M[: nf * m * K].reshape((nf, m, K))
+
+
+@njit(cache=True, nogil=True)
+def correlate_image(x, channels, shift, stride, U, t, own):
+    """``own.ys`` = the correlation of one image's maps ``x`` ``(H, W, C)``, shifted by
     ``shift`` (the zero padding) and split into its ``stride**2`` polyphase components
     (:func:`split_channels_last`), with the filters whose transform is ``U`` ``(n*n,
     s*s*C, K)``: ``ys[i, j % m, j // m, k]`` for the ``m th x m tw`` positions of the tiles
     (those past the map's ``Ho x Wo`` are to be dropped). One image of
     :func:`gcn_numpy.backends.reference.conv2d`, or, on ``G`` with the flipped filters, of
-    ``conv_transpose``. Scratch: ``xs`` (:func:`split_shape`, zero outside the image),
-    ``V`` and ``M`` (flat, ``n*n*rows*tw`` times ``C`` or ``K``), ``rows_buf`` and
-    ``out_buf`` for the two transforms; ``channels`` those of ``x`` to take, if not empty
+    ``conv_transpose``. ``t`` is the layer's :class:`Tiling`, ``own`` the thread's
+    :class:`TileScratch`; ``channels`` those of ``x`` to take, if not empty
     (:func:`split_channels_last`)."""
     nf, C, K = U.shape[0], U.shape[1], U.shape[2]
+    ys = own.ys
     th, tw = ys.shape[0] // ys.shape[1], ys.shape[2]
-    split_channels_last(x, shift, stride, xs, channels)
-    for ti0 in range(0, th, rows):
-        ti1 = min(th, ti0 + rows)
-        m = (ti1 - ti0) * tw
-        Vb = V[: nf * m * C].reshape((nf, m, C))
-        Mb = M[: nf * m * K].reshape((nf, m, K))
-        input_transform(xs, BT, ti0, ti1, Vb, rows_buf)
+    split_channels_last(x, shift, stride, own.xs, channels)
+    for ti0 in range(0, th, t.rows):
+        ti1, m, Vb, Mb = _input_block(t, own, ti0, th, tw, nf, C, K)
         for f in range(nf):
             gemm(False, False, m, K, C, 1.0, Vb[f].ravel(), C, U[f].ravel(), K, 0.0,
                  Mb[f].ravel(), K)  # fmt: skip
-        output_transform(Mb, AT, ti0, ti1, ys, out_buf)
+        output_transform(Mb, t.AT, ti0, ti1, ys, own.out_buf)
 
 
 @njit(cache=True, nogil=True)
-def weight_grad_image(x, G, channels, padding, stride, BT, GG, rows, xs, gs, V, T, rows_buf,
-                      g_buf, D, first):  # fmt: skip
+def weight_grad_image(x, G, channels, padding, stride, t, own, D, first):
     """Add one image's share of the weight gradient
     (:func:`gcn_numpy.backends.reference.conv_weight_grad`), in the transform domain, to
     ``D`` ``(n*n, s*s*C, K)`` (or set it, with ``first``): ``D_f += V_f^T T_f`` over the
     image's tiles, ``x`` ``(H, W, C)`` its input (split as in :func:`correlate_image`),
     ``G`` ``(Ho, Wo, K)`` its coefficients. Returns the sum of ``G`` over positions,
-    ``(K,)``. Scratch as in :func:`correlate_image`, and ``gs`` (``(m th, m, tw, K)``, zero
-    past the map) and ``T`` (flat, ``n*n*rows*tw*K``); ``channels`` those of ``G`` to take,
-    if not empty (:func:`split_channels_last`)."""
+    ``(K,)``. ``t`` is the layer's :class:`Tiling`, ``own`` the thread's
+    :class:`TileScratch` (``ys`` for the split ``G``, ``M`` for its transformed tiles);
+    ``channels`` those of ``G`` to take, if not empty
+    (:func:`split_channels_last`)."""
     nf, C, K = D.shape[0], D.shape[1], D.shape[2]
+    gs = own.ys
     th, tw = gs.shape[0] // gs.shape[1], gs.shape[2]
-    split_channels_last(x, padding, stride, xs, channels[:0])
+    split_channels_last(x, padding, stride, own.xs, channels[:0])
     split_channels_last(G, 0, 1, gs, channels)
     db = np.zeros(K, dtype=D.dtype)
     for row in G.reshape((-1, G.shape[2])):
@@ -487,13 +624,9 @@ def weight_grad_image(x, G, channels, padding, stride, BT, GG, rows, xs, gs, V, 
                 db[c] += row[channels[c]]
         else:
             db += row
-    for ti0 in range(0, th, rows):
-        ti1 = min(th, ti0 + rows)
-        m = (ti1 - ti0) * tw
-        Vb = V[: nf * m * C].reshape((nf, m, C))
-        Tb = T[: nf * m * K].reshape((nf, m, K))
-        input_transform(xs, BT, ti0, ti1, Vb, rows_buf)
-        gradient_transform(gs, GG, ti0, ti1, Tb, g_buf)
+    for ti0 in range(0, th, t.rows):
+        ti1, m, Vb, Tb = _input_block(t, own, ti0, th, tw, nf, C, K)
+        gradient_transform(gs, t.GG, ti0, ti1, Tb, own.out_buf)
         beta = 0.0 if first and ti0 == 0 else 1.0
         for f in range(nf):
             gemm(True, False, C, K, m, 1.0, Vb[f].ravel(), C, Tb[f].ravel(), K, beta,
