@@ -18,7 +18,15 @@ import numpy as np
 from .model import GenerativeConvNet, energy_from_score
 from .sampling import langevin_chains
 
-__all__ = ["Learner", "DivergenceError", "NonFiniteError", "ReleaseRule", "Adam", "make_rule"]
+__all__ = [
+    "Learner",
+    "chains_shape",
+    "DivergenceError",
+    "NonFiniteError",
+    "ReleaseRule",
+    "Adam",
+    "make_rule",
+]
 
 METRICS = ("f_obs", "f_syn", "energy", "grad_norm", "recon_error")
 CLIP_MODES = ("abs", "signed")
@@ -166,6 +174,31 @@ def make_rule(config):
     raise ValueError(f"unknown optimizer {config.optimizer!r}; choose release or adam")
 
 
+def chains_shape(config, image_shape):
+    """The shape of the chains a :class:`Learner` of ``config`` keeps for training images
+    of ``image_shape`` ``(M, C, H, W)``: one per observed image for CD, else ``chains`` on
+    the canvas ``synth_size``, or the training size times ``synth_scale`` rounded to a
+    multiple of the strides' product on a torus (``boundary="circular"``).
+
+    Examples
+    --------
+    >>> from gcn_numpy.presets import get_preset
+    >>> chains_shape(get_preset("texture"), (1, 1, 64, 64))  # 1.5 x the training size
+    (8, 1, 96, 96)
+    """
+    M, C, H, W = image_shape
+    if config.mode == "cd":
+        return (M, C, H, W)
+    if config.synth_size:
+        H = W = config.synth_size
+    else:  # a canvas of the chosen scale that the net's strides divide
+        step = 1
+        if config.boundary == "circular":
+            step = int(np.prod([layer["stride"] for layer in config.layers]))
+        H, W = (max(step, step * round(n * config.synth_scale / step)) for n in (H, W))
+    return (config.chains, C, H, W)
+
+
 class Learner:
     """Algorithm 1 (or CD-k) on a set of observed images, one :meth:`step` per iteration.
 
@@ -287,13 +320,7 @@ class Learner:
         obs = self.obs
         if self.config.mode == "cd":
             return obs.copy()
-        C, H, W = obs.shape[1:]
-        if self.config.synth_size:
-            H = W = self.config.synth_size
-        else:  # a canvas of the chosen scale that the net's strides divide
-            step = self._canvas_step()
-            H, W = (max(step, step * round(n * self.config.synth_scale / step)) for n in (H, W))
-        shape = (self.config.chains, C, H, W)
+        shape = chains_shape(self.config, obs.shape)
         self.net.layer_shapes(*shape[2:])  # a canvas below the receptive field is an error
         return self.net.xp.zeros(shape, dtype=self.net.dtype)  # Algorithm 1, line 2: mean image
 
@@ -321,12 +348,6 @@ class Learner:
             self._grow()
 
     # ---------------------------------------------------------------- learning
-
-    def _canvas_step(self):
-        """Canvas sizes must be multiples of this: the product of the strides on a torus."""
-        if self.config.boundary != "circular":
-            return 1
-        return int(np.prod([layer["stride"] for layer in self.config.layers]))
 
     def _mask(self, images, positions):
         """``(B_top, count)`` for a side whose ``positions`` setting is ``"clean"``: only
