@@ -29,6 +29,9 @@ __all__ = [
     "to_uint8",
     "load_training_images",
     "training_photo",
+    "training_shape",
+    "check_contrast",
+    "FLAT_GREY_LEVELS",
     "DataError",
     "UpsamplingWarning",
 ]
@@ -399,3 +402,71 @@ def load_image(path, channels, size=None, strict=False):
     if size is None:  # its own size: the shorter side as it is
         size = min(image.size)
     return _prepared(image, channels == 1, size, path, crop=size != min(image.size))
+
+
+def _header_channels(path):
+    """1 if the file's header says grey, else 3 (colour, a palette, or a file the load will
+    then report as unreadable): read without decoding the pixels."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the load warns, or refuses, with the path
+            with Image.open(path) as im:
+                return 1 if im.mode in GRAY_MODES else 3
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return 3  # the load that follows says what is wrong with the file
+
+
+def training_shape(config):
+    """The shape :func:`load_training_images` returns for ``config``, ``(M, C, size,
+    size)``, from the files' headers, without decoding a pixel: what a run's memory
+    estimate needs before the images are read (a grey palette counts as colour, 3
+    channels, an upper bound).
+
+    Examples
+    --------
+    >>> from gcn_numpy.presets import get_preset
+    >>> training_shape(get_preset("texture")), training_shape(get_preset("cd"))
+    ((1, 1, 64, 64), (10, 1, 48, 48))
+    """
+    kind, size = config.data, config.size
+    if kind == "files":
+        paths = expand_paths(config.images)
+        return (len(paths), max(_header_channels(p) for p in paths), size, size)
+    if kind.startswith("texture:"):
+        return (1, _header_channels(texture_path(kind.split(":", 1)[1])), size, size)
+    if kind in ("texture-crops", "lfw"):  # grey: the shipped textures, LFW's faces
+        return (config.n_images, 1, size, size)
+    raise DataError(f"unknown data source {kind!r}")
+
+
+FLAT_GREY_LEVELS = 1.0  # an image whose every channel varies less than this (standard
+# deviation, 0-255), one step of an 8-bit image, is flat
+
+
+def check_contrast(images):
+    """``images`` ``(M, C, H, W)`` in 0-255, unchanged, if at least one channel of one
+    image varies; :class:`DataError` ("nothing to learn") when every image is flat: each
+    channel's standard deviation over its pixels below :data:`FLAT_GREY_LEVELS`. A flat
+    image (a 1 x 1 image enlarged, a constant colour) holds no pattern for the filters to
+    learn, and the summary's numbers, measured in units of its spread, would be
+    undefined.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_contrast(np.full((1, 3, 8, 8), 200.0))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    gcn_numpy.data.DataError: the training images are flat (standard deviation 0.00 ...
+    >>> check_contrast(np.arange(64.0).reshape(1, 1, 8, 8)).shape
+    (1, 1, 8, 8)
+    """
+    images = np.asarray(images)
+    spread = float(images.std(axis=(2, 3)).max()) if images.size else 0.0
+    if not spread >= FLAT_GREY_LEVELS:
+        raise DataError(
+            f"the training images are flat (standard deviation {spread:.2f} grey levels, "
+            f"below {FLAT_GREY_LEVELS:g} of 0-255): nothing to learn; give an image with "
+            "some texture"
+        )
+    return images

@@ -20,6 +20,7 @@ from .sampling import langevin_chains
 
 __all__ = [
     "Learner",
+    "chains_shape",
     "DivergenceError",
     "ReleaseRule",
     "Adam",
@@ -184,6 +185,34 @@ def make_rule(config):
     return RULES[config.optimizer](config)
 
 
+def chains_shape(config, image_shape):
+    """The shape of the chains a :class:`Learner` of ``config`` keeps for training images
+    of ``image_shape`` ``(M, C, H, W)``: one per observed image for CD, else ``chains`` on
+    the canvas ``synth_size``, or the training size times ``synth_scale`` rounded to a
+    multiple of the strides' product on a torus (``boundary="circular"``), plus the
+    ``synth_margin`` on each side (see :attr:`Learner.margin`).
+
+    Examples
+    --------
+    >>> from gcn_numpy.presets import get_preset
+    >>> chains_shape(get_preset("texture"), (1, 1, 64, 64))  # 1.5 x 64 + 2 x 19 margin
+    (8, 1, 134, 134)
+    """
+    M, C, H, W = image_shape
+    if config.mode == "cd":
+        return (M, C, H, W)
+    if config.synth_size:
+        H = W = config.synth_size
+    else:  # a canvas of the chosen scale that the net's strides divide
+        step = 1
+        if config.boundary == "circular":
+            step = int(np.prod([layer["stride"] for layer in config.layers]))
+        H, W = (max(step, step * round(n * config.synth_scale / step)) for n in (H, W))
+    m = config.synth_margin
+    m = receptive_field(config.layer_objects()) if m == "rf" else int(m)
+    return (config.chains, C, H + 2 * m, W + 2 * m)
+
+
 class Learner:
     """Algorithm 1 (or CD-k) on a set of observed images, one :meth:`step` per iteration.
 
@@ -316,15 +345,9 @@ class Learner:
         obs = self.obs
         if self.config.mode == "cd":
             return obs.copy()
-        C, H, W = obs.shape[1:]
-        if self.config.synth_size:
-            H = W = self.config.synth_size
-        else:  # a canvas of the chosen scale that the net's strides divide
-            step = self._canvas_step()
-            H, W = (max(step, step * round(n * self.config.synth_scale / step)) for n in (H, W))
-        self.net.layer_shapes(H, W)  # samples below the receptive field are an error ...
-        H, W = H + 2 * self.margin, W + 2 * self.margin  # ... with or without a margin
-        shape = (self.config.chains, C, H, W)
+        shape = chains_shape(self.config, obs.shape)
+        m = self.margin  # samples below the receptive field are an error, with or without one
+        self.net.layer_shapes(shape[2] - 2 * m, shape[3] - 2 * m)
         return self.net.xp.zeros(shape, dtype=self.net.dtype)  # Algorithm 1, line 2: mean image
 
     def _grow(self):
@@ -372,12 +395,6 @@ class Learner:
             self._grow()
 
     # ---------------------------------------------------------------- learning
-
-    def _canvas_step(self):
-        """Canvas sizes must be multiples of this: the product of the strides on a torus."""
-        if self.config.boundary != "circular":
-            return 1
-        return int(np.prod([layer["stride"] for layer in self.config.layers]))
 
     def _mask(self, images, positions):
         """``(B_top, count)`` for a side whose ``positions`` setting is ``"clean"``: only

@@ -13,9 +13,9 @@ What a run guarantees: a checkpoint is written whole or not at all, every
 ``--checkpoint-every`` iterations and when the run stops; Ctrl-C, SIGTERM and SIGHUP finish
 the current iteration, write the checkpoint and exit (130, 143, 129); ``--resume`` then
 gives the result of an uninterrupted run, bit for bit. A diverging iteration is rolled
-back (see :meth:`gcn_numpy.learning.Learner.step`). Bad input, damaged checkpoints and
-outputs that cannot be written exit 2 with one line; a second run given the same ``--out``
-is refused while the first one lives.
+back (see :meth:`gcn_numpy.learning.Learner.step`). Bad input (flat images too), runs too
+large for the memory (:mod:`gcn_numpy.memory`), damaged checkpoints and unwritable outputs
+exit 2 with one line; a second run on the same ``--out`` is refused while the first lives.
 """
 
 import argparse
@@ -31,10 +31,11 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from . import checkpoint, data
+from . import checkpoint, data, memory
 from ._io import OutputError, atomic_write
 from ._validate import positive_float, positive_int
 from .learning import DivergenceError, Learner
+from .memory import TooLarge
 from .outputs import (
     CSV_COLUMNS,
     MetricsRow,
@@ -267,6 +268,7 @@ def build_parser():
         "Algorithm 1 or contrastive divergence, and synthesize new images by Langevin "
         "dynamics. Options left out take the preset's value; the value shown in brackets is "
         "the default preset's ('texture').",
+        epilog=memory.HELP,
     )
     p.add_argument(
         "--preset",
@@ -488,7 +490,7 @@ def start(config, out, state=None, source=None):
     else:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", data.UpsamplingWarning)
-            obs, mean = data.prepare(data.load_training_images(config))
+            obs, mean = data.prepare(data.check_contrast(data.load_training_images(config)))
         for w in caught:
             _warn(w.message)
     try:
@@ -627,6 +629,7 @@ def main(argv=None):
             config, state = config_from_args(args), None
             stamp = time.strftime("%Y%m%d-%H%M%S")
             out = args.out or os.path.join("runs", f"{config.preset}-{stamp}")
+        memory.check_training(config, state["obs"].shape if state else data.training_shape(config))
         makedirs(out)
         with _locked(out), _StopSignals() as stop:
             t0 = time.perf_counter()
@@ -650,7 +653,7 @@ def main(argv=None):
             if stop.received is not None:
                 return stopped(stop, run, learner, "in the drift test")
             line = finish_summary(run, learner, seconds, drift)
-    except (UsageError, data.DataError, checkpoint.CheckpointError, OutputError) as e:
+    except (UsageError, data.DataError, checkpoint.CheckpointError, OutputError, TooLarge) as e:
         print(f"gcn_numpy.train: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:  # a second Ctrl-C: no new checkpoint

@@ -20,6 +20,7 @@ MODULES = [
     "gcn_numpy.plots",
     "gcn_numpy.boundary",
     "gcn_numpy.checkpoint",
+    "gcn_numpy.memory",
     "gcn_numpy.train",
     "gcn_numpy.backends",
     "gcn_numpy.backends.reference",
