@@ -117,14 +117,21 @@ def build_parser():
 
 
 def _listing():
-    rows = [("name", "learned", "size", "made by")]
+    """Two lines a model: its name, size and own-dynamics verdict; what it learned and the
+    command that made it."""
+    lines = []
     for name, info in list_models():
-        rows.append((name, info.get("learned", ""), info.get("size", ""), info.get("made", "")))
-    widths = [max(len(str(r[i])) for r in rows) for i in range(3)]
-    return "\n".join(
-        "  ".join(str(v).ljust(w) for v, w in zip(r[:3], widths, strict=True)) + "  " + r[3]
-        for r in rows
-    )
+        drift = (info.get("summary") or {}).get("drift") or {}
+        if "kept" in drift:
+            verdict = "kept" if drift["kept"] else "not kept: " + "; ".join(drift["reasons"])
+            verdict = f"{drift['steps']} steps at fixed weights: {verdict}"
+        else:
+            verdict = "no drift test"
+        lines.append(f"{name:<14}{info.get('size', ''):<9}{verdict}")
+        lines.append(f"{'':<14}{info.get('learned', '')}")
+        if info.get("made"):
+            lines.append(f"{'':<14}made by: {info['made']}")
+    return "\n".join(lines)
 
 
 def _image(model, path, size=None):

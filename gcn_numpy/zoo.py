@@ -22,7 +22,7 @@ from importlib import resources
 
 import numpy as np
 
-from . import data
+from . import data, memory
 from .learning import receptive_field
 from .model import GenerativeConvNet
 from .presets import TrainConfig
@@ -147,6 +147,13 @@ class LearnedModel:
         cfg, net = self.config, self.net
         side = self.canvas(size if size is not None else cfg.size)
         shape = (n, net.in_channels, side, side)
+        net.layer_shapes(side, side)  # a canvas below the receptive field: one line
+        memory.require(  # a canvas beyond the memory: refused before anything is allocated
+            memory.langevin_bytes(net, shape) + memory.backend_bytes(net.backend),
+            memory.available_bytes(net.backend),
+            f"the chains of {n} sample{'s' if n > 1 else ''} on a {side} x {side} px canvas",
+            "--n or --size",
+        )
         rng = np.random.default_rng(seed)
         if isinstance(init, str):
             if init == "zeros":

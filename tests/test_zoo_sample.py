@@ -13,8 +13,9 @@ from conftest import run_cli
 from PIL import Image
 
 from gcn_numpy import GenerativeConvNet, Layer
+from gcn_numpy.learning import receptive_field
 from gcn_numpy.presets import TrainConfig
-from gcn_numpy.zoo import ModelError, list_models, load_model, save_model
+from gcn_numpy.zoo import ModelError, list_models, load_model, model_path, save_model
 
 
 def tiny_model(tmp_path, top="sum", channels=1, margin="rf"):
@@ -175,6 +176,7 @@ def test_reconstruct_and_mode_on_a_users_image(tmp_path):
         ("small", "smaller than the net's receptive field"),
         ("colour", "is a colour image and the model's are grey"),
         ("no model", "name a model"),
+        ("huge", "px canvas need about"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, case, message):
@@ -187,6 +189,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, case, message):
         args = [str(bad)]
     elif case == "small":  # no margin: the canvas is the sample
         args = [tiny_model(tmp_path, margin=0)[0], "--size", "1", "--init", "noise"]
+    elif case == "huge":  # refused before anything is allocated: no MemoryError
+        args = [path, "--size", "200000", "--n", "1"]
     elif case == "colour":
         photo = tmp_path / "colour.png"
         Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 20, 3), np.uint8)).save(
@@ -202,11 +206,19 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, case, message):
 
 
 def test_shipped_models_are_listed_with_what_they_learned(tmp_path):
+    """The zoo ships the models tools/make_zoo.py makes, each small, each listed with what
+    it learned, how it was made and what its own dynamics did at fixed weights."""
     models = dict(list_models())
+    assert {"gravel", "grass", "brick", "gravel-paper", "cd-textures"} <= set(models)
     r = sample("--list", cwd=tmp_path)
     assert r.returncode == 0
     for name, info in models.items():
-        assert name in r.stdout and info["learned"] in r.stdout
-        assert (
-            os.path.getsize(load_model(name).info.get("file", "")) < 2e6 if "file" in info else True
-        )
+        assert name in r.stdout and info["learned"] in r.stdout and info["made"] in r.stdout
+        assert os.path.getsize(model_path(name)) < 2**20
+        model = load_model(name, backend="numpy")
+        assert model.thumbnail is not None and model.thumbnail.dtype == np.uint8
+        if model.config.mode == "ml":  # the run's drift test travels with the model
+            assert info["summary"]["drift"]["steps"] == 1000
+        side = None if model.size else receptive_field(model.net.layers)
+        x = model.sample(n=1, size=side, steps=2, init="noise")
+        assert np.isfinite(x).all()
