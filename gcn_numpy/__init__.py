@@ -8,6 +8,14 @@ An energy-based image model ``p(I; w) ~ exp[f(I; w)] q(I)`` with ``f`` a ReLU Co
 
 from .model import GenerativeConvNet, Layer, prototype_model
 from .sampling import descend_to_mode, langevin
+from .zoo import load_model
 
-__all__ = ["GenerativeConvNet", "Layer", "prototype_model", "langevin", "descend_to_mode"]
+__all__ = [
+    "GenerativeConvNet",
+    "Layer",
+    "prototype_model",
+    "langevin",
+    "descend_to_mode",
+    "load_model",
+]
 __version__ = "0.1.0"
