@@ -106,6 +106,14 @@ class LearnedModel:
         command, the run's metrics).
     thumbnail : ndarray of uint8 or None
         Its training images, small.
+
+    Examples
+    --------
+    >>> model = load_model("grass", backend="numpy")
+    >>> model.margin, model.size  # a texture model: any canvas, a margin of 19 px
+    (19, None)
+    >>> model.to_pixels(np.zeros((1, 1, 2, 2))).dtype
+    dtype('uint8')
     """
 
     net: GenerativeConvNet
@@ -290,7 +298,20 @@ def _data_std(state, mean):
 
 def save_model(path, net, config, mean, info, thumbnail=None, image_size=None):
     """Write a model file: the weights, the configuration, the mean, ``info`` (JSON) and a
-    uint8 ``thumbnail`` of the training images (see :func:`load_model`)."""
+    uint8 ``thumbnail`` of the training images (see :func:`load_model`).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from gcn_numpy import GenerativeConvNet
+    >>> config = TrainConfig(layers=[{"channels": 2, "kernel": 3, "stride": 1, "padding": 1}])
+    >>> net = GenerativeConvNet(1, config.layer_objects(), backend="numpy", seed=0)
+    >>> path = os.path.join(tempfile.mkdtemp(), "tiny.npz")
+    >>> save_model(path, net, config, np.array([128.0]), {"learned": "nothing"})
+    >>> sorted(np.load(path).files)[:4]
+    ['W0', 'b0', 'config', 'image_size']
+    """
     arrays = {
         "config": np.array(json.dumps(config.to_dict())),
         "mean": np.asarray(mean, dtype=np.float64),

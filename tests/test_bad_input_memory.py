@@ -22,6 +22,7 @@ from gcn_numpy.summary import FLAT_SAMPLES, run_summary, summary_line, write_sum
 
 LINUX = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 TINY = ["--size", "16", "--chains", "3", "--langevin-steps", "2", "--quiet", "--backend", "numpy"]
+TINY += ["--drift-steps", "0"]
 
 
 def strict_json(path):
@@ -140,7 +141,7 @@ def test_the_estimate_bounds_the_measured_peak(tmp_path):
         "print(json.dumps([estimate, peak - rss]))\n"
     )
     args = ["--backend", "numpy", "--size", "32", "--synth-size", "256", "--chains", "4"]
-    args += ["--langevin-steps", "1", "--iterations", "1", "--quiet"]
+    args += ["--langevin-steps", "1", "--iterations", "1", "--drift-steps", "0", "--quiet"]
     r = subprocess.run(
         [sys.executable, "-c", script, *args],
         cwd=tmp_path,

@@ -8,9 +8,10 @@ import pytest
 from conftest import rel_err
 
 from gcn_numpy import data, metrics
-from gcn_numpy.learning import Adam, DivergenceError, Learner, ReleaseRule
+from gcn_numpy.learning import DivergenceError, Learner
 from gcn_numpy.model import Layer
 from gcn_numpy.presets import TrainConfig, get_preset
+from gcn_numpy.rules import Adam, ReleaseRule
 
 
 def tiny_config(**changes):
