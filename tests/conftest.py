@@ -173,3 +173,23 @@ def read_csv(path):
 def npz_arrays(path):
     with np.load(path) as z:
         return {k: z[k] for k in z.files}
+
+
+def assert_resumes_bit_for_bit(config, images, split, total):
+    """A learner stopped after ``split`` iterations and resumed from its ``state_dict``
+    ends after ``total`` iterations exactly where an uninterrupted one does."""
+    from gcn_numpy.learning import Learner
+
+    whole, part = Learner(config, images), Learner(config, images)
+    for _ in range(total):
+        whole.step()
+    for _ in range(split):
+        part.step()
+    resumed = Learner(config, images)
+    resumed.load_state_dict(part.state_dict())
+    for _ in range(total - split):
+        resumed.step()
+    sa, sb = whole.state_dict(), resumed.state_dict()
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        assert np.array_equal(sa[key], sb[key]), key

@@ -5,7 +5,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from conftest import rel_err
+from conftest import assert_resumes_bit_for_bit, rel_err
 
 from gcn_numpy import data, metrics
 from gcn_numpy.learning import DivergenceError, Learner
@@ -393,17 +393,7 @@ def test_a_new_stage_restores_its_learning_rate_and_restarts_the_history():
 @pytest.mark.parametrize("optimizer", ["release", "adam"])
 def test_state_dict_round_trip_continues_bit_for_bit(optimizer):
     config = tiny_config(optimizer=optimizer, grow=True, iterations=2)
-    a = Learner(config, texture())
-    for _ in range(3):
-        a.step()
-    b = Learner(config, texture())
-    b.load_state_dict(a.state_dict())
-    for _ in range(2):
-        a.step()
-        b.step()
-    sa, sb = a.state_dict(), b.state_dict()
-    for key in sa:
-        assert np.array_equal(sa[key], sb[key]), key
+    assert_resumes_bit_for_bit(config, texture(), 3, 5)
 
 
 def test_mismatched_state_is_rejected():

@@ -4,6 +4,7 @@ and layer growing across a rolled-back iteration."""
 
 import numpy as np
 import pytest
+from conftest import assert_resumes_bit_for_bit
 from test_learning import _inject, texture, tiny_config
 
 from gcn_numpy.learning import Learner, receptive_field
@@ -51,18 +52,7 @@ def test_rejuvenation_starts_one_chain_in_turn_at_zero_every_R_iterations():
 
 
 def test_a_rejuvenated_run_resumes_bit_for_bit():
-    config = tiny_config(iterations=8, rejuvenate=3)
-    a = Learner(config, texture())
-    for _ in range(4):
-        a.step()
-    b = Learner(config, texture())
-    b.load_state_dict(a.state_dict())
-    for _ in range(4):
-        a.step()
-        b.step()
-    sa, sb = a.state_dict(), b.state_dict()
-    for key in sa:
-        assert np.array_equal(sa[key], sb[key]), key
+    assert_resumes_bit_for_bit(tiny_config(iterations=8, rejuvenate=3), texture(), 4, 8)
 
 
 @pytest.mark.parametrize("restart", [False, True])
@@ -81,19 +71,7 @@ def test_chains_start_again_at_each_new_stage_when_asked(restart):
 
 def test_restarted_stages_resume_bit_for_bit_across_the_stage_boundary():
     config = tiny_config(iterations=3, grow=True, restart_chains=True)
-    whole = Learner(config, texture())
-    for _ in range(6):
-        whole.step()
-    part = Learner(config, texture())
-    for _ in range(2):
-        part.step()
-    resumed = Learner(config, texture())
-    resumed.load_state_dict(part.state_dict())
-    for _ in range(4):
-        resumed.step()
-    sa, sb = whole.state_dict(), resumed.state_dict()
-    for key in sa:
-        assert np.array_equal(sa[key], sb[key]), key
+    assert_resumes_bit_for_bit(config, texture(), 2, 6)  # stopped in stage 1, ends in stage 2
 
 
 def test_restart_changes_what_the_new_stage_starts_from():
