@@ -246,6 +246,7 @@ def run_drift(run, learner, progress=None):
         records,
         data_mean=float(np.mean(run.mean)),
         frame_limit=None if crops is None else float(crops.max()) + 0.05,
+        texture=cfg.top == "sum",
     )
     grey_std = float((obs + run.mean[None, :, None, None]).std(axis=(1, 2, 3)).mean())
     plots.save_drift(

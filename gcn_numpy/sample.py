@@ -77,7 +77,7 @@ def build_parser():
         type=_count(1),
         help="side of the samples in pixels (texture models: any size; default: the training size)",
     )
-    p.add_argument("--n", type=_count(1), default=4, help="number of samples (default 4)")
+    p.add_argument("--n", type=_count(1), default=1, help="number of samples (default 1)")
     p.add_argument(
         "--steps",
         type=_count(0),

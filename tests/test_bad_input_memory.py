@@ -172,9 +172,9 @@ def test_the_estimate_grows_with_chains_and_canvas_and_reads_a_net_or_its_layers
 
 
 def test_the_reuse_the_estimate_counts_is_numbas():
-    from gcn_numpy.backends import numba_cpu
+    from gcn_numpy.backends.numba import memory as numba_memory
 
-    assert memory.REUSED_BYTES["numba"] == numba_cpu._OUTPUTS_BYTES
+    assert memory.REUSED_BYTES["numba"] == numba_memory.OUTPUTS_BYTES
 
 
 @pytest.mark.parametrize(

@@ -135,3 +135,16 @@ def test_receptive_field_is_the_window_one_top_unit_reads(layers):
     B = net.forward_backward(I, need_B=True, need_f=False, B_top=B_top)["B"][0, 0]
     rows, cols = np.nonzero(B.any(axis=1))[0], np.nonzero(B.any(axis=0))[0]
     assert np.ptp(rows) + 1 == np.ptp(cols) + 1 == receptive_field(layers)
+
+
+def test_the_drift_verdict_of_an_object_model_leaves_closeness_out():
+    """Closeness compares texture statistics: an aligned object's samples are not judged
+    by it, while their mean and contrast still are."""
+    from gcn_numpy.drift import drift_verdict
+
+    start = {"step": 0, "mean": 110.0, "std": 50.0, "closeness": -0.8, "frame_score": 0.5}
+    end = dict(start, step=1000, closeness=-1.1)
+    assert not drift_verdict([start, end], data_mean=112.0)[0]
+    assert drift_verdict([start, end], data_mean=112.0, texture=False) == (True, [])
+    darker = dict(end, mean=100.0)
+    assert not drift_verdict([start, darker], data_mean=112.0, texture=False)[0]
