@@ -38,10 +38,11 @@ def training_crop(model):
 
 def held_out_closeness(photo, training, side, n=4, seed=0):
     """Closeness of ``n`` real crops of ``side`` px (away from the photo's centre, where
-    the shipped textures' training crops lie) to the training image."""
+    the shipped textures' training crops lie) to the training image; crops of half the
+    photograph's side where ``side`` is larger (a crop that large would hold the
+    training crop)."""
     C, H, W = photo.shape
-    if side > min(H, W) // 2 + 1:
-        return float("nan")
+    side = min(side, min(H, W) // 2)
     rng = np.random.default_rng(seed)
     scores = []
     for _ in range(n):

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .boundary import layer_padding, map_size
+from .layer import Layer
 from .learning import chains_shape
-from .model import GenerativeConvNet, Layer
+from .model import GenerativeConvNet
 
 __all__ = [
     "TooLarge",
@@ -113,7 +114,7 @@ def pass_bytes(net, batch_shape, dtype=None, backend=None, boundary=None, grads=
 
     Parameters
     ----------
-    net : GenerativeConvNet, or sequence of Layer (or dicts of Layer's fields)
+    net : GenerativeConvNet, or sequence of gcn_numpy.layer.Layer (or dicts of its fields)
         A net, or its layers alone (then ``boundary`` "zero", backend "numba" and float32
         unless given).
     batch_shape : tuple (N, C, H, W)

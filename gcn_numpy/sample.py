@@ -227,7 +227,8 @@ def run(args):
     plots.save_grid(os.path.join(out, "grid.png"), thumb, pixels)
     seconds = time.perf_counter() - t0
     lines.append(
-        f"{args.n} samples of {x.shape[3]}x{x.shape[2]} px from {args.model} "
+        f"{args.n} sample{'s' if args.n > 1 else ''} of {x.shape[3]}x{x.shape[2]} px "
+        f"from {args.model} "
         f"({args.steps} Langevin steps after the tempered start; {seconds:.1f} s); "
         f"outputs in {out}"
     )

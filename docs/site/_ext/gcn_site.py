@@ -41,6 +41,8 @@ GENERATED = SITE / "_generated"
 # Repository Markdown files shown as pages of the site: repository path -> page (docname).
 PAGES = {
     "docs/frame.md": "frame",
+    "docs/convergence.md": "convergence",
+    "docs/numba_design.md": "numba_design",
     "docs/reference.md": "reference",
     "docs/paper/results-paper.md": "results-paper",
     "docs/paper/results-cpu.md": "results-cpu",

@@ -14,8 +14,8 @@ layer is computed (:func:`algorithm`); the kernels live beside it, one idea a mo
 - :mod:`.pointwise`: the gate and the Langevin step, one loop each;
 - :mod:`.threads`: the thread pool (:func:`.threads.each_task`), runs of images and the
   weight gradient's fixed chunks;
-- :mod:`.memory`: output memory reused, scratch kept per layer, filter transforms
-  remembered, and the channels-last order of the maps;
+- :mod:`~gcn_numpy.backends.numba.memory`: output memory reused, scratch kept per layer,
+  filter transforms remembered, and the channels-last order of the maps;
 - :mod:`.blas`: a BLAS product with leading dimensions, one BLAS thread per call.
 
 Every kernel is compiled once per dtype, and ``cache=True`` keeps the machine code on disk
