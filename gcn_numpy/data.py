@@ -10,6 +10,7 @@ import glob
 import os
 import warnings
 from importlib import resources
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -24,6 +25,8 @@ __all__ = [
     "load_images",
     "shipped_texture",
     "texture_crops",
+    "texture_crop_boxes",
+    "CropBox",
     "lfw_faces",
     "prepare",
     "to_uint8",
@@ -254,25 +257,92 @@ def shipped_texture(name, size, scale=None):
     return image[:, :, top : top + size, top : top + size]
 
 
-def texture_crops(n, size, seed=0):
+class CropBox(NamedTuple):
+    """Where a crop of :func:`texture_crops` is cut: the texture, the top-left pixel and the
+    side, in the texture seen at half scale (256 px).
+
+    Examples
+    --------
+    >>> a = CropBox("brick", 0, 0, 32)
+    >>> a.overlaps(CropBox("brick", 31, 31, 32)), a.overlaps(CropBox("brick", 32, 0, 32))
+    (True, False)
+    >>> a.overlaps(CropBox("grass", 0, 0, 32))  # another photograph
+    False
+    """
+
+    texture: str
+    top: int
+    left: int
+    size: int
+
+    def overlaps(self, other):
+        """Whether the two crops share a pixel of the same texture."""
+        return (
+            self.texture == other.texture
+            and self.top < other.top + other.size
+            and other.top < self.top + self.size
+            and self.left < other.left + other.size
+            and other.left < self.left + self.size
+        )
+
+
+TEXTURE_CROP_SIDE = 256  # the shipped 512 px textures seen at half scale
+CROP_TRIES = 1000  # draws per crop before exclude is declared to leave no room
+
+
+def texture_crop_boxes(n, size, seed=0, exclude=()):
+    """Where :func:`texture_crops` cuts its ``n`` crops: one :class:`CropBox` each, at a
+    random place of texture ``i % 3`` for crop ``i``. A crop that would share a pixel with a
+    box of ``exclude`` is drawn again, so that held-out crops can be made disjoint from
+    training crops by construction; without ``exclude`` every crop is one draw.
+
+    Examples
+    --------
+    >>> train = texture_crop_boxes(10, 32)
+    >>> held_out = texture_crop_boxes(10, 32, seed=1, exclude=train)
+    >>> any(a.overlaps(b) for a in held_out for b in train)
+    False
+    """
+    if size > TEXTURE_CROP_SIDE:
+        raise DataError(f"crops of {size} px exceed the {TEXTURE_CROP_SIDE} px textures")
+    rng = np.random.default_rng(seed)
+    exclude = list(exclude)
+    boxes = []
+    for i in range(n):
+        texture = TEXTURES[i % len(TEXTURES)]
+        for _ in range(CROP_TRIES):
+            y, x = rng.integers(0, TEXTURE_CROP_SIDE - size + 1, size=2)
+            box = CropBox(texture, int(y), int(x), size)
+            if not any(box.overlaps(other) for other in exclude):
+                break
+        else:
+            raise DataError(
+                f"no {size} px crop of {texture} avoids the excluded crops after {CROP_TRIES} draws"
+            )
+        boxes.append(box)
+    return boxes
+
+
+def texture_crops(n, size, seed=0, exclude=()):
     """``n`` different ``size x size`` crops from the shipped textures (for CD), taken at
-    random places of random textures, each texture's full 512 px seen at half scale.
+    random places of random textures, each texture's full 512 px seen at half scale;
+    ``exclude``: boxes that no crop may overlap (see :func:`texture_crop_boxes`).
 
     Examples
     --------
     >>> texture_crops(4, 48).shape
     (4, 1, 48, 48)
+    >>> texture_crops(4, 48, seed=1, exclude=texture_crop_boxes(4, 48)).shape  # held out
+    (4, 1, 48, 48)
     """
-    rng = np.random.default_rng(seed)
-    full = {name: load_images([texture_path(name)], 256)[0] for name in TEXTURES}
-    crops = []
-    for i in range(n):
-        image = full[TEXTURES[i % len(TEXTURES)]]
-        if size > image.shape[-1]:
-            raise DataError(f"crops of {size} px exceed the {image.shape[-1]} px textures")
-        y, x = rng.integers(0, image.shape[-1] - size + 1, size=2)
-        crops.append(image[:, y : y + size, x : x + size])
-    return np.stack(crops)
+    boxes = texture_crop_boxes(n, size, seed, exclude)
+    full = {
+        name: load_images([texture_path(name)], TEXTURE_CROP_SIDE)[0]
+        for name in {box.texture for box in boxes}
+    }
+    return np.stack(
+        [full[b.texture][:, b.top : b.top + b.size, b.left : b.left + b.size] for b in boxes]
+    )
 
 
 def lfw_faces(n, size):

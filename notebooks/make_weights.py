@@ -1,4 +1,4 @@
-"""Make the learned weights that notebooks 07 and 08 load: ``python notebooks/make_weights.py``.
+"""Make the learned weights that notebooks 07, 08 and 10 load: ``python notebooks/make_weights.py``.
 
 Learning these nets takes longer than a notebook's two-minute budget, so their weights are
 committed in ``notebooks/data/`` and this script documents (and redoes) how they were made.
