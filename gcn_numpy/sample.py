@@ -58,7 +58,7 @@ def build_parser():
     --------
     >>> args = build_parser().parse_args(["gravel", "--size", "512"])
     >>> args.model, args.size, args.n, args.steps, args.seed
-    ('gravel', 512, 4, 200, 0)
+    ('gravel', 512, 1, 200, 0)
     """
     p = _Parser(
         prog="python -m gcn_numpy.sample",

@@ -113,7 +113,14 @@ GALLERY = {
     "09_layer_growing": (
         "Growing the net layer by layer",
         "Section 7's layer growing: the samples at the end of each stage as the receptive "
-        "field widens.",
+        "field widens, and growing against all layers at once on an equal budget.",
+        0,
+        None,
+    ),
+    "10_sigma_score_matching_chains": (
+        "σ, score matching and the chains",
+        "What σ² = 1 hides, one-step CD as score matching, and long runs of a learned "
+        "model's own Langevin dynamics.",
         0,
         None,
     ),
