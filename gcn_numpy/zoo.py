@@ -50,11 +50,10 @@ class ModelError(ValueError):
 
     Examples
     --------
-    >>> try:
-    ...     load_model("marble")
-    ... except ModelError as e:
-    ...     print(str(e).split(";")[0])
-    no model 'marble'
+    >>> load_model("marble")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    gcn_numpy.zoo.ModelError: no model 'marble'; shipped: ...
     """
 
 

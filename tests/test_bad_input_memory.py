@@ -337,18 +337,8 @@ def test_after_sigterm_and_resume_the_final_line_has_no_absurd_frame_score(tmp_p
 
 def test_one_chain_on_a_canvas_without_interior(tmp_path):
     out = tmp_path / "run"
-    r = run_cli(
-        *TINY,
-        "--chains",
-        "1",
-        "--synth-size",
-        "16",
-        "--iterations",
-        "1",
-        "--out",
-        str(out),
-        cwd=tmp_path,
-    )
+    one_chain = "--chains 1 --synth-size 16 --iterations 1".split()
+    r = run_cli(*TINY, *one_chain, "--out", str(out), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     line = r.stdout.splitlines()[0]
     assert "sameness n/a (one chain)" in line and "frame score n/a (canvas 16x16" in line

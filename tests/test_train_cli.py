@@ -71,18 +71,8 @@ def test_object_run_on_a_folder_of_color_images(tmp_path):
     for i in range(3):
         Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(folder / f"{i}.jpg")
     out = tmp_path / "obj"
-    r = run_cli(
-        *TINY,
-        "--preset",
-        "object",
-        "--image",
-        str(folder),
-        "--iterations",
-        "2",
-        "--out",
-        str(out),
-        cwd=tmp_path,
-    )
+    objects = ["--preset", "object", "--image", str(folder), "--iterations", "2"]
+    r = run_cli(*TINY, *objects, "--out", str(out), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     state = npz_arrays(out / "checkpoint.npz")
     assert state["obs"].shape == (3, 3, 16, 16)

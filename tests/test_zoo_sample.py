@@ -117,21 +117,8 @@ def test_the_command_writes_the_same_bytes_for_the_same_seed(tmp_path):
     outs = []
     for k in range(2):
         out = tmp_path / f"s{k}"
-        r = sample(
-            path,
-            "--size",
-            "24",
-            "--n",
-            "2",
-            "--steps",
-            "3",
-            "--backend",
-            "numpy",
-            "--quiet",
-            "--out",
-            str(out),
-            cwd=tmp_path,
-        )
+        options = "--size 24 --n 2 --steps 3 --backend numpy --quiet".split()
+        r = sample(path, *options, "--out", str(out), cwd=tmp_path)
         assert r.returncode == 0, r.stderr
         assert "2 samples of 24x24 px" in r.stdout
         outs.append(out)
