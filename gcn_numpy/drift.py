@@ -18,7 +18,7 @@ import numpy as np
 from . import metrics
 from ._validate import positive_float, positive_int
 from .model import energy_from_score
-from .sampling import langevin_chains
+from .sampling import inner_window, langevin_chains
 
 __all__ = ["drift_test", "drift_checkpoints", "drift_verdict", "drift_line", "DRIFT_STEPS"]
 
@@ -51,8 +51,7 @@ def _record(net, I, training, offset, sigma, step, training_std, margin):
     f = net.forward_backward(I, need_B=False, need_grads=False)["f"]
     energy = net.to_numpy(energy_from_score(I, f, sigma))
     x = net.to_numpy(I).astype(np.float64)
-    if margin:
-        x = x[:, :, margin : x.shape[2] - margin, margin : x.shape[3] - margin]
+    x = inner_window(x, margin)
     pixels = x + offset
     record = {
         "step": int(step),

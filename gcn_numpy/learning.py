@@ -17,7 +17,7 @@ import numpy as np
 
 from .model import GenerativeConvNet, energy_from_score
 from .rules import make_rule
-from .sampling import langevin_chains
+from .sampling import inner_window, langevin_chains
 
 __all__ = [
     "Learner",
@@ -25,6 +25,7 @@ __all__ = [
     "DivergenceError",
     "POSITIONS",
     "receptive_field",
+    "synth_margin",
 ]
 
 METRICS = ("f_obs", "f_syn", "energy", "grad_norm", "recon_error")
@@ -80,9 +81,23 @@ def chains_shape(config, image_shape):
         if config.boundary == "circular":
             step = int(np.prod([layer["stride"] for layer in config.layers]))
         H, W = (max(step, step * round(n * config.synth_scale / step)) for n in (H, W))
-    m = config.synth_margin
-    m = receptive_field(config.layer_objects()) if m == "rf" else int(m)
+    m = synth_margin(config)
     return (config.chains, C, H + 2 * m, W + 2 * m)
+
+
+def synth_margin(config):
+    """Pixels on each side of the chains' canvas that the samples leave out: the
+    configuration's ``synth_margin``, where ``"rf"`` is the receptive field of a top unit of
+    its whole net (:func:`receptive_field`).
+
+    Examples
+    --------
+    >>> from gcn_numpy.presets import get_preset
+    >>> synth_margin(get_preset("texture")), synth_margin(get_preset("object-paper"))
+    (19, 0)
+    """
+    m = config.synth_margin
+    return receptive_field(config.layer_objects()) if m == "rf" else int(m)
 
 
 class Learner:
@@ -200,8 +215,7 @@ class Learner:
         """Pixels on each side of the chains' canvas that the samples leave out
         (``synth_margin``; ``"rf"``: the receptive field of a top unit, see
         :func:`receptive_field`)."""
-        m = self.config.synth_margin
-        return receptive_field(self.config.layer_objects()) if m == "rf" else int(m)
+        return synth_margin(self.config)
 
     def samples(self):
         """The synthesized images the run returns, as a NumPy array: the chains, less
@@ -209,9 +223,7 @@ class Learner:
         from the canvas edge than a top unit sees, so no unit that reads it reads the
         boundary; the returned images are samples of the model's marginal distribution
         on the inner window of the larger canvas the chains run on."""
-        chains = self.net.to_numpy(self.chains)
-        m = self.margin
-        return chains[:, :, m : chains.shape[2] - m, m : chains.shape[3] - m] if m else chains
+        return inner_window(self.net.to_numpy(self.chains), self.margin)
 
     def _initial_chains(self):
         obs = self.obs

@@ -24,6 +24,7 @@ from .drift import drift_line, drift_test, drift_verdict
 from .learning import METRICS
 from .metrics import FRAME_MARGIN, frame_reference
 from .presets import TrainConfig
+from .sampling import inner_window
 from .summary import run_summary, summary_line, write_summary
 
 __all__ = [
@@ -235,8 +236,7 @@ def run_drift(run, learner, progress=None):
         margin=learner.margin,
         progress=progress,
     )
-    m = learner.margin
-    final = final[:, :, m : final.shape[2] - m, m : final.shape[3] - m] if m else final
+    final = inner_window(final, learner.margin)
     frames = run.photo is not None and cfg.top == "sum"
     crops = None
     if frames and min(np.shape(run.photo)[-2:]) > 2 * FRAME_MARGIN:

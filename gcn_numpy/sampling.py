@@ -10,7 +10,14 @@ import numpy as np
 
 from ._validate import positive_float, positive_int
 
-__all__ = ["langevin", "descend_to_mode", "langevin_chains", "tempered_chains", "temperatures"]
+__all__ = [
+    "langevin",
+    "descend_to_mode",
+    "langevin_chains",
+    "tempered_chains",
+    "temperatures",
+    "inner_window",
+]
 
 
 def langevin_chains(net, I, n_steps, step_size, sigma, rng, B_top=None):
@@ -197,3 +204,20 @@ def descend_to_mode(net, I, sigma=1.0, step_size=None, max_steps=10_000, tol=1e-
             break
         I = I + rate * (reconstruction - I)
     return net.to_numpy(I), net.to_numpy(exact).astype(bool)
+
+
+def inner_window(images, margin):
+    """``images`` ``(N, C, H, W)`` less ``margin`` pixels along each edge: the window of a
+    canvas that sampling returns when it runs the chains with a margin (the window's units
+    read no boundary when ``margin`` is the receptive field).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> inner_window(np.zeros((2, 1, 10, 12)), 3).shape
+    (2, 1, 4, 6)
+    >>> inner_window(np.zeros((2, 1, 10, 12)), 0).shape
+    (2, 1, 10, 12)
+    """
+    m = int(margin)
+    return images[:, :, m : images.shape[2] - m, m : images.shape[3] - m] if m else images

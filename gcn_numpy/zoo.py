@@ -23,10 +23,16 @@ from importlib import resources
 import numpy as np
 
 from . import data, memory
-from .learning import receptive_field
+from .learning import synth_margin
 from .model import GenerativeConvNet
 from .presets import TrainConfig
-from .sampling import descend_to_mode, langevin_chains, temperatures, tempered_chains
+from .sampling import (
+    descend_to_mode,
+    inner_window,
+    langevin_chains,
+    temperatures,
+    tempered_chains,
+)
 
 __all__ = [
     "LearnedModel",
@@ -124,8 +130,7 @@ class LearnedModel:
     @property
     def margin(self):
         """Pixels each side of the canvas that sampling runs but does not return."""
-        m = self.config.synth_margin
-        return receptive_field(self.net.layers) if m == "rf" else int(m)
+        return synth_margin(self.config)
 
     @property
     def size(self):
@@ -177,23 +182,26 @@ class LearnedModel:
             temper = 0
         I = net.check_images(start)
         total, done = temper + steps, 0
+        schedule = temperatures(temper, TEMPER_START)
         chunk = 25
         while done < total:
             k = min(chunk, total - done)
             if done < temper:
                 k = min(k, temper - done)
-                temps = temperatures(temper, TEMPER_START)[done : done + k]
                 I = tempered_chains(
-                    net, I, temps, TEMPER_STEP_SCALE * cfg.step_size, cfg.sigma, rng
+                    net,
+                    I,
+                    schedule[done : done + k],
+                    TEMPER_STEP_SCALE * cfg.step_size,
+                    cfg.sigma,
+                    rng,
                 )
             else:
                 I = langevin_chains(net, I, k, cfg.step_size, cfg.sigma, rng)
             done += k
             if progress is not None:
                 progress(done, total)
-        x = net.to_numpy(I)
-        m = self.margin if self.size is None else 0
-        return x[:, :, m : x.shape[2] - m, m : x.shape[3] - m] if m else x
+        return inner_window(net.to_numpy(I), self.margin if self.size is None else 0)
 
     def reconstruct(self, images):
         """Theorem 1's auto-encoding of images in model units ``(N, C, H, W)``: the mean of
