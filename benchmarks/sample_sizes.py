@@ -79,6 +79,11 @@ def measure(name, size, n, steps, seed):
     return row
 
 
+def _num(value):
+    """A score to two decimals, or "-" where it is undefined (sameness of one sample)."""
+    return "-" if value is None else f"{value:.2f}"
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=["gravel", "grass", "brick"])
@@ -110,7 +115,7 @@ def main():
                 f"| {name} | {size} | {r['seconds']:.1f} "
                 f"| {r['closeness']:.2f} ({r['closeness_held_out']:.2f}) "
                 f"| {r['mean']:.1f} ({r['data_mean']:.1f}) | {r['copying']:.2f} "
-                f"| {r['sameness']:.2f} "
+                f"| {_num(r['sameness'])} "
                 f"| {r['frame_score']:.2f} ({ref[0]:.2f}-{ref[1]:.2f}) | {r['std_ratio']:.2f} |",
                 flush=True,
             )

@@ -224,8 +224,22 @@ class LearnedModel:
         return np.asarray(images, dtype=np.float64) - self.mean[None, :, None, None]
 
 
+def _resolve(name_or_path):
+    """The file ``name_or_path`` names: an existing file; else a shipped model of that name
+    (so that a folder called ``gravel`` beside the user does not hide the shipped
+    ``gravel``); else a run folder's ``checkpoint.npz``; else ``None``."""
+    if os.path.isfile(name_or_path):
+        return name_or_path
+    shipped = model_path(name_or_path)
+    if shipped is not None:
+        return shipped
+    checkpoint = os.path.join(name_or_path, "checkpoint.npz")
+    return checkpoint if os.path.isfile(checkpoint) else None
+
+
 def load_model(name_or_path, backend="numba"):
-    """A shipped model by name, a model file, or a training run's ``checkpoint.npz``.
+    """A shipped model by name, a model file, or a training run's ``checkpoint.npz`` (or the
+    run's folder).
 
     Parameters
     ----------
@@ -251,7 +265,7 @@ def load_model(name_or_path, backend="numba"):
     >>> model.sample(n=2, size=8, steps=3).shape
     (2, 1, 8, 8)
     """
-    path = model_path(name_or_path) if not os.path.exists(str(name_or_path)) else name_or_path
+    path = _resolve(str(name_or_path))
     if path is None:
         shipped = ", ".join(name for name, _ in list_models()) or "none"
         raise ModelError(

@@ -110,6 +110,16 @@ def test_a_training_checkpoint_loads_as_a_model(tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert model.config.layers == config["layers"] and model.mean[0] == config["mean"][0]
     assert model.sample(n=1, size=30, steps=2).shape == (1, 1, 30, 30)
+    by_folder = load_model(str(out), backend="numpy")  # the run's folder names its checkpoint
+    assert np.array_equal(by_folder.net.weights[0][0], model.net.weights[0][0])
+
+
+def test_a_folder_named_like_a_shipped_model_does_not_hide_it(tmp_path, monkeypatch):
+    (tmp_path / "gravel").mkdir()  # e.g. the user's own run, --out gravel, with no checkpoint
+    monkeypatch.chdir(tmp_path)
+    shipped = load_model(model_path("gravel"), backend="numpy")
+    model = load_model("gravel", backend="numpy")
+    assert np.array_equal(model.net.weights[0][0], shipped.net.weights[0][0])
 
 
 def test_the_command_writes_the_same_bytes_for_the_same_seed(tmp_path):
