@@ -150,6 +150,11 @@ class Learner:
     # default run, and 2e4x within one iteration on brick (iteration 46) before the run
     # recovers on its own and ends with the best brick samples measured
     MAX_ROLLBACKS = 3  # in a row: then stop
+    RUNAWAY = 10.0  # chains beyond this many times the training images' largest |value|
+    # have left the data behind: under a bounded step the weights move slowly into an
+    # energy the Langevin dynamics cannot hold, and the chains grow by ~1.5x per iteration
+    # (the release's object recipe with 4 chains at 64 px: pixel std 49 -> 1.5e8 over the
+    # last 180 iterations) while every value stays finite
 
     def __init__(self, config, images):
         self.config = config
@@ -169,6 +174,7 @@ class Learner:
         self._masks = {}  # (net, canvas) -> the clean top positions, see _mask
         self.net = self._build_net(1 if config.grow else self.n_layers_total, images)
         self.obs = self.net.check_images(images)
+        self._runaway = self.RUNAWAY * max(float(np.abs(images).max()), 1.0)
         self.opt_state = self.rule.init_state(self.net.params, self.net.xp)
         self.chains = self._initial_chains()
 
@@ -420,7 +426,7 @@ class Learner:
 
     def _metrics(self, obs_out, syn_out, syn, grads, params, obs):
         """The iteration's metrics and whether everything stayed finite, in one host read:
-        ``[f_obs, f_syn, energy, grad_norm, recon_error, finite]``."""
+        ``[f_obs, f_syn, energy, grad_norm, recon_error, max |chains|, finite]``."""
         cfg, net, xp = self.config, self.net, self.net.xp
         energy = energy_from_score(syn, syn_out["f"], cfg.sigma)
         grad_norm = xp.sqrt(sum((g * g).sum() for pair in grads for g in pair))
@@ -429,6 +435,7 @@ class Learner:
         else:
             recon = xp.zeros((), dtype=net.dtype)
         finite = xp.isfinite(syn).all()
+        chain_max = xp.abs(syn).max()
         for W, b in params:
             finite = finite & xp.isfinite(W).all() & xp.isfinite(b).all()
         # scores per top-map position, comparable between canvases of different sizes
@@ -436,13 +443,18 @@ class Learner:
         f_syn = syn_out["f"].mean() / self._summed_top_positions(
             syn, self._synthesized_mask(syn)[1]
         )
-        values = [f_obs, f_syn, energy.mean(), grad_norm, recon, finite]
+        values = [f_obs, f_syn, energy.mean(), grad_norm, recon, chain_max, finite]
         return net.to_numpy(xp.stack([xp.asarray(v, dtype=xp.float64) for v in values]))
 
     def _problem(self, values):
         """Why the iteration with these metrics must be rolled back, or ``None``."""
         if not values[-1]:
             return "non-finite values in Langevin sampling or learning"
+        if values[-2] > self._runaway:
+            return (
+                f"chains ran away: |value| up to {float(values[-2]):.3g}, over "
+                f"{self.RUNAWAY:g} x the training images' largest"
+            )
         if self.rule.step_bounded:  # a spike of the raw gradient cannot make a large step
             return None
         grad_norm = float(values[METRICS.index("grad_norm")])
@@ -465,15 +477,15 @@ class Learner:
         Lines 4-6 of Algorithm 1: :meth:`synthesize`, :meth:`statistics` and
         :meth:`gradient`, then ``w <- w + eta (H_obs - H_syn)`` by the update rule.
 
-        Divergence: when the iteration produces non-finite values, or, under an update rule
-        whose step is not bounded (``rule.step_bounded`` false: the signed clip of CD, no
-        clip), a gradient norm above ``SPIKE_FACTOR`` times its median over the stage's last
-        ``HISTORY`` iterations, its result is dropped (weights, chains and optimizer stay as
-        they were), the learning rate is halved for the rest of the stage, and the next call
-        draws new noise (the random generator is not rewound, so seeded runs stay
-        reproducible). After
-        ``MAX_ROLLBACKS`` in a row, :class:`DivergenceError` is raised instead; the state
-        is still the last good one.
+        Divergence: when the iteration produces non-finite values, chains that ran away
+        (beyond ``RUNAWAY`` times the training images' largest absolute value), or, under
+        an update rule whose step is not bounded (``rule.step_bounded`` false: the signed
+        clip of CD, no clip), a gradient norm above ``SPIKE_FACTOR`` times its median over
+        the stage's last ``HISTORY`` iterations, its result is dropped (weights, chains and
+        optimizer stay as they were), the learning rate is halved for the rest of the
+        stage, and the next call draws new noise (the random generator is not rewound, so
+        seeded runs stay reproducible). After ``MAX_ROLLBACKS`` in a row,
+        :class:`DivergenceError` is raised instead; the state is still the last good one.
         """
         self._grow_if_due()
         lr = self.lr * self._anneal_factor()
@@ -486,7 +498,7 @@ class Learner:
                 self.net.params, grads, self.opt_state, lr, self.net.xp
             )
             values = self._metrics(obs_out, syn_out, syn, grads, params, obs)
-        metrics = dict(zip(METRICS, (float(v) for v in values[:-1]), strict=True))
+        metrics = dict(zip(METRICS, (float(v) for v in values[: len(METRICS)]), strict=True))
         metrics["lr"] = lr
         problem = self._problem(values)
         if problem:

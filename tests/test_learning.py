@@ -366,6 +366,35 @@ def test_a_gradient_spike_does_not_stop_a_rule_whose_step_is_bounded(changes):
         assert 0 < np.abs(W1 - W0).max() <= bound * 1.01
 
 
+@pytest.mark.parametrize("changes", [{}, {"optimizer": "adam"}], ids=["release clip", "adam"])
+def test_chains_that_run_away_are_rolled_back_under_a_bounded_step(changes):
+    """Finite chains far beyond the data (the release's object recipe with 4 chains ran to a
+    pixel std of 1.5e8 with every value finite) are a divergence under any rule: the
+    iteration is undone and the rate halved; chains within the bound are kept."""
+    learner = Learner(tiny_config(lr=0.002, **changes), texture())
+    synthesize, calls = learner.synthesize, [0]
+    bound = Learner.RUNAWAY * np.abs(learner.obs).max()
+
+    def running_away():
+        calls[0] += 1
+        syn = synthesize()
+        scale = {4: 0.9, 5: 1.1}.get(calls[0])  # just inside, then just outside the bound
+        return syn if scale is None else syn * (scale * bound / np.abs(syn).max())
+
+    learner.synthesize = running_away
+    for _ in range(3):
+        assert learner.step()["rollback"] == ""
+    m = learner.step()
+    assert m["rollback"] == "" and learner.iteration == 4  # 0.9 x the bound: kept
+    good = _state(learner)
+    m = learner.step()
+    assert "ran away" in m["rollback"] and learner.iteration == 4 and learner.lr == 0.001
+    after = _state(learner)
+    for key in good:
+        if key != "lr":
+            assert np.array_equal(good[key], after[key]), key
+
+
 def test_three_rollbacks_in_a_row_stop_with_the_last_good_state():
     learner = Learner(tiny_config(step_size=1e150), texture())
     before = learner.state_dict()
