@@ -91,6 +91,8 @@ class TrainConfig:
     grow: bool = True
     lr: float = 0.0005
     lr_decay_per_layer: float = 0.5
+    lr_size: int | None = None  # the image side ``lr`` is for; at another ``size`` the rate
+    # scales with the side, lr x size / lr_size (learning_rate); None: lr at every size
     anneal: float = 0.0  # the last fraction of the final stage, over which the learning rate
     # falls linearly to zero (Learner._anneal_factor)
     rejuvenate: int = 0  # every this many iterations one chain starts again at zero (0: never;
@@ -150,6 +152,8 @@ class TrainConfig:
             raise ValueError(f"unknown data {self.data!r}; choose one of {', '.join(DATA_KINDS)}")
         for name in ("size", "n_images", "chains", "iterations", "checkpoint_every"):
             positive_int(getattr(self, name), name)
+        if self.lr_size is not None:
+            positive_int(self.lr_size, "lr_size")
         for name in ("langevin_steps", "rejuvenate", "drift_steps", "snapshot_every"):
             positive_int(getattr(self, name), name, minimum=0)
         for name in ("step_size", "sigma", "lr"):
@@ -169,6 +173,21 @@ class TrainConfig:
         if not self.layers:
             raise ValueError("the net needs at least one layer")
         self.layer_objects()  # each layer checks its own numbers
+
+    def learning_rate(self):
+        """The rate the first stage learns at: ``lr``, scaled with the image side where
+        ``lr_size`` says which side ``lr`` is for. A gradient averaged over the positions of
+        an image ``k`` times smaller in side is ``k`` times noisier, so the same step is
+        ``k`` times smaller (measured for ``object-paper``: docs/reference.md).
+
+        Examples
+        --------
+        >>> TrainConfig(lr=0.004, lr_size=224, size=64).learning_rate()
+        0.001142857142857143
+        >>> TrainConfig(lr=0.004, size=64).learning_rate()
+        0.004
+        """
+        return self.lr * self.size / self.lr_size if self.lr_size else self.lr
 
     def layer_objects(self):
         return [Layer(**spec) for spec in self.layers]
@@ -293,6 +312,7 @@ PRESETS = {
         grow=True,
         lr=0.004,
         lr_decay_per_layer=1.0,
+        lr_size=224,
         boundary="zero",
     ),
     # Experiment 3: CD-1 from 10 images, all layers at once, momentum 0.9.

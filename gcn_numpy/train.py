@@ -335,6 +335,8 @@ def config_from_args(args):
         value = getattr(args, o.field)
         if value is not None:
             setattr(config, o.field, value)
+    if args.lr is not None:  # a rate given is the rate used, at any size
+        config.lr_size = None
     if args.boundary is not None:  # the torus needs the training image's clean positions
         clean = "clean" if args.boundary == "circular" else "all"
         config.observed_positions = config.synthesized_positions = "all"

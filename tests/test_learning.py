@@ -443,9 +443,30 @@ def test_presets_exist_with_the_release_numbers():
     assert paper.grow and paper.lr == 0.0005 and paper.clip == 20.0
     obj = get_preset("object-paper")
     assert obj.top == "linear" and obj.langevin_steps == 30 and obj.lr == 0.004
+    assert obj.lr_size == 224 and obj.learning_rate() == 0.004  # the release's own size
     cd = get_preset("cd-paper")
     assert cd.mode == "cd" and cd.langevin_steps == 1 and cd.momentum == 0.9
     assert cd.step_size == 0.5 and not cd.grow and cd.iterations == 1200 and cd.lr == 0.0001
     assert get_preset("cd").lr == 0.0005
     with pytest.raises(ValueError, match="unknown preset"):
         get_preset("faces")
+
+
+def test_a_rate_given_for_one_image_side_scales_with_the_side():
+    """object-paper's 0.004 is the release's rate at 224 px; at 64 px every stage learns at
+    0.004 x 64 / 224; a rate given on the command line is used as given."""
+    from gcn_numpy.train import build_parser, config_from_args
+
+    config = get_preset("object-paper")
+    config.size, config.iterations, config.layers = 32, 2, config.layers[:2]
+    learner = Learner(config, np.random.default_rng(0).normal(0, 40, (2, 3, 32, 32)))
+    assert learner.lr == pytest.approx(0.004 * 32 / 224)
+    for _ in range(3):  # into stage 2: no halving (the release)
+        learner.step()
+    assert len(learner.net.layers) == 2 and learner.lr == pytest.approx(0.004 * 32 / 224)
+    args = ["--preset", "object-paper", "--size", "64"]
+    assert config_from_args(build_parser().parse_args(args)).learning_rate() == pytest.approx(
+        0.004 * 64 / 224
+    )
+    given = config_from_args(build_parser().parse_args([*args, "--lr", "0.004"]))
+    assert given.learning_rate() == 0.004
