@@ -292,10 +292,14 @@ PRESETS = {
     # started at zero again at each stage; 30 Langevin steps; the rate 0.004, not reduced
     # between stages. The paper's text describes a 7x7 stride-2 net instead
     # (OBJECT_NET_TEXT, --layers 100x7/2p2,64x5p2,20x3p2). LFW faces are 25 px: learn them
-    # at --size 64. Measured there on 10 unseen LFW faces, seeds 0-2 (README, Experiment 2):
-    # no rollback, gradient norm within 12x its stage median, 137-224 s on 2 loaded cores;
-    # the chain's std 1.12-1.49x the faces', and its own dynamics at fixed weights move the
-    # mean by 8-55 grey levels in 1000 steps.
+    # at --size 64. The rate is the release's for its 224 px images (lr_size): at another
+    # size it scales with the image side, the gradient's noise growing as the side shrinks
+    # (0.00114 at 64 px). Measured at 64 px on 10 unseen LFW faces, seeds 0-2 (README,
+    # Experiment 2): with the rate scaled, the chain's std 1.01-1.07x the faces', no
+    # rollback, 169-194 s on 2 loaded cores; with 0.004 unscaled (--lr 0.004) the chain's
+    # std swings between 35 and 140 over the last 100 iterations and ends 1.12-1.49x the
+    # faces'. Either way its own dynamics at fixed weights move the samples' mean by 5-55
+    # grey levels in 1000 steps.
     "object-paper": TrainConfig(
         preset="object-paper",
         data="lfw",
