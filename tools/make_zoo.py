@@ -23,9 +23,12 @@ MODELS = ROOT / "gcn_numpy" / "models"
 
 # name: (what it learned, the training command's arguments)
 ZOO = {
+    # gravel: seed 2 of the three seeds measured (docs/convergence.md). From zeros, seed 0's
+    # samples reach 0.63x a held-out crop's texture closeness at 512 px, seeds 1 and 2 0.81x
+    # and 0.9x at 192 px; seed 2's 0.89x at 512 px.
     "gravel": (
-        "the shipped gravel photograph, 64 px, CPU scale (preset texture, seed 0)",
-        ["--preset", "texture", "--texture", "gravel", "--seed", "0"],
+        "the shipped gravel photograph, 64 px, CPU scale (preset texture, seed 2)",
+        ["--preset", "texture", "--texture", "gravel", "--seed", "2"],
     ),
     "grass": (
         "the shipped grass photograph, 64 px, CPU scale (preset texture, seed 0)",
