@@ -78,6 +78,25 @@ def test_a_model_file_round_trips_its_weights_and_samples_at_any_size(tmp_path):
     assert not np.array_equal(a, model.sample(n=1, size=12, steps=3, seed=8))
 
 
+def test_a_model_loads_in_the_dtype_asked_for_with_the_stored_weights(tmp_path):
+    path, net = tiny_model(tmp_path)
+    stored = load_model(path, backend="numpy")
+    config = TrainConfig.from_dict({**stored.config.to_dict(), "dtype": "float32"})
+    save_model(path, net, config, stored.mean, stored.info)  # a model learned in float32
+    learned = load_model(path, backend="numpy")
+    wide = load_model(path, backend="numpy", dtype="float64")
+    assert learned.net.dtype == np.float32 and wide.net.dtype == np.float64
+    for (W0, b0), (W1, b1) in zip(learned.net.weights, wide.net.weights, strict=True):
+        assert np.array_equal(W0, W1) and np.array_equal(b0, b1)  # float32 -> float64: exact
+    I = np.random.default_rng(0).normal(0, 30, (2, 1, 20, 20))
+    B32, B64 = learned.reconstruct(I), wide.reconstruct(I)
+    assert B64.dtype == np.float64 and np.allclose(
+        B32, B64, rtol=1e-4, atol=1e-4 * np.abs(B64).max()
+    )
+    with pytest.raises(ValueError, match="float32 or float64"):
+        load_model(path, backend="numpy", dtype="float16")
+
+
 def test_an_object_model_samples_at_its_training_size_only(tmp_path):
     path, _ = tiny_model(tmp_path, top="linear")
     model = load_model(path, backend="numpy")
