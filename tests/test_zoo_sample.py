@@ -2,10 +2,12 @@
 shipped models, model files and checkpoints, sampling at any size, reproducibility, the
 auto-encoding and the mode of a user's image, and bad input."""
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +18,15 @@ from gcn_numpy import GenerativeConvNet, Layer
 from gcn_numpy.learning import receptive_field
 from gcn_numpy.presets import TrainConfig
 from gcn_numpy.zoo import ModelError, list_models, load_model, model_path, save_model
+
+
+def make_zoo():
+    """tools/make_zoo.py as a module (its ZOO: the models that ship)."""
+    path = Path(__file__).resolve().parent.parent / "tools" / "make_zoo.py"
+    spec = importlib.util.spec_from_file_location("make_zoo", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def tiny_model(tmp_path, top="sum", channels=1, margin="rf"):
@@ -215,7 +226,7 @@ def test_shipped_models_are_listed_with_what_they_learned(tmp_path):
     """The zoo ships the models tools/make_zoo.py makes, each small, each listed with what
     it learned, how it was made and what its own dynamics did at fixed weights."""
     models = dict(list_models())
-    assert {"gravel", "grass", "brick", "gravel-paper", "cd-textures"} <= set(models)
+    assert set(models) == set(make_zoo().ZOO)
     r = sample("--list", cwd=tmp_path)
     assert r.returncode == 0
     for name, info in models.items():
@@ -228,3 +239,16 @@ def test_shipped_models_are_listed_with_what_they_learned(tmp_path):
         side = None if model.size else receptive_field(model.net.layers)
         x = model.sample(n=1, size=side, steps=2, init="noise")
         assert np.isfinite(x).all()
+
+
+def test_the_face_model_samples_at_its_training_size_only(tmp_path):
+    model = load_model("faces", backend="numpy")
+    assert model.size == (32, 32) and "Labeled Faces in the Wild" in model.info["learned"]
+    assert model.sample(n=1, steps=2, init="noise").shape == (1, 1, 32, 32)
+    r = sample("faces", "--size", "64", "--backend", "numpy", "--out", str(tmp_path), cwd=tmp_path)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "training size, 32 px" in lines[0], r.stderr
+    options = "--init noise --steps 2 --backend numpy --quiet".split()
+    r = sample("faces", *options, "--out", str(tmp_path / "noise"), cwd=tmp_path)
+    assert r.returncode == 0 and "1 sample of 32x32 px" in r.stdout, r.stderr
+    assert "2 Langevin steps from noise" in r.stdout  # no tempered start from noise
