@@ -226,10 +226,11 @@ def run(args):
     thumb = model.thumbnail if model.thumbnail is not None else pixels[:0]
     plots.save_grid(os.path.join(out, "grid.png"), thumb, pixels)
     seconds = time.perf_counter() - t0
+    start = " after the tempered start" if args.init == "zeros" else f" from {args.init}"
     lines.append(
         f"{args.n} sample{'s' if args.n > 1 else ''} of {x.shape[3]}x{x.shape[2]} px "
         f"from {args.model} "
-        f"({args.steps} Langevin steps after the tempered start; {seconds:.1f} s); "
+        f"({args.steps} Langevin steps{start}; {seconds:.1f} s); "
         f"outputs in {out}"
     )
     return lines

@@ -237,7 +237,7 @@ def _resolve(name_or_path):
     return checkpoint if os.path.isfile(checkpoint) else None
 
 
-def load_model(name_or_path, backend="numba"):
+def load_model(name_or_path, backend="numba", dtype=None):
     """A shipped model by name, a model file, or a training run's ``checkpoint.npz`` (or the
     run's folder).
 
@@ -246,6 +246,9 @@ def load_model(name_or_path, backend="numba"):
     name_or_path : str
     backend : str
         The backend to run it on (``"numba"``, ``"numpy"``, ``"cupy"``).
+    dtype : {None, "float32", "float64"}
+        The net's floating type; ``None``: the one it was learned in. Float64 serves
+        measurements finer than float32's rounding (the weights are stored in float32).
 
     Returns
     -------
@@ -264,7 +267,11 @@ def load_model(name_or_path, backend="numba"):
     >>> model = load_model(path, backend="numpy")
     >>> model.sample(n=2, size=8, steps=3).shape
     (2, 1, 8, 8)
+    >>> load_model(path, backend="numpy", dtype="float64").net.dtype
+    dtype('float64')
     """
+    if dtype is not None and np.dtype(dtype) not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
     path = _resolve(str(name_or_path))
     if path is None:
         shipped = ", ".join(name for name, _ in list_models()) or "none"
@@ -278,13 +285,13 @@ def load_model(name_or_path, backend="numba"):
     except Exception as e:  # a damaged or foreign file: one line
         raise ModelError(f"cannot read model {path}: {e}") from None
     try:
-        return _from_state(state, backend)
+        return _from_state(state, backend, dtype)
     except (KeyError, ValueError, TypeError, json.JSONDecodeError) as e:
         what = f"lacks the entry {e}" if isinstance(e, KeyError) else f"does not fit ({e})"
         raise ModelError(f"model {path} {what}") from None
 
 
-def _from_state(state, backend):
+def _from_state(state, backend, dtype=None):
     config = TrainConfig.from_dict(json.loads(str(state["config"])))
     mean = np.asarray(state["mean"], dtype=np.float64)
     n_layers = int(state["n_layers"]) if "n_layers" in state else len(config.layers)
@@ -299,7 +306,7 @@ def _from_state(state, backend):
         top=config.top,
         image_size=image_hw if config.top == "linear" else None,
         backend=backend,
-        dtype=np.dtype(config.dtype),
+        dtype=np.dtype(dtype or config.dtype),
         boundary=config.boundary,
     )
     net.set_weights([(state[f"W{i}"], state[f"b{i}"]) for i in range(n_params)])

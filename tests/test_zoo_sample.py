@@ -2,10 +2,12 @@
 shipped models, model files and checkpoints, sampling at any size, reproducibility, the
 auto-encoding and the mode of a user's image, and bad input."""
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +18,15 @@ from gcn_numpy import GenerativeConvNet, Layer
 from gcn_numpy.learning import receptive_field
 from gcn_numpy.presets import TrainConfig
 from gcn_numpy.zoo import ModelError, list_models, load_model, model_path, save_model
+
+
+def make_zoo():
+    """tools/make_zoo.py as a module (its ZOO: the models that ship)."""
+    path = Path(__file__).resolve().parent.parent / "tools" / "make_zoo.py"
+    spec = importlib.util.spec_from_file_location("make_zoo", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def tiny_model(tmp_path, top="sum", channels=1, margin="rf"):
@@ -76,6 +87,25 @@ def test_a_model_file_round_trips_its_weights_and_samples_at_any_size(tmp_path):
     a, b = model.sample(n=1, size=12, steps=3, seed=7), model.sample(n=1, size=12, steps=3, seed=7)
     assert np.array_equal(a, b)
     assert not np.array_equal(a, model.sample(n=1, size=12, steps=3, seed=8))
+
+
+def test_a_model_loads_in_the_dtype_asked_for_with_the_stored_weights(tmp_path):
+    path, net = tiny_model(tmp_path)
+    stored = load_model(path, backend="numpy")
+    config = TrainConfig.from_dict({**stored.config.to_dict(), "dtype": "float32"})
+    save_model(path, net, config, stored.mean, stored.info)  # a model learned in float32
+    learned = load_model(path, backend="numpy")
+    wide = load_model(path, backend="numpy", dtype="float64")
+    assert learned.net.dtype == np.float32 and wide.net.dtype == np.float64
+    for (W0, b0), (W1, b1) in zip(learned.net.weights, wide.net.weights, strict=True):
+        assert np.array_equal(W0, W1) and np.array_equal(b0, b1)  # float32 -> float64: exact
+    I = np.random.default_rng(0).normal(0, 30, (2, 1, 20, 20))
+    B32, B64 = learned.reconstruct(I), wide.reconstruct(I)
+    assert B64.dtype == np.float64 and np.allclose(
+        B32, B64, rtol=1e-4, atol=1e-4 * np.abs(B64).max()
+    )
+    with pytest.raises(ValueError, match="float32 or float64"):
+        load_model(path, backend="numpy", dtype="float16")
 
 
 def test_an_object_model_samples_at_its_training_size_only(tmp_path):
@@ -206,7 +236,7 @@ def test_shipped_models_are_listed_with_what_they_learned(tmp_path):
     """The zoo ships the models tools/make_zoo.py makes, each small, each listed with what
     it learned, how it was made and what its own dynamics did at fixed weights."""
     models = dict(list_models())
-    assert {"gravel", "grass", "brick", "gravel-paper", "cd-textures"} <= set(models)
+    assert set(models) == set(make_zoo().ZOO)
     r = sample("--list", cwd=tmp_path)
     assert r.returncode == 0
     for name, info in models.items():
@@ -219,3 +249,16 @@ def test_shipped_models_are_listed_with_what_they_learned(tmp_path):
         side = None if model.size else receptive_field(model.net.layers)
         x = model.sample(n=1, size=side, steps=2, init="noise")
         assert np.isfinite(x).all()
+
+
+def test_the_face_model_samples_at_its_training_size_only(tmp_path):
+    model = load_model("faces", backend="numpy")
+    assert model.size == (32, 32) and "Labeled Faces in the Wild" in model.info["learned"]
+    assert model.sample(n=1, steps=2, init="noise").shape == (1, 1, 32, 32)
+    r = sample("faces", "--size", "64", "--backend", "numpy", "--out", str(tmp_path), cwd=tmp_path)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "training size, 32 px" in lines[0], r.stderr
+    options = "--init noise --steps 2 --backend numpy --quiet".split()
+    r = sample("faces", *options, "--out", str(tmp_path / "noise"), cwd=tmp_path)
+    assert r.returncode == 0 and "1 sample of 32x32 px" in r.stdout, r.stderr
+    assert "2 Langevin steps from noise" in r.stdout  # no tempered start from noise

@@ -8,6 +8,7 @@ the run's summary (its metrics and its drift test). ``--only NAME`` makes one mo
 ``--pack`` packs finished runs without training; ``--runs DIR`` puts the runs elsewhere.
 
 The paper-scale gravel model takes over an hour on 2 cores; the others a few minutes each.
+The faces model needs scikit-image (the ``data`` extra) for its training faces.
 """
 
 import argparse
@@ -47,6 +48,12 @@ ZOO = {
         "ten 48 px crops of the shipped textures by one-step contrastive divergence "
         "(Experiment 3; preset cd, seed 0)",
         ["--preset", "cd", "--seed", "0"],
+    ),
+    "faces": (
+        "ten aligned faces, 32 px, CPU scale (Experiment 2; preset object, seed 0): the "
+        "first ten of scikit-image's lfw_subset(), 25 px crops from Labeled Faces in the "
+        "Wild (http://vis-www.cs.umass.edu/lfw/), for which scikit-image states no license",
+        ["--preset", "object", "--seed", "0"],
     ),
 }
 
