@@ -152,9 +152,9 @@ class Learner:
     MAX_ROLLBACKS = 3  # in a row: then stop
     RUNAWAY = 10.0  # chains beyond this many times the training images' largest |value|
     # have left the data behind: under a bounded step the weights move slowly into an
-    # energy the Langevin dynamics cannot hold, and the chains grow by ~1.5x per iteration
-    # (the release's object recipe with 4 chains at 64 px: pixel std 49 -> 1.5e8 over the
-    # last 180 iterations) while every value stays finite
+    # energy the Langevin dynamics cannot hold, and the chains grow by 1.1-1.7x per
+    # iteration (the release's object recipe with 4 chains at 64 px: pixel std 49 at
+    # iteration 1616, 1.5e8 at 1800) while every value stays finite
 
     def __init__(self, config, images):
         self.config = config
