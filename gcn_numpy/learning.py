@@ -168,7 +168,7 @@ class Learner:
         self.rule = make_rule(config)
         self.rng = np.random.default_rng(config.seed)
         self.iteration = 0
-        self.lr = config.learning_rate()
+        self.lr = self._stage_lr(1)
         self.rollbacks, self.rollbacks_in_a_row = 0, 0
         self.grad_history = collections.deque(maxlen=self.HISTORY)
         self._masks = {}  # (net, canvas) -> the clean top positions, see _mask
@@ -256,9 +256,8 @@ class Learner:
 
     def _stage_lr(self, n_layers):
         """The learning rate of the stage with ``n_layers`` layers (halved at each new one)."""
-        if not self.config.grow:
-            return self.config.learning_rate()
-        return self.config.learning_rate() * self.config.lr_decay_per_layer ** (n_layers - 1)
+        rate = self.config.learning_rate()
+        return rate * self.config.lr_decay_per_layer ** (n_layers - 1) if self.config.grow else rate
 
     def _annealed_iterations(self):
         return max(0, round(self.config.anneal * self.config.iterations))
