@@ -282,12 +282,15 @@ def test_adjoint_identities(case):
 
 
 def _reversed_tasks(count, run, scratch, key=None, then=None):
-    """``threads.each_task`` on one thread, the tasks taken last first (new scratch)."""
+    """``threads.each_task`` on one thread, the tasks taken last first (new scratch), BLAS
+    on one thread as in ``each_task`` (a threaded BLAS takes another path, whose sums
+    round differently)."""
     own = scratch()
-    for i in reversed(range(count)):
-        run(i, own)
-    for j in reversed(range(then[0] if then else 0)):
-        then[1](j)
+    with blas.single_threaded():
+        for i in reversed(range(count)):
+            run(i, own)
+        for j in reversed(range(then[0] if then else 0)):
+            then[1](j)
 
 
 @pytest.mark.parametrize("algorithm", ["winograd", "im2col"], indirect=True)
@@ -310,6 +313,74 @@ def test_results_do_not_depend_on_the_threads(monkeypatch, algorithm, N):
     for n_threads in (1, 2, 3, 4):
         monkeypatch.setattr(threads, "thread_count", lambda n=n_threads: n)
         outputs += [run(), run()]  # and run to run on the same threads
+    monkeypatch.setattr(threads, "each_task", _reversed_tasks)
+    outputs.append(run())
+    for other in outputs[1:]:
+        for a, b_ in zip(outputs[0], other, strict=True):
+            assert np.array_equal(a, b_)
+
+
+BY_BLOCKS_CASES = [  # one or two large images: more blocks of tile rows than one (BLOCK_TILES)
+    (1, 3, 4, 60, 57, 5, 1, 2),  # 3x3 tiles
+    (2, 5, 6, 47, 50, 3, 1, 1),  # 4x4 tiles
+    (1, 2, 5, 101, 97, 7, 2, 3),  # stride 2: polyphase components, the phases put back
+    (1, 3, 6, 130, 121, 15, 3, 2),  # the texture net's first layer
+    (1, 8, 4, 150, 140, 7, 1, 3),  # im2col: many blocks of output rows (BLOCK_BYTES)
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", BY_BLOCKS_CASES)
+@pytest.mark.parametrize("n_threads", [3, 4])
+@pytest.mark.parametrize("algorithm", ["winograd", "im2col"], indirect=True)
+def test_one_image_over_the_threads_equals_reference(monkeypatch, case, dtype, n_threads,
+                                                     algorithm):  # fmt: skip
+    """Fewer images than threads: each image's tile rows (Winograd) or blocks of output rows
+    (im2col's bottom-up pass) go over the threads (Winograd: with shared input and outputs,
+    ``winograd_layers._each_image_by_blocks``, which the test sees being taken for both
+    passes), and the results equal the float64 reference, with every filter active and with
+    some filters silent (the top-down pass then gathers the active ones)."""
+    monkeypatch.setattr(threads, "thread_count", lambda: n_threads)
+    taken = []
+    by_blocks = winograd_layers._each_image_by_blocks
+    monkeypatch.setattr(
+        winograd_layers,
+        "_each_image_by_blocks",
+        lambda *args: taken.append(args[0]) or by_blocks(*args),
+    )
+    *_, k, s, p = case
+    x, W, b, G = _layer_arrays(case, dtype)
+    G[:, 1:3] = 0  # two silent filters
+    x64, W64, b64, G64 = _f64(x, W, b, G)
+    tol = TOL[dtype]
+    F, delta = seam.conv_relu(x, W, b, s, p)
+    pre = reference.conv2d(x64, W64, s, p) + b64[:, None, None]
+    assert rel_err(F, np.maximum(pre, 0)) <= tol
+    clear = np.abs(pre) > tol * np.abs(pre).max()
+    assert np.array_equal(delta[clear], pre[clear] > 0)
+    B = seam.conv_transpose(G, W, s, p, x.shape[2:])
+    assert rel_err(B, reference.conv_transpose(G64, W64, s, p, x.shape[2:])) <= tol
+    gated = seam.conv_transpose(G, W, s, p, x.shape[2:], delta=x > 0)
+    assert np.array_equal(gated, np.where(x > 0, B, 0))
+    by_winograd = algorithm == "winograd" and winograd_layers.applies(k, k, s)
+    assert len(taken) == (3 if by_winograd else 0)  # up, down, down gated
+
+
+@pytest.mark.parametrize("case", BY_BLOCKS_CASES)
+@pytest.mark.parametrize("algorithm", ["winograd", "im2col"], indirect=True)
+def test_one_image_over_the_threads_is_bit_for_bit_the_same(monkeypatch, case, algorithm):
+    """The same bits on 1 to 4 threads and with the blocks taken last first: each thread
+    computes whole blocks, the same blocks as one thread does."""
+    *_, k, s, p = case
+    x, W, b, G = _layer_arrays(case, np.float32)
+
+    def run():
+        return [*seam.conv_relu(x, W, b, s, p), seam.conv_transpose(G, W, s, p, x.shape[2:])]
+
+    outputs = []
+    for n_threads in (1, 2, 3, 4):
+        monkeypatch.setattr(threads, "thread_count", lambda n=n_threads: n)
+        outputs += [run(), run()]
     monkeypatch.setattr(threads, "each_task", _reversed_tasks)
     outputs.append(run())
     for other in outputs[1:]:
@@ -546,10 +617,14 @@ def test_learning_on_numba_is_reproducible_run_to_run():
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("boundary", ["reflect", "symmetric", "circular"])
 @pytest.mark.parametrize("seed", range(4))
-def test_pad_and_fold_maps_equal_the_reference(seed, boundary, dtype, layout):
+@pytest.mark.parametrize("n_threads", [1, 8])
+def test_pad_and_fold_maps_equal_the_reference(monkeypatch, seed, boundary, dtype, layout,
+                                               n_threads):  # fmt: skip
     """The compiled padding and its adjoint, bit for bit what the reference computes
     (:func:`reference.pad_maps`, :func:`reference.fold_maps`: the same sums in the same
-    order), gated as :func:`gate` gates."""
+    order), gated as :func:`gate` gates; on 8 threads, more than images, each image's rows
+    go over the threads (:func:`threads.image_parts`)."""
+    monkeypatch.setattr(threads, "thread_count", lambda: n_threads)
     rng = np.random.default_rng(seed)
     N, C, H, W = (int(v) for v in rng.integers(1, 5, size=4) + np.array([0, 0, 3, 3]))
     before = int(rng.integers(0, 3))

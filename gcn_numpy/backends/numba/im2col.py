@@ -33,7 +33,7 @@ import numpy as np
 from numba import njit
 
 from . import threads
-from .padding import into_border, out_of_border
+from .padding import into_border, into_border_rows, out_of_border
 from .pointwise import gate_image
 
 __all__ = [
@@ -236,22 +236,28 @@ def _active_block(G_rows, q0, m, channels, g_buf):
 
 
 @njit(cache=True, nogil=True)
-def _forward_image(x, W_win, b, plan, relu, out, delta, own):
+def _forward_image(x, W_win, b, plan, relu, out, delta, own, b0, b1):
     """Responses of eq. (12) of one image ``x`` ``(H, W, C)`` into ``out`` ``(Ho, Wo, K)``;
     with ``relu``, one bottom-up layer of eqs. (13)-(14): ``out = F`` and ``delta``. One
-    image of :func:`gcn_numpy.backends.reference.conv2d` or ``conv_relu``::
+    image of :func:`gcn_numpy.backends.reference.conv2d` or ``conv_relu``, its blocks of
+    output rows ``b0 <= block < b1``::
 
-        xpad = x inside a border of p zeros
+        xpad = the rows of x these blocks read, inside a border of p zeros
         for each block i0 .. i1-1 of output rows:
             out[i0:i1] = patches(xpad) @ W_win           # (positions, K), BLAS, in place
             if relu: delta = out + b > 0, out = delta * (out + b)
+
+    Threads may take disjoint ranges of blocks of one image, each with its own ``xpad``.
     """
     CKK, K = W_win.shape
     Ho, Wo = out.shape[0], out.shape[1]
-    into_border(x, plan.padding, own.xpad)
+    lo, hi = b0 * plan.rows, min(Ho, b1 * plan.rows)
+    s, p = plan.stride, plan.padding
+    first, last = max(0, lo * s - p), min(x.shape[0], (hi - 1) * s + plan.kh - p)
+    into_border_rows(x, p, own.xpad, first, last)  # the input rows the blocks read
     out_rows = out.reshape((Ho * Wo, K))
     delta_rows = delta.reshape((Ho * Wo, K)) if relu else delta[0]
-    for i0 in range(0, Ho, plan.rows):
+    for i0 in range(lo, hi, plan.rows):
         i1 = min(Ho, i0 + plan.rows)
         m, q0 = (i1 - i0) * Wo, i0 * Wo
         P = own.P_buf[: m * CKK].reshape((m, CKK))
@@ -339,10 +345,11 @@ def _weight_grad_image(x, G, plan, own, dW_win, db):
 
 
 @njit(cache=True, nogil=True)
-def _forward_run(x, n0, n1, W_win, b, plan, relu, out, delta, own):
-    """Images ``n0 <= n < n1`` of the bottom-up pass (:func:`_forward_image`)."""
+def _forward_run(x, n0, n1, b0, b1, W_win, b, plan, relu, out, delta, own):
+    """Images ``n0 <= n < n1`` of the bottom-up pass, their blocks of output rows ``b0 <=
+    block < b1`` (:func:`_forward_image`)."""
     for n in range(n0, n1):
-        _forward_image(x[n], W_win, b, plan, relu, out[n], delta[n if relu else 0], own)
+        _forward_image(x[n], W_win, b, plan, relu, out[n], delta[n if relu else 0], own, b0, b1)
 
 
 @njit(cache=True, nogil=True)
@@ -386,10 +393,10 @@ def bottom_up(x, W, b, stride, padding, relu, out, delta):
     Ho, Wo = out.shape[1:3]
     plan = Blocks(kh, kw, stride, padding, rows_per_block(C * kh * kw, Ho, Wo, x.dtype))
     W_win = filter_columns(W)
-    runs = threads.image_runs(N)
+    parts = threads.image_parts(N, -(-Ho // plan.rows))
     threads.each_task(
-        len(runs),
-        lambda i, own: _forward_run(x, *runs[i], W_win, b, plan, relu, out, delta, own),
+        len(parts),
+        lambda i, own: _forward_run(x, *parts[i], W_win, b, plan, relu, out, delta, own),
         lambda: scratch(C, H, Wd, padding, C * kh * kw, plan.rows, Wo, 0, x.dtype),
         ("bottom_up", x.shape[1:], W.shape, stride, padding, "im2col", x.dtype),
     )

@@ -13,7 +13,15 @@ from numba import njit
 from . import memory, threads
 from .pointwise import NO_DELTA
 
-__all__ = ["copy_rows", "into_border", "out_of_border", "pad_maps", "fold_maps", "check_delta"]
+__all__ = [
+    "copy_rows",
+    "into_border",
+    "into_border_rows",
+    "out_of_border",
+    "pad_maps",
+    "fold_maps",
+    "check_delta",
+]
 
 
 # --------------------------------------------------------------- a border of zeros
@@ -35,9 +43,17 @@ def into_border(x, p, xpad):
     """``xpad[i + p, j + p, :] = x[i, j, :]``: one image ``(H, W, C)`` inside the border of
     ``xpad`` ``(H + 2p, W + 2p, C)``, whose border the caller keeps zero; each row of a
     filter's window is then one contiguous run of ``kw*C`` numbers."""
+    into_border_rows(x, p, xpad, 0, x.shape[0])
+
+
+@njit(cache=True, nogil=True)
+def into_border_rows(x, p, xpad, r0, r1):
+    """The rows ``r0 <= i < r1`` of :func:`into_border`."""
     H, W, C = x.shape
     Wp = xpad.shape[1]
-    copy_rows(x.ravel(), 0, W * C, xpad.ravel(), (p * Wp + p) * C, Wp * C, H, W * C)
+    if r1 > r0:
+        copy_rows(x.ravel(), r0 * W * C, W * C, xpad.ravel(), ((r0 + p) * Wp + p) * C, Wp * C,
+                  r1 - r0, W * C)  # fmt: skip
 
 
 @njit(cache=True, nogil=True)
@@ -52,10 +68,11 @@ def out_of_border(xpad, p, x):
 
 
 @njit(cache=True, nogil=True)
-def _pad_run(x, n0, n1, rows, cols, out):
-    """Images ``n0 <= n < n1``: ``out[n, p, q, :] = x[n, rows[p], cols[q], :]``."""
+def _pad_run(x, n0, n1, p0, p1, rows, cols, out):
+    """Images ``n0 <= n < n1``, their rows ``p0 <= p < p1``: ``out[n, p, q, :] = x[n,
+    rows[p], cols[q], :]``."""
     for n in range(n0, n1):
-        for p in range(len(rows)):
+        for p in range(p0, p1):
             src_row, dst_row = x[n, rows[p]], out[n, p]
             for q in range(len(cols)):
                 src, dst = src_row[cols[q]], dst_row[q]
@@ -64,26 +81,28 @@ def _pad_run(x, n0, n1, rows, cols, out):
 
 
 @njit(cache=True, nogil=True)
-def _fold_run(a, n0, n1, rows, cols, before, tmp, out, delta, gated):
-    """Images ``n0 <= n < n1`` of :func:`fold_maps`: the padded rows added onto their
-    sources in ``tmp`` (``(H, Wp, C)``), then the padded columns, each in increasing order
-    (the order of :func:`gcn_numpy.backends.reference.fold_maps`, so that the sums round
-    the same); with ``gated``, the result times ``delta``."""
+def _fold_run(a, n0, n1, i0, i1, rows, cols, before, tmp, out, delta, gated):
+    """Images ``n0 <= n < n1`` of :func:`fold_maps`, their output rows ``i0 <= i < i1``:
+    the padded rows added onto their sources in ``tmp`` (``(H, Wp, C)``), then the padded
+    columns, each in increasing order (the order of
+    :func:`gcn_numpy.backends.reference.fold_maps`, so that the sums round the same); with
+    ``gated``, the result times ``delta``. An output row reads its own row of ``tmp`` only:
+    threads may take disjoint ranges of rows of one image."""
     _, H, W, C = out.shape
     Hp, Wp = a.shape[1], a.shape[2]
     for n in range(n0, n1):
         image, result = a[n], out[n]
-        for i in range(H):
+        for i in range(i0, i1):
             src, dst = image[before + i].ravel(), tmp[i].ravel()
             for e in range(Wp * C):
                 dst[e] = src[e]
         for p in range(Hp):
-            if before <= p < before + H:
+            if before <= p < before + H or not i0 <= rows[p] < i1:
                 continue
             src, dst = image[p].ravel(), tmp[rows[p]].ravel()
             for e in range(Wp * C):
                 dst[e] += src[e]
-        for i in range(H):
+        for i in range(i0, i1):
             row, dst = tmp[i], result[i]
             inner, flat = row[before : before + W].ravel(), dst.ravel()
             for e in range(W * C):
@@ -127,8 +146,8 @@ def pad_maps(x, rows, cols):
     N, H, W, C = x.shape
     rows, cols = _check_sources(rows, H, "rows"), _check_sources(cols, W, "columns")
     out = memory.output((N, len(rows), len(cols), C), dtype)
-    runs = threads.image_runs(N)
-    threads.each_task(len(runs), lambda i, _: _pad_run(x, *runs[i], rows, cols, out), tuple)
+    parts = threads.image_parts(N, len(rows))
+    threads.each_task(len(parts), lambda i, _: _pad_run(x, *parts[i], rows, cols, out), tuple)
     return memory.shaped(out)
 
 
@@ -182,11 +201,11 @@ def fold_maps(a, rows, cols, before, in_hw, delta=None):
     gated = delta is not None
     if gated:
         delta = check_delta(delta, out)
-    runs = threads.image_runs(N)
+    parts = threads.image_parts(N, H)
     threads.each_task(
-        len(runs),
+        len(parts),
         lambda i, tmp: _fold_run(
-            a, *runs[i], rows, cols, before, tmp, out, delta if gated else NO_DELTA, gated
+            a, *parts[i], rows, cols, before, tmp, out, delta if gated else NO_DELTA, gated
         ),  # fmt: skip
         lambda: np.empty((H, Wp, C), dtype=dtype),
         ("fold", a.shape[1:], (H, W), dtype),

@@ -23,7 +23,15 @@ import numba
 from . import memory
 from .blas import single_threaded
 
-__all__ = ["CHUNKS", "RUNS_SHARE", "thread_count", "each_task", "chunks", "image_runs"]
+__all__ = [
+    "CHUNKS",
+    "RUNS_SHARE",
+    "thread_count",
+    "each_task",
+    "chunks",
+    "image_runs",
+    "image_parts",
+]
 
 CHUNKS = 4  # of the weight gradient's batch: more made the final sum cost more
 RUNS_SHARE = 2  # a run takes 1 / (RUNS_SHARE * threads) of the images left, at least one
@@ -131,3 +139,26 @@ def _runs(N, share):
         runs.append((start, stop))
         start = stop
     return tuple(runs)
+
+
+def image_parts(N, units):
+    """The tasks of a per-image kernel whose work on one image splits into ``units``
+    independent parts (rows, blocks of rows): ``[(n0, n1, u0, u1), ...]``, images ``n0 <=
+    n < n1`` and of each the units ``u0 <= u < u1``. Runs of whole images
+    (:func:`image_runs`) or, with fewer images than threads (one large canvas), each
+    image's units in runs by the same rule, so that every thread has work.
+
+    Examples
+    --------
+    >>> _parts(16, 10, 2)[:2]  # 16 images on two threads: runs of whole images
+    [(0, 4, 0, 10), (4, 7, 0, 10)]
+    >>> _parts(1, 10, 2)  # one image: runs of its units
+    [(0, 1, 0, 3), (0, 1, 3, 5), (0, 1, 5, 7), (0, 1, 7, 8), (0, 1, 8, 9), (0, 1, 9, 10)]
+    """
+    return _parts(N, units, thread_count())
+
+
+def _parts(N, units, n_threads):
+    if N >= n_threads or units < 2:
+        return [(n0, n1, 0, units) for n0, n1 in _runs(N, RUNS_SHARE * n_threads)]
+    return [(n, n + 1, u0, u1) for n in range(N) for u0, u1 in _runs(units, RUNS_SHARE * n_threads)]

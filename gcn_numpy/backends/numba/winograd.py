@@ -74,7 +74,9 @@ __all__ = [
     "tile_scratch",
     "filters",
     "split_channels_last",
+    "split_rows",
     "correlate_image",
+    "correlate_blocks",
     "weight_grad_image",
     "gradient_output_transform",
 ]
@@ -273,23 +275,30 @@ class TileScratch(NamedTuple):
     ys: np.ndarray
 
 
-def tile_scratch(t, gradient=False):
+def tile_scratch(t, gradient=False, maps=True):
     """A thread's :class:`TileScratch` for the :class:`Tiling` ``t``; for a weight
-    gradient (``gradient``), ``ys`` zero, since only the map's positions are written there.
+    gradient (``gradient``), ``ys`` zero, since only the map's positions are written there;
+    without ``maps``, ``xs`` and ``ys`` empty: a thread's share of blocks of an image whose
+    maps are shared (:func:`correlate_blocks`).
 
     Examples
     --------
     >>> bool(tile_scratch(tiling(4, 2, 3, 5, 5, np.float64), gradient=True).ys.any())
     False
+    >>> tile_scratch(tiling(4, 2, 3, 5, 5, np.float64), maps=False).xs.size
+    0
     """
     xs_shape = split_shape(t.th, t.tw, t.n, t.C, t.m)
     block, dtype = t.n * t.n * t.rows * t.tw, t.BT.dtype
     ys_shape = (t.m * t.th, t.m, t.tw, t.K)
+    rows_buf = np.empty(t.n * int(np.prod(xs_shape[1:])), dtype=dtype)
+    if not maps:
+        xs_shape = ys_shape = (0, t.m, 0, 0)
     return TileScratch(
         np.zeros(xs_shape, dtype=dtype),
         np.empty(block * t.C, dtype=dtype),
         np.empty(block * t.K, dtype=dtype),
-        np.empty(t.n * int(np.prod(xs_shape[1:])), dtype=dtype),
+        rows_buf,
         np.empty(t.m * t.n * t.tw * t.K, dtype=dtype),
         np.zeros(ys_shape, dtype=dtype) if gradient else np.empty(ys_shape, dtype=dtype),
     )
@@ -331,13 +340,20 @@ def split_channels_last(x, shift, stride, xs, channels):
     in place of ``x[i, j, c]``: the active filters' coefficients of a top-down pass
     gathered as they are copied
     (:func:`gcn_numpy.backends.numba.seam.active_subset`)."""
+    split_rows(x, shift, stride, xs, channels, 0, x.shape[0])
+
+
+@njit(cache=True, nogil=True)
+def split_rows(x, shift, stride, xs, channels, i0, i1):
+    """The rows ``i0 <= i < i1`` of ``x`` of :func:`split_channels_last`: threads may copy
+    disjoint ranges of rows of one image at once."""
     H, W, C = x.shape
     gather = channels.size > 0
     if gather:
         C = channels.size
     rows, m, half, _ = xs.shape
     s, lo = stride, max(0, -shift)
-    for i in range(lo, H):
+    for i in range(max(lo, i0), min(H, i1)):
         I, a = (i + shift) // s, (i + shift) % s
         if I >= rows:
             break
@@ -566,15 +582,15 @@ def gradient_output_transform(D_each, AW, p0, p1, dW_t):
 
 
 @njit(cache=True, nogil=True)
-def _input_block(t, own, ti0, th, tw, nf, C, K):
-    """The block of tile rows from ``ti0`` (:data:`Tiling.rows <Tiling>` of them, at most):
-    ``(ti1, m, Vb, Mb)``, its last tile row + 1, its ``m`` tiles, their input transform
-    ``Vb`` ``(n*n, m, C)`` (:func:`input_transform`), and ``Mb`` ``(n*n, m, K)``, the
-    block's share of ``own.M``."""
+def _input_block(t, own, xs, ti0, th, tw, nf, C, K):
+    """The block of tile rows from ``ti0`` (:data:`Tiling.rows <Tiling>` of them, at most)
+    of the split input ``xs``: ``(ti1, m, Vb, Mb)``, its last tile row + 1, its ``m``
+    tiles, their input transform ``Vb`` ``(n*n, m, C)`` (:func:`input_transform`), and
+    ``Mb`` ``(n*n, m, K)``, the block's share of ``own.M``."""
     ti1 = min(th, ti0 + t.rows)
     m = (ti1 - ti0) * tw
     Vb = own.V[: nf * m * C].reshape((nf, m, C))
-    input_transform(own.xs, t.BT, ti0, ti1, Vb, own.rows_buf)
+    input_transform(xs, t.BT, ti0, ti1, Vb, own.rows_buf)
     return ti1, m, Vb, own.M[: nf * m * K].reshape((nf, m, K))
 
 
@@ -589,12 +605,22 @@ def correlate_image(x, channels, shift, stride, U, t, own):
     ``conv_transpose``. ``t`` is the layer's :class:`Tiling`, ``own`` the thread's
     :class:`TileScratch`; ``channels`` those of ``x`` to take, if not empty
     (:func:`split_channels_last`)."""
-    nf, C, K = U.shape[0], U.shape[1], U.shape[2]
-    ys = own.ys
-    th, tw = ys.shape[0] // ys.shape[1], ys.shape[2]
     split_channels_last(x, shift, stride, own.xs, channels)
-    for ti0 in range(0, th, t.rows):
-        ti1, m, Vb, Mb = _input_block(t, own, ti0, th, tw, nf, C, K)
+    correlate_blocks(own.xs, 0, t.th, U, t, own, own.ys)
+
+
+@njit(cache=True, nogil=True)
+def correlate_blocks(xs, ti_lo, ti_hi, U, t, own, ys):
+    """The tile rows ``ti_lo <= ti < ti_hi`` of :func:`correlate_image`'s correlation, in
+    blocks of :data:`Tiling.rows <Tiling>` from ``ti_lo`` (a block's first row, as
+    ``ti_hi`` is a block's end or ``t.th``), from the split input ``xs`` into their rows
+    of ``ys``. ``own`` is the thread's :class:`TileScratch` (its ``V``, ``M`` and buffers;
+    ``own.xs`` and ``own.ys`` are not used): threads may take disjoint ranges of one image,
+    each reading the shared ``xs`` and writing its own rows of the shared ``ys``."""
+    nf, C, K = U.shape[0], U.shape[1], U.shape[2]
+    th, tw = ys.shape[0] // ys.shape[1], ys.shape[2]
+    for ti0 in range(ti_lo, ti_hi, t.rows):
+        ti1, m, Vb, Mb = _input_block(t, own, xs, ti0, th, tw, nf, C, K)
         for f in range(nf):
             gemm(False, False, m, K, C, 1.0, Vb[f].ravel(), C, U[f].ravel(), K, 0.0,
                  Mb[f].ravel(), K)  # fmt: skip
@@ -625,7 +651,7 @@ def weight_grad_image(x, G, channels, padding, stride, t, own, D, first):
         else:
             db += row
     for ti0 in range(0, th, t.rows):
-        ti1, m, Vb, Tb = _input_block(t, own, ti0, th, tw, nf, C, K)
+        ti1, m, Vb, Tb = _input_block(t, own, own.xs, ti0, th, tw, nf, C, K)
         gradient_transform(gs, t.GG, ti0, ti1, Tb, own.out_buf)
         beta = 0.0 if first and ti0 == 0 else 1.0
         for f in range(nf):

@@ -12,7 +12,11 @@ iteration with the same weights.
 The images go over the threads in runs (:func:`.threads.image_runs`), one call of compiled
 code each; the weight gradient sums its chunks of images (:func:`.threads.chunks`) in the
 transform domain and runs the output transform once, on the same threads, once the chunks
-have ended (:func:`.threads.each_task`'s ``then``).
+have ended (:func:`.threads.each_task`'s ``then``). With fewer images than threads (one
+large canvas being sampled), each image's tile rows go over the threads instead
+(:func:`_by_blocks`): its split input and outputs are shared, each thread transforms and
+multiplies whole blocks of its own, the same blocks as on one thread, so the results do
+not depend on the threads.
 """
 
 import numpy as np
@@ -20,7 +24,7 @@ from numba import njit
 
 from . import memory, threads
 from . import winograd as wino
-from .pointwise import gate_image
+from .pointwise import gate_flat, gate_image
 
 __all__ = [
     "ALL_CHANNELS",
@@ -135,9 +139,15 @@ def _unsplit(ys, b, relu, out, delta):
     """``out[i, j, :] = ys[i, j % m, j // m, :] + b`` (``m = ys.shape[1]``, the tile size)
     for the ``(Ho, Wo, K)`` positions of ``out`` (the tiles' extra rows and columns
     dropped); with ``relu``, ``delta`` and ``out`` of eqs. (13)-(14) instead."""
+    _unsplit_rows(ys, b, relu, out, delta, 0, out.shape[0])
+
+
+@njit(cache=True, nogil=True)
+def _unsplit_rows(ys, b, relu, out, delta, i0, i1):
+    """The rows ``i0 <= i < i1`` of ``out`` of :func:`_unsplit`."""
     Ho, Wo, K = out.shape
     m = ys.shape[1]
-    for i in range(Ho):
+    for i in range(i0, i1):
         for j in range(Wo):
             src, dst, on = ys[i, j % m, j // m], out[i, j], delta[i, j] if relu else delta[0, 0]
             for k in range(K):
@@ -155,9 +165,15 @@ def _unsplit_phases(ys, stride, padding, out):
     form's ``ys``: ``out[y, x, c] = ys[I, J % m, J // m, (a*s + b)*C + c]`` where ``y + p =
     s*(I + p // s) + a`` and ``x + p = s*(J + p // s) + b``: output channel ``(a, b, c)`` of
     the correlation is polyphase component ``(a, b)`` of the padded ``B``."""
+    _unsplit_phases_rows(ys, stride, padding, out, 0, out.shape[0])
+
+
+@njit(cache=True, nogil=True)
+def _unsplit_phases_rows(ys, stride, padding, out, y0, y1):
+    """The rows ``y0 <= y < y1`` of ``out`` of :func:`_unsplit_phases`."""
     H, W, C = out.shape
     s, first, m = stride, padding // stride, ys.shape[1]
-    for y in range(H):
+    for y in range(y0, y1):
         I, a = (y + padding) // s - first, (y + padding) % s
         for x in range(W):
             J, b = (x + padding) // s - first, (x + padding) % s
@@ -202,6 +218,57 @@ def _weight_grad_run(x, G, n0, n1, channels, padding, stride, t, own, D, db_each
                                             n == n0)  # fmt: skip
 
 
+# ------------------------------------------- one image's tile rows over the threads
+
+
+def _by_blocks(N, t):
+    """Whether the tile rows of each image go over the threads (:func:`_each_image_by_blocks`):
+    fewer images than threads, and more than one block of tile rows an image.
+
+    Examples
+    --------
+    >>> t = wino.tiling(32, 32, 3, 200, 200, np.float32)
+    >>> _by_blocks(1, t) == (threads.thread_count() > 1), _by_blocks(10**6, t)
+    (True, False)
+    """
+    return N < threads.thread_count() and t.th > t.rows
+
+
+def _block_runs(t):
+    """The tasks of one image split over the threads: ranges ``(ti0, ti1)`` of whole blocks
+    of tile rows, long ranges first and single blocks at the end (the rule of
+    :func:`.threads.image_runs`, on blocks).
+
+    Examples
+    --------
+    >>> t = wino.tiling(32, 32, 3, 200, 200, np.float32)
+    >>> runs = _block_runs(t)
+    >>> runs[0][0], runs[-1][1] == t.th, all(a[1] == b[0] for a, b in zip(runs, runs[1:]))
+    (0, True, True)
+    """
+    blocks = -(-t.th // t.rows)
+    return [(b0 * t.rows, min(t.th, b1 * t.rows)) for b0, b1 in threads.image_runs(blocks)]
+
+
+def _each_image_by_blocks(N, t, U, key, split, unsplit, rows_in, rows_out):
+    """For each image ``n < N``, each step over the threads: ``split(n, xs, i0, i1)`` fills
+    rows ``i0 <= i < i1`` (of ``rows_in``) of the shared split input ``xs``; the tile rows
+    are correlated by ranges of blocks (:func:`_block_runs`,
+    :func:`.winograd.correlate_blocks`) into the shared ``ys``; ``unsplit(n, ys, i0, i1)``
+    takes rows ``i0 <= i < i1`` (of ``rows_out``) of the outputs out of the tiles."""
+    runs, ins, outs = _block_runs(t), threads.image_runs(rows_in), threads.image_runs(rows_out)
+    with memory.reused(key + ("one image",), lambda: wino.tile_scratch(t), 1) as (whole,):
+        for n in range(N):
+            threads.each_task(len(ins), lambda i, _, n=n: split(n, whole.xs, *ins[i]), tuple)
+            threads.each_task(
+                len(runs),
+                lambda i, own: wino.correlate_blocks(whole.xs, *runs[i], U, t, own, whole.ys),
+                lambda: wino.tile_scratch(t, maps=False),
+                key + ("blocks",),
+                then=(len(outs), lambda j, n=n: unsplit(n, whole.ys, *outs[j])),
+            )
+
+
 # --------------------------------------------------------------- a layer's passes
 
 
@@ -224,12 +291,27 @@ def bottom_up(x, W, b, stride, padding, relu, out, delta):
     s = stride
     t = wino.tiling(s * s * C, padded(K), components(kh, s), Ho, Wo, x.dtype)
     U = _transformed_filters(t, W, s, flip=False)
+    key = ("bottom_up", x.shape[1:], W.shape, stride, padding, "winograd", x.dtype, t.m)
+    if _by_blocks(N, t):
+        _each_image_by_blocks(
+            N,
+            t,
+            U,
+            key,
+            lambda n, xs, i0, i1: wino.split_rows(x[n], padding, s, xs, ALL_CHANNELS, i0, i1),
+            lambda n, ys, i0, i1: _unsplit_rows(
+                ys, b, relu, out[n], delta[n if relu else 0], i0, i1
+            ),  # fmt: skip
+            H,
+            Ho,
+        )
+        return
     runs = threads.image_runs(N)
     threads.each_task(
         len(runs),
         lambda i, own: _correlate_run(x, *runs[i], padding, s, U, t, own, b, relu, out, delta),
         lambda: wino.tile_scratch(t),
-        ("bottom_up", x.shape[1:], W.shape, stride, padding, "winograd", x.dtype, t.m),
+        key,
     )
 
 
@@ -257,15 +339,35 @@ def top_down(G, W, channels, stride, padding, out, delta, gated):
     Hq, Wq = (H + padding + s - 1) // s - first, (Wd + padding + s - 1) // s - first
     t = wino.tiling(K, s * s * C, r, Hq, Wq, out.dtype)
     U = _transformed_filters(t, W, s, flip=True)
-    runs = threads.image_runs(N)
+    shift = r - 1 - first
     key = ("top_down", G.shape[1:], W.shape, stride, padding, (H, Wd), "winograd", out.dtype)
+    key += (t.m,)
+    if _by_blocks(N, t):
+
+        def unsplit(n, ys, y0, y1):
+            _unsplit_phases_rows(ys, s, padding, out[n], y0, y1)
+            if gated:
+                gate_flat(out[n, y0:y1].ravel(), delta[n, y0:y1].ravel(), out[n, y0:y1].ravel())
+
+        _each_image_by_blocks(
+            N,
+            t,
+            U,
+            key,
+            lambda n, xs, i0, i1: wino.split_rows(G[n], shift, 1, xs, channels, i0, i1),
+            unsplit,
+            G.shape[1],
+            H,
+        )
+        return
+    runs = threads.image_runs(N)
     threads.each_task(
         len(runs),
         lambda i, own: _correlate_top_down_run(
-            G, *runs[i], channels, r - 1 - first, U, t, own, s, padding, out, delta, gated
+            G, *runs[i], channels, shift, U, t, own, s, padding, out, delta, gated
         ),  # fmt: skip
         lambda: wino.tile_scratch(t),
-        key + (t.m,),
+        key,
     )
 
 
