@@ -17,7 +17,15 @@ import numpy as np
 
 from .model import GenerativeConvNet, energy_from_score
 from .rules import make_rule
-from .sampling import inner_window, langevin_chains
+from .sampling import (
+    TEMPER_START,
+    TEMPER_STEP_SCALE,
+    TEMPER_STEPS,
+    inner_window,
+    langevin_chains,
+    temperatures,
+    tempered_chains,
+)
 
 __all__ = [
     "Learner",
@@ -380,6 +388,8 @@ class Learner:
         chains that start again keep the way from zero in the negative phase (the replay
         buffer of Du and Mordatch, 2019; the rejuvenation of Nijkamp et al., 2020)."""
         R, t = self.config.rejuvenate, self.iteration
+        if t == self._tempered_restart_iteration():
+            return self._tempered_start()
         quiet = round(self.config.rejuvenate_stop * self.config.iterations)
         if not R or t == 0 or t % R or t >= self.total_iterations - quiet:
             return self.chains
@@ -392,6 +402,37 @@ class Learner:
         else:
             start[k] = 0
         return start
+
+    def _tempered_restart_iteration(self):
+        """The iteration at which every chain starts again by a tempered start
+        (``tempered_restart``: that last fraction of the final stage left), or ``None``.
+
+        Examples
+        --------
+        >>> from gcn_numpy.presets import TrainConfig
+        >>> config = TrainConfig(size=16, iterations=300, tempered_restart=0.5, grow=False)
+        >>> Learner(config, np.zeros((1, 1, 16, 16)))._tempered_restart_iteration()
+        150
+        """
+        fraction = self.config.tempered_restart
+        if not fraction or self.config.mode != "ml":
+            return None
+        return self.total_iterations - round(fraction * self.config.iterations)
+
+    def _tempered_start(self):
+        """Every chain from zero through a tempered start (100 steps, T from 1e4 down to 1,
+        at twice the step size: the sampling command's start, ``gcn_numpy.sample``). Chains
+        carried through the whole run keep the large-scale brightness their content settled
+        into early on, each its own: the eight chains' means of a gravel run spread 3-4x
+        more than real crops' do (docs/convergence.md), and the frame score follows. Chains
+        that start again from the model's own tempered dynamics, while the rate still
+        moves, spread as real crops do."""
+        cfg = self.config
+        zero = self.net.xp.zeros_like(self.chains)
+        B_top = self._synthesized_mask(zero)[0]
+        temps = temperatures(TEMPER_STEPS, TEMPER_START)
+        step = TEMPER_STEP_SCALE * cfg.step_size
+        return tempered_chains(self.net, zero, temps, step, cfg.sigma, self.rng, B_top=B_top)
 
     def statistics(self, syn, obs):
         """Line 5 of Algorithm 1: one pass over the observed images of the iteration

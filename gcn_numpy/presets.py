@@ -100,6 +100,9 @@ class TrainConfig:
     rejuvenate_stop: float = 0.1  # ... except over this last fraction of the final stage;
     rejuvenate_from: str = "zeros"  # "zeros" (the mean image) or "noise" (white noise of the
     # training images' standard deviation)
+    tempered_restart: float = 0.0  # every chain starts again by a tempered start from zero
+    # (gcn_numpy.sampling.tempered_chains) when this last fraction of the final stage is left
+    # (0: never; Learner._chain_starts)
     restart_chains: bool = False  # chains start again at zero at each new stage (the release)
     optimizer: str = "release"  # "release" (the original update rule) or "adam"
     clip: float = 20.0  # per-array rescale so that max |g| <= clip ...
@@ -160,7 +163,7 @@ class TrainConfig:
             value = getattr(self, name)
             if not (isinstance(value, Real) and np.isfinite(value) and 0 < value <= 1e150):
                 raise ValueError(f"{name} must be a positive number <= 1e150, got {value!r}")
-        for name in ("anneal", "rejuvenate_stop"):
+        for name in ("anneal", "rejuvenate_stop", "tempered_restart"):
             value = getattr(self, name)
             if not (isinstance(value, Real) and 0 <= value <= 1):
                 raise ValueError(f"{name} must be a fraction in [0, 1], got {value!r}")

@@ -17,7 +17,16 @@ __all__ = [
     "tempered_chains",
     "temperatures",
     "inner_window",
+    "TEMPER_STEPS",
+    "TEMPER_START",
+    "TEMPER_STEP_SCALE",
 ]
+
+# the tempered start of sampling from zero (gcn_numpy.zoo) and of a run's tempered restart
+# (Learner._tempered_start):
+TEMPER_STEPS = 100  # steps of the tempered start ...
+TEMPER_START = 1e4  # ... from this temperature down to 1 ...
+TEMPER_STEP_SCALE = 2.0  # ... at this multiple of the model's step size
 
 
 def langevin_chains(net, I, n_steps, step_size, sigma, rng, B_top=None):
@@ -58,7 +67,7 @@ def temperatures(n_steps, start):
     return start ** (1.0 - np.arange(n_steps) / n_steps)
 
 
-def tempered_chains(net, I, temps, step_size, sigma, rng):
+def tempered_chains(net, I, temps, step_size, sigma, rng, B_top=None):
     """A tempered start: one Langevin step at each temperature ``T`` of ``temps`` (see
     :func:`temperatures`), its noise scaled by ``sqrt(T)`` (simulated annealing on
     ``p^(1/T)``), on a checked backend array.
@@ -68,7 +77,7 @@ def tempered_chains(net, I, temps, step_size, sigma, rng):
     whose energy per pixel is far above the texture's); at a high temperature the chains
     first see a smoothed landscape and fall into the texture's basins as it cools. What
     follows the tempered start is plain Langevin dynamics, whose distribution is
-    ``p(I; w)`` itself.
+    ``p(I; w)`` itself. ``B_top`` as in :func:`langevin_chains`.
 
     Examples
     --------
@@ -83,7 +92,7 @@ def tempered_chains(net, I, temps, step_size, sigma, rng):
     """
     kernels = net.kernels
     for T in temps:
-        B = net.forward_backward(I, need_B=True, need_f=False)["B"]
+        B = net.forward_backward(I, need_B=True, need_f=False, B_top=B_top)["B"]
         Z = kernels.standard_normal(rng, I.shape, net.dtype) * net.dtype.type(np.sqrt(T))
         I = kernels.langevin_step(I, B, Z, step_size, sigma)
     return I

@@ -187,6 +187,13 @@ OPTIONS = (
         metavar="R",
     ),
     Option(
+        "--tempered-restart",
+        "when this last fraction of the final stage is left, every chain starts again by the "
+        "sampling command's tempered start from zero (0: never; docs/convergence.md)",
+        _argument(lambda v, what: _fraction(v, what), float),
+        metavar="FRACTION",
+    ),
+    Option(
         "--optimizer",
         "release: the original update rule (rescaled gradient ascent); adam",
         choices=CHOICES["optimizer"],

@@ -27,6 +27,9 @@ from .learning import synth_margin
 from .model import GenerativeConvNet
 from .presets import TrainConfig
 from .sampling import (
+    TEMPER_START,
+    TEMPER_STEP_SCALE,
+    TEMPER_STEPS,
     descend_to_mode,
     inner_window,
     langevin_chains,
@@ -45,9 +48,6 @@ __all__ = [
     "TEMPER_START",
 ]
 
-TEMPER_STEPS = 100  # steps of the tempered start ...
-TEMPER_START = 1e4  # ... from this temperature down to 1 ...
-TEMPER_STEP_SCALE = 2.0  # ... at this multiple of the model's step size
 MODELS = "models"
 
 

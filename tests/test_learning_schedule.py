@@ -2,6 +2,8 @@
 started again at zero (in turn, or at each new stage), the margin the samples leave out,
 and layer growing across a rolled-back iteration."""
 
+import copy
+
 import numpy as np
 import pytest
 from conftest import assert_resumes_bit_for_bit
@@ -9,6 +11,7 @@ from test_learning import _inject, texture, tiny_config
 
 from gcn_numpy.learning import Learner, receptive_field
 from gcn_numpy.model import GenerativeConvNet, Layer
+from gcn_numpy.sampling import TEMPER_START, TEMPER_STEPS, temperatures, tempered_chains
 
 
 def test_anneal_lowers_the_rate_linearly_to_zero_over_the_last_fraction():
@@ -49,6 +52,36 @@ def test_rejuvenation_starts_one_chain_in_turn_at_zero_every_R_iterations():
     # every second iteration, chains 0, 1, 2, 0, ... in turn; none in the last 5
     assert restarted == {2: [0], 4: [1], 6: [2], 8: [0], 10: [1], 12: [2], 14: [0]}
     assert learner.chains.min() == 1.0  # the learner's own chains are not touched
+
+
+def test_a_tempered_restart_starts_every_chain_from_the_tempered_start_once():
+    """When ``tempered_restart`` of the final stage is left, every chain starts again from
+    the sampling command's tempered start from zero (the same draws from the learner's
+    generator), once; the other iterations start from the chains as they are."""
+    config = tiny_config(iterations=8, tempered_restart=0.25, chains=2)
+    learner = Learner(config, texture())
+    learner.chains = learner.chains + 1.0
+    assert learner._tempered_restart_iteration() == 6
+    for t in range(8):
+        learner.iteration = t
+        if t == 6:
+            rng = copy.deepcopy(learner.rng)
+            start = learner._chain_starts()
+            temps = temperatures(TEMPER_STEPS, TEMPER_START)
+            zero = np.zeros_like(learner.chains)
+            expected = tempered_chains(learner.net, zero, temps, 2 * config.step_size,
+                                       config.sigma, rng)  # fmt: skip
+            assert np.array_equal(start, expected) and start.std() > 0
+        else:
+            assert learner._chain_starts() is learner.chains
+    assert learner.chains.min() == 1.0  # the learner's own chains are not touched
+    with pytest.raises(ValueError, match="tempered_restart must be a fraction"):
+        tiny_config(tempered_restart=1.5)
+
+
+def test_a_tempered_restart_resumes_bit_for_bit_across_the_restart():
+    config = tiny_config(iterations=8, tempered_restart=0.5)
+    assert_resumes_bit_for_bit(config, texture(), 3, 8)  # stopped before the restart at 4
 
 
 def test_a_rejuvenated_run_resumes_bit_for_bit():
