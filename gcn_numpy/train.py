@@ -121,6 +121,7 @@ def _margin(text):
 
 
 POSITIVE_FLOAT = _argument(positive_float, float)
+FRACTION = _argument(_fraction, float)
 
 
 @dataclass(frozen=True)
@@ -176,7 +177,7 @@ OPTIONS = (
         "the last fraction of the final stage over which the learning rate falls linearly to "
         "zero, so that the final weights settle and the chains come to equilibrium under "
         "them (0: a constant rate, the release)",
-        _argument(lambda v, what: _fraction(v, what), float),
+        FRACTION,
         metavar="FRACTION",
     ),
     Option(
@@ -190,7 +191,7 @@ OPTIONS = (
         "--tempered-restart",
         "when this last fraction of the final stage is left, every chain starts again by the "
         "sampling command's tempered start from zero (0: never; docs/convergence.md)",
-        _argument(lambda v, what: _fraction(v, what), float),
+        FRACTION,
         metavar="FRACTION",
     ),
     Option(
