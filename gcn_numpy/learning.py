@@ -389,7 +389,7 @@ class Learner:
         buffer of Du and Mordatch, 2019; the rejuvenation of Nijkamp et al., 2020)."""
         R, t = self.config.rejuvenate, self.iteration
         if t == self._tempered_restart_iteration():
-            return self._tempered_start()
+            return self._tempered_start(self.chains)
         quiet = round(self.config.rejuvenate_stop * self.config.iterations)
         if not R or t == 0 or t % R or t >= self.total_iterations - quiet:
             return self.chains
@@ -399,6 +399,8 @@ class Learner:
             scale = float(self.net.to_numpy(self.obs.std()))
             noise = self.net.kernels.standard_normal(self.rng, start[k].shape, self.net.dtype)
             start[k] = noise * self.net.dtype.type(scale)
+        elif self.config.rejuvenate_from == "tempered":  # the sampling command's start
+            start[k : k + 1] = self._tempered_start(start[k : k + 1])
         else:
             start[k] = 0
         return start
@@ -419,16 +421,18 @@ class Learner:
             return None
         return self.total_iterations - round(fraction * self.config.iterations)
 
-    def _tempered_start(self):
-        """Every chain from zero through a tempered start (100 steps, T from 1e4 down to 1,
-        at twice the step size: the sampling command's start, ``gcn_numpy.sample``). Chains
-        carried through the whole run keep the large-scale brightness their content settled
-        into early on, each its own: the eight chains' means of a gravel run spread 3-4x
-        more than real crops' do (docs/convergence.md), and the frame score follows. Chains
-        that start again from the model's own tempered dynamics, while the rate still
-        moves, spread as real crops do."""
+    def _tempered_start(self, like):
+        """Chains of the shape of ``like`` from zero through a tempered start (100 steps, T
+        from 1e4 down to 1, at twice the step size: the sampling command's start,
+        ``gcn_numpy.sample``): every chain at the tempered restart, one chain at a time when
+        rejuvenated chains start ``"tempered"``. Chains carried through the whole run keep
+        the large-scale brightness their content settled into, each its own: the eight
+        chains' means of a gravel run spread 3-5x more than real crops' do
+        (docs/convergence.md), and the frame score follows. Chains that start again from
+        the model's own tempered dynamics, while the rate still moves, spread about as
+        real crops do."""
         cfg = self.config
-        zero = self.net.xp.zeros_like(self.chains)
+        zero = self.net.xp.zeros_like(like)
         B_top = self._synthesized_mask(zero)[0]
         temps = temperatures(TEMPER_STEPS, TEMPER_START)
         step = TEMPER_STEP_SCALE * cfg.step_size

@@ -34,7 +34,7 @@ CHOICES = {  # field -> its table of values, also the command line's choices
     "synthesized_positions": POSITIONS,
     "backend": BACKENDS,
     "dtype": DTYPES,
-    "rejuvenate_from": ("zeros", "noise"),
+    "rejuvenate_from": ("zeros", "noise", "tempered"),
 }
 
 __all__ = [
@@ -98,8 +98,8 @@ class TrainConfig:
     rejuvenate: int = 0  # every this many iterations one chain starts again at zero (0: never;
     # Learner._chain_starts) ...
     rejuvenate_stop: float = 0.1  # ... except over this last fraction of the final stage;
-    rejuvenate_from: str = "zeros"  # "zeros" (the mean image) or "noise" (white noise of the
-    # training images' standard deviation)
+    rejuvenate_from: str = "zeros"  # "zeros" (the mean image), "noise" (white noise of the
+    # training images' standard deviation) or "tempered" (the tempered start from zero)
     tempered_restart: float = 0.0  # every chain starts again by a tempered start from zero
     # (gcn_numpy.sampling.tempered_chains) when this last fraction of the final stage is left
     # (0: never; Learner._chain_starts)

@@ -188,6 +188,12 @@ OPTIONS = (
         metavar="R",
     ),
     Option(
+        "--rejuvenate-from",
+        "where a rejuvenated chain starts: zeros (the mean image), noise (white noise of the "
+        "training images' spread) or tempered (the sampling command's tempered start from zero)",
+        choices=CHOICES["rejuvenate_from"],
+    ),
+    Option(
         "--tempered-restart",
         "when this last fraction of the final stage is left, every chain starts again by the "
         "sampling command's tempered start from zero (0: never; docs/convergence.md)",

@@ -79,6 +79,23 @@ def test_a_tempered_restart_starts_every_chain_from_the_tempered_start_once():
         tiny_config(tempered_restart=1.5)
 
 
+def test_rejuvenated_chains_may_start_from_the_tempered_start():
+    """``rejuvenate_from="tempered"``: the chain whose turn it is starts from the tempered
+    start of one chain from zero (the learner's generator), the others as they are."""
+    config = tiny_config(iterations=20, rejuvenate=2, chains=3, rejuvenate_from="tempered")
+    learner = Learner(config, texture())
+    learner.chains = learner.chains + 1.0
+    learner.iteration = 4  # chain 1's turn
+    rng = copy.deepcopy(learner.rng)
+    start = learner._chain_starts()
+    temps = temperatures(TEMPER_STEPS, TEMPER_START)
+    zero = np.zeros_like(learner.chains[1:2])
+    expected = tempered_chains(learner.net, zero, temps, 2 * config.step_size, config.sigma, rng)
+    assert np.array_equal(start[1:2], expected) and start[1].std() > 0
+    assert np.array_equal(start[[0, 2]], learner.chains[[0, 2]])
+    assert_resumes_bit_for_bit(config, texture(), 3, 8)
+
+
 def test_a_tempered_restart_resumes_bit_for_bit_across_the_restart():
     config = tiny_config(iterations=8, tempered_restart=0.5)
     assert_resumes_bit_for_bit(config, texture(), 3, 8)  # stopped before the restart at 4

@@ -192,6 +192,16 @@ def test_help_explains_every_option():
     assert "texture: 8" in r.stdout  # the preset's number of chains is shown
 
 
+def test_the_chain_restart_options_reach_the_configuration():
+    from gcn_numpy.train import build_parser, config_from_args
+
+    args = ["--rejuvenate-from", "tempered", "--tempered-restart", "0.5"]
+    config = config_from_args(build_parser().parse_args(args))
+    assert (config.rejuvenate_from, config.tempered_restart) == ("tempered", 0.5)
+    default = config_from_args(build_parser().parse_args([]))
+    assert (default.rejuvenate_from, default.tempered_restart) == ("zeros", 0.0)
+
+
 def _with(args, **options):
     """``args`` with each ``--option value`` of ``options`` replaced or added."""
     args = list(args)
