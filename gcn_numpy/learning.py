@@ -427,10 +427,10 @@ class Learner:
         ``gcn_numpy.sample``): every chain at the tempered restart, one chain at a time when
         rejuvenated chains start ``"tempered"``. Chains carried through the whole run keep
         the large-scale brightness their content settled into, each its own: the eight
-        chains' means of a gravel run spread 3-5x more than real crops' do
-        (docs/convergence.md), and the frame score follows. Chains that start again from
-        the model's own tempered dynamics, while the rate still moves, spread about as
-        real crops do."""
+        chains' means of a gravel run spread 3-5x more than real crops' do, and across
+        runs the frame score goes with the spread (docs/convergence.md). Chains that start
+        again from the model's own tempered dynamics, while the rate still moves, spread
+        about as real crops do."""
         cfg = self.config
         zero = self.net.xp.zeros_like(like)
         B_top = self._synthesized_mask(zero)[0]
