@@ -31,6 +31,7 @@ __all__ = [
     "chunks",
     "image_runs",
     "image_parts",
+    "splits_images",
 ]
 
 CHUNKS = 4  # of the weight gradient's batch: more made the final sum cost more
@@ -159,6 +160,22 @@ def image_parts(N, units):
 
 
 def _parts(N, units, n_threads):
-    if N >= n_threads or units < 2:
+    if not _splits(N, units, n_threads):
         return [(n0, n1, 0, units) for n0, n1 in _runs(N, RUNS_SHARE * n_threads)]
     return [(n, n + 1, u0, u1) for n in range(N) for u0, u1 in _runs(units, RUNS_SHARE * n_threads)]
+
+
+def splits_images(N, units):
+    """Whether each of ``N`` images, ``units`` parts each, goes over the threads
+    (:func:`image_parts`): fewer images than threads, and more than one part an image.
+
+    Examples
+    --------
+    >>> splits_images(10**6, 8), splits_images(1, 1)
+    (False, False)
+    """
+    return _splits(N, units, thread_count())
+
+
+def _splits(N, units, n_threads):
+    return N < n_threads and units > 1

@@ -221,9 +221,14 @@ def _weight_grad_run(x, G, n0, n1, channels, padding, stride, t, own, D, db_each
 # ------------------------------------------- one image's tile rows over the threads
 
 
+def _blocks(t):
+    """Blocks of tile rows an image has (:data:`.winograd.Tiling` ``rows`` each)."""
+    return -(-t.th // t.rows)
+
+
 def _by_blocks(N, t):
     """Whether the tile rows of each image go over the threads (:func:`_each_image_by_blocks`):
-    fewer images than threads, and more than one block of tile rows an image.
+    :func:`.threads.splits_images` on blocks of tile rows.
 
     Examples
     --------
@@ -231,7 +236,7 @@ def _by_blocks(N, t):
     >>> _by_blocks(1, t) == (threads.thread_count() > 1), _by_blocks(10**6, t)
     (True, False)
     """
-    return N < threads.thread_count() and t.th > t.rows
+    return threads.splits_images(N, _blocks(t))
 
 
 def _block_runs(t):
@@ -246,8 +251,8 @@ def _block_runs(t):
     >>> runs[0][0], runs[-1][1] == t.th, all(a[1] == b[0] for a, b in zip(runs, runs[1:]))
     (0, True, True)
     """
-    blocks = -(-t.th // t.rows)
-    return [(b0 * t.rows, min(t.th, b1 * t.rows)) for b0, b1 in threads.image_runs(blocks)]
+    runs = threads.image_runs(_blocks(t))
+    return [(b0 * t.rows, min(t.th, b1 * t.rows)) for b0, b1 in runs]
 
 
 def _each_image_by_blocks(N, t, U, key, split, unsplit, rows_in, rows_out):
