@@ -256,14 +256,6 @@ OPTIONS = (
         metavar="PIXELS",
     ),
     Option(
-        "--synth-statistics",
-        "where the chains' statistics H_syn are measured: canvas (every top position their f "
-        "sums, the release) or returned (only the units that read the returned window alone, "
-        "so that the learning matches the samples it returns to the data; the Langevin "
-        "dynamics are the same either way)",
-        choices=CHOICES["synth_statistics"],
-    ),
-    Option(
         "--observed-window",
         "each iteration, the training images' statistics come from a window of this "
         "fraction of their side at a random place (1: the whole image), so that no fixed "

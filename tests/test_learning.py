@@ -196,66 +196,6 @@ def test_clean_observed_positions_leave_the_padding_out_of_H_obs():
         assert rel_err(W1 - W0, expected) <= 1e-10
 
 
-def test_returned_statistics_take_H_syn_from_the_returned_window_alone():
-    """With synth_statistics="returned", H_syn sums only the top positions whose receptive
-    field lies inside the returned window (the canvas less the margin), normalised by
-    their share of each map; H_obs and the chains' Langevin dynamics are unchanged."""
-    changes = dict(synth_size=20, synth_margin=6)
-    config = _plain_config(synth_statistics="returned", **changes)
-    learner, before, after = _one_update(config, texture())
-    plain, _, after_plain = _one_update(_plain_config(**changes), texture())
-    assert np.array_equal(learner.net.to_numpy(learner.chains), plain.net.to_numpy(plain.chains))
-    net = learner.net
-    chains = net.to_numpy(learner.chains)
-    side = chains.shape[-1]
-    assert side == 32
-    window = np.zeros((side, side), dtype=bool)
-    window[6:-6, 6:-6] = True
-    inside = net.clean_positions(side, side, window)[-1]
-    assert 0 < inside.sum() < net.clean_positions(side, side)[-1].sum()
-    net.set_weights(before)
-    obs = net.forward_backward(learner.obs, need_grads=True)
-    syn = net.forward_backward(net.check_images(chains), need_grads=True, B_top=inside[None, None])
-    share = inside.sum() / inside.size
-    n_obs = [h * w for _, h, w in net.layer_shapes(16, 16)]
-    n_syn = [h * w * share for _, h, w in net.layer_shapes(side, side)]
-    for l, ((W0, _), (W1, _), (W1p, _), (go, _), (gs, _)) in enumerate(
-        zip(before, after, after_plain, obs["grads"], syn["grads"], strict=True)
-    ):
-        expected = 0.01 * (go / n_obs[l] - gs / (len(chains) * n_syn[l]))
-        assert rel_err(W1 - W0, expected) <= 1e-10
-        assert rel_err(W1p - W0, expected) > 1e-3  # the canvas's H_syn is another one
-
-
-def test_the_returned_window_mask_sees_only_the_window():
-    """Top units counted by synth_statistics="returned" keep their values whatever the
-    margin's pixels hold; some unit left out changes."""
-    config = tiny_config(synth_statistics="returned", synth_size=20, synth_margin=6)
-    learner = Learner(config, texture())
-    net = learner.net
-    rng = np.random.default_rng(5)
-    net.set_weights(
-        [(rng.normal(size=W.shape), rng.uniform(0.1, 0.5, b.shape)) for W, b in net.weights]
-    )
-    B_top, count = learner._statistics_mask(learner.chains)
-    mask = net.to_numpy(B_top)[0, 0].astype(bool)
-    assert count == mask.sum() > 0
-    I = rng.normal(size=(1, 1, 32, 32)) * 40
-    J = I.copy()
-    J[..., :6, :] = J[..., -6:, :] = J[..., :, :6] = J[..., :, -6:] = 0
-    tops = [net.forward_backward(net.check_images(X), need_layers=True)["maps"][-1] for X in (I, J)]
-    tops = [net.to_numpy(t).astype(np.float64) for t in tops]
-    assert np.array_equal(tops[0][:, :, mask], tops[1][:, :, mask])
-    assert not np.array_equal(tops[0][:, :, ~mask], tops[1][:, :, ~mask])
-
-
-def test_returned_statistics_need_the_sum_top():
-    with pytest.raises(ValueError, match="needs the convolutional"):
-        tiny_config(synth_statistics="returned", top="linear")
-    with pytest.raises(ValueError, match="unknown synth_statistics"):
-        tiny_config(synth_statistics="window")
-
-
 def test_circular_canvas_is_rounded_to_the_strides():
     config = tiny_config(boundary="circular", synth_scale=1.4)  # 16 * 1.4 = 22.4
     learner = Learner(config, texture())

@@ -202,14 +202,6 @@ def test_the_chain_restart_options_reach_the_configuration():
     assert (default.rejuvenate_from, default.tempered_restart) == ("zeros", 0.0)
 
 
-def test_the_synth_statistics_option_reaches_the_configuration():
-    from gcn_numpy.train import build_parser, config_from_args
-
-    config = config_from_args(build_parser().parse_args(["--synth-statistics", "returned"]))
-    assert config.synth_statistics == "returned"
-    assert config_from_args(build_parser().parse_args([])).synth_statistics == "canvas"
-
-
 def _with(args, **options):
     """``args`` with each ``--option value`` of ``options`` replaced or added."""
     args = list(args)
