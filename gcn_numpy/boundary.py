@@ -171,28 +171,19 @@ def fold(a, before, size_hw, boundary):
     return fold_maps(a, rows, cols, before, size_hw)
 
 
-def clean_positions(layers, boundary, H, W, inside=None):
+def clean_positions(layers, boundary, H, W):
     """Which units of every layer see only the image, never the boundary: one bool array
     ``(H_l, W_l)`` per layer ``l = 1..L``. A unit is clean when every input it reads, at
     every layer below, lies inside the image (not a zero, wrapped or mirrored copy); for
-    ``"zero"`` these are the units of a net without padding. ``inside``, a bool ``(H, W)``
-    array, narrows "the image" to its true pixels (a window of a larger canvas).
+    ``"zero"`` these are the units of a net without padding.
 
     Examples
     --------
     >>> from gcn_numpy import Layer
     >>> [m.sum() for m in clean_positions([Layer(1, 3, padding=1)], "zero", 5, 5)]
     [np.int64(9)]
-    >>> window = np.zeros((5, 5), bool)
-    >>> window[1:4, 1:4] = True  # only the units whose 3 x 3 window lies in it: the centre
-    >>> [m.sum() for m in clean_positions([Layer(1, 3, padding=1)], "zero", 5, 5, window)]
-    [np.int64(1)]
     """
     clean = np.ones((1, 1, H, W))
-    if inside is not None:
-        if np.shape(inside) != (H, W):
-            raise ValueError(f"inside must be a ({H}, {W}) array, got {np.shape(inside)}")
-        clean = clean * np.asarray(inside, dtype=bool)
     masks = []
     for layer in layers:
         before, after = layer_padding(layer, boundary)

@@ -32,13 +32,11 @@ __all__ = [
     "chains_shape",
     "DivergenceError",
     "POSITIONS",
-    "SYNTH_STATISTICS",
     "receptive_field",
     "synth_margin",
 ]
 
 METRICS = ("f_obs", "f_syn", "energy", "grad_norm", "recon_error")
-SYNTH_STATISTICS = ("canvas", "returned")  # where H_syn is measured: see _statistics_mask
 POSITIONS = ("all", "clean")  # which top positions f sums: every one, or those free of
 # the boundary (their receptive field inside the image)
 
@@ -295,26 +293,20 @@ class Learner:
 
     # ---------------------------------------------------------------- learning
 
-    def _mask(self, images, positions, margin=0):
+    def _mask(self, images, positions):
         """``(B_top, count)`` for a side whose ``positions`` setting is ``"clean"``: only
-        the ``count`` top positions whose receptive field lies inside the image (less
-        ``margin`` pixels along each edge) enter its ``f``, and with it its ``H``; ``(None,
-        None)`` (every position) for ``"all"``. The mask is made once per net, canvas and
-        margin, on the backend's device."""
+        the ``count`` top positions whose receptive field lies inside the image enter its
+        ``f``, and with it its ``H``; ``(None, None)`` (every position) for ``"all"``. The
+        mask is made once per net and canvas, on the backend's device."""
         if positions != "clean":
             return None, None
-        H, W = images.shape[2:]
-        key = (self.net, (H, W), margin)
+        key = (self.net, images.shape[2:])
         cache = self._masks
         if key not in cache:
-            inside = None
-            if margin:
-                inside = np.zeros((H, W), dtype=bool)
-                inside[margin : H - margin, margin : W - margin] = True
-            mask = self.net.clean_positions(H, W, inside)[-1]
+            mask = self.net.clean_positions(*images.shape[2:])[-1]
             if not mask.any():
                 raise ValueError(
-                    f"no top-map position of a {H - 2 * margin}x{W - 2 * margin} image is "
+                    f"no top-map position of a {images.shape[2]}x{images.shape[3]} image is "
                     "free of the boundary: the receptive field is larger than the image"
                 )
             for old in [k for k in cache if k[0] is not self.net]:  # a grown net's are stale
@@ -327,20 +319,6 @@ class Learner:
 
     def _synthesized_mask(self, syn):
         return self._mask(syn, self.config.synthesized_positions)
-
-    def _statistics_mask(self, syn):
-        """The top positions whose ``df/dw`` make ``H_syn`` (and ``f_syn``): those the
-        chains' ``f`` sums (``synth_statistics="canvas"``), or only those whose receptive
-        field lies inside the returned window (``"returned"``; every one is then also
-        clean). The Langevin dynamics sum the same positions either way. With a margin,
-        the units near the canvas's edge see its boundary and the margin's pixels come out
-        unlike the texture (gravel: brighter, 136-139 against 131); when H_syn counts
-        them, the learning matches the canvas's average to the data's and the returned
-        window takes the opposite bias (gravel's samples 122-125, docs/convergence.md).
-        Measured from the window alone, H_syn is the statistic of what the run returns."""
-        if self.config.synth_statistics == "returned" and self.config.mode == "ml":
-            return self._mask(syn, "clean", self.margin)
-        return self._synthesized_mask(syn)
 
     def _positions(self, images, summed=None):
         """Per parameter array pair, the size of the map it acts on: each conv layer's
@@ -470,7 +448,7 @@ class Learner:
             obs, need_B=cd, need_grads=True, B_top=self._observed_mask(obs)[0]
         )
         syn_out = net.forward_backward(
-            syn, need_B=False, need_grads=True, B_top=self._statistics_mask(syn)[0]
+            syn, need_B=False, need_grads=True, B_top=self._synthesized_mask(syn)[0]
         )
         return obs_out, syn_out
 
@@ -481,7 +459,7 @@ class Learner:
         a linear top's filter has one position)."""
         n_obs, n_syn = obs.shape[0], syn.shape[0]
         sizes_obs = self._positions(obs, self._observed_mask(obs)[1])
-        sizes_syn = self._positions(syn, self._statistics_mask(syn)[1])
+        sizes_syn = self._positions(syn, self._synthesized_mask(syn)[1])
         grads = []
         for (gWo, gbo), (gWs, gbs), m_obs, m_syn in zip(
             obs_out["grads"], syn_out["grads"], sizes_obs, sizes_syn, strict=True
@@ -506,7 +484,9 @@ class Learner:
             finite = finite & xp.isfinite(W).all() & xp.isfinite(b).all()
         # scores per top-map position, comparable between canvases of different sizes
         f_obs = obs_out["f"].mean() / self._summed_top_positions(obs, self._observed_mask(obs)[1])
-        f_syn = syn_out["f"].mean() / self._summed_top_positions(syn, self._statistics_mask(syn)[1])
+        f_syn = syn_out["f"].mean() / self._summed_top_positions(
+            syn, self._synthesized_mask(syn)[1]
+        )
         values = [f_obs, f_syn, energy.mean(), grad_norm, recon, chain_max, finite]
         return net.to_numpy(xp.stack([xp.asarray(v, dtype=xp.float64) for v in values]))
 

@@ -17,7 +17,7 @@ import numpy as np
 from ._validate import positive_int
 from .backends import BACKENDS
 from .boundary import BOUNDARIES
-from .learning import POSITIONS, SYNTH_STATISTICS
+from .learning import POSITIONS
 from .model import TOPS, Layer
 from .rules import CLIP_MODES, RULES
 
@@ -35,7 +35,6 @@ CHOICES = {  # field -> its table of values, also the command line's choices
     "backend": BACKENDS,
     "dtype": DTYPES,
     "rejuvenate_from": ("zeros", "noise", "tempered"),
-    "synth_statistics": SYNTH_STATISTICS,
 }
 
 __all__ = [
@@ -116,9 +115,6 @@ class TrainConfig:
     # gcn_numpy.boundary
     observed_positions: str = "all"  # "all", or "clean": f sums the top positions whose
     synthesized_positions: str = "all"  # receptive field lies inside the image (no padding)
-    synth_statistics: str = "canvas"  # H_syn: the top positions f sums on the chains'
-    # canvas ("canvas"), or only those whose receptive field lies inside the returned window,
-    # the canvas less synth_margin ("returned"; Learner._statistics_mask)
     observed_window: float | None = None  # ML: H_obs each iteration from a window this
     # fraction of the training images' side, at a random place (None: the whole image),
     # see Learner.observed_batch
@@ -177,8 +173,6 @@ class TrainConfig:
         for side in ("observed_positions", "synthesized_positions"):
             if getattr(self, side) == "clean" and self.top != "sum":
                 raise ValueError(f'{side}="clean" needs the convolutional (sum) top')
-        if self.synth_statistics == "returned" and self.top != "sum":
-            raise ValueError('synth_statistics="returned" needs the convolutional (sum) top')
         if not self.layers:
             raise ValueError("the net needs at least one layer")
         self.layer_objects()  # each layer checks its own numbers
