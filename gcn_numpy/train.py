@@ -290,8 +290,10 @@ def build_parser():
         "--preset",
         choices=sorted(PRESETS),
         metavar="NAME",
-        help="configuration: texture | object | cd (CPU scale) or texture-paper | "
-        "object-paper | cd-paper (the release's numbers, 224 px, for a GPU) (default: texture)",
+        help="configuration: texture | object | cd (CPU scale), texture-convergent (the "
+        "release's net at 112 px, whose models keep their samples under their own dynamics; "
+        "minutes on a CPU) or texture-paper | object-paper | cd-paper (the release's numbers, "
+        "224 px, for a GPU) (default: texture)",
     )
     p.add_argument(
         "--image",

@@ -53,6 +53,29 @@ def test_texture_run_writes_every_output(tmp_path):
     assert not list(out.glob("*.tmp-*")), "a temporary checkpoint was left behind"
 
 
+def test_the_convergent_preset_runs_its_three_stages(tmp_path):
+    out = tmp_path / "convergent"
+    args = ["--preset", "texture-convergent", "--iterations", "1", "--size", "36"]
+    r = run_cli(
+        *args,
+        "--chains",
+        "2",
+        "--langevin-steps",
+        "1",
+        "--drift-steps",
+        "0",
+        "--quiet",
+        "--out",
+        str(out),
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    rows = read_csv(out / "metrics.csv")
+    assert [int(r["layers"]) for r in rows] == [1, 2, 3]  # one iteration per grown stage
+    state = npz_arrays(out / "checkpoint.npz")
+    assert state["chains"].shape == (2, 1, 36 + 2 * 33, 36 + 2 * 33)  # + the margin
+
+
 def test_cd_run_writes_reconstructions(tmp_path):
     out = tmp_path / "cd"
     r = run_cli(*TINY, "--preset", "cd", "--iterations", "3", "--out", str(out), cwd=tmp_path)
