@@ -55,20 +55,8 @@ def test_texture_run_writes_every_output(tmp_path):
 
 def test_the_convergent_preset_runs_its_three_stages(tmp_path):
     out = tmp_path / "convergent"
-    args = ["--preset", "texture-convergent", "--iterations", "1", "--size", "36"]
-    r = run_cli(
-        *args,
-        "--chains",
-        "2",
-        "--langevin-steps",
-        "1",
-        "--drift-steps",
-        "0",
-        "--quiet",
-        "--out",
-        str(out),
-        cwd=tmp_path,
-    )
+    args = "--preset texture-convergent --iterations 1 --size 36 --chains 2 --langevin-steps 1"
+    r = run_cli(*args.split(), "--drift-steps", "0", "--quiet", "--out", str(out), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     rows = read_csv(out / "metrics.csv")
     assert [int(r["layers"]) for r in rows] == [1, 2, 3]  # one iteration per grown stage
