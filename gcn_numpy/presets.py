@@ -293,7 +293,8 @@ PRESETS = {
     # Experiment 1 with the release's net at a size a CPU learns in minutes: a 112 px crop
     # at the photograph's own resolution, 4 chains, 150 iterations a stage (3 grown
     # stages), the chains started again at zero at each new stage (the release does so for
-    # objects; here the rim a first-stage chain settles into is dropped with it), otherwise
+    # objects; at this scale its samples from zero came closer to the photograph, 0.74
+    # against 0.64 with the chains carried over, one seed: docs/frame.md), otherwise
     # `texture-paper`'s schedule. Measured (docs/convergence.md, sixth round; 13 runs on 7
     # textures): every final model keeps its samples under 1000 steps of its own dynamics
     # by the drift test's four bounds, the frame score within the real crops' range + 0.05
