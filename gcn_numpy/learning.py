@@ -399,11 +399,21 @@ class Learner:
             scale = float(self.net.to_numpy(self.obs.std()))
             noise = self.net.kernels.standard_normal(self.rng, start[k].shape, self.net.dtype)
             start[k] = noise * self.net.dtype.type(scale)
-        elif self.config.rejuvenate_from == "tempered":  # the sampling command's start
+        elif self._rejuvenate_tempered():  # the sampling command's start
             start[k : k + 1] = self._tempered_start(start[k : k + 1])
         else:
             start[k] = 0
         return start
+
+    def _rejuvenate_tempered(self):
+        """Whether a chain rejuvenated now starts from the tempered start: with
+        ``rejuvenate_from="tempered"``, from stage ``rejuvenate_tempered_stage`` on (the
+        number of layers of a grown net; one stage without growing). A tempered chain of a
+        barely learned net can run away (measured: one run in eleven stopped by the
+        divergence guard at its 21st iteration, docs/convergence.md)."""
+        cfg = self.config
+        stage = len(self.net.layers) if cfg.grow else 1
+        return cfg.rejuvenate_from == "tempered" and stage >= cfg.rejuvenate_tempered_stage
 
     def _tempered_restart_iteration(self):
         """The iteration at which every chain starts again by a tempered start

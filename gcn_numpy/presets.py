@@ -99,7 +99,9 @@ class TrainConfig:
     # Learner._chain_starts) ...
     rejuvenate_stop: float = 0.1  # ... except over this last fraction of the final stage;
     rejuvenate_from: str = "zeros"  # "zeros" (the mean image), "noise" (white noise of the
-    # training images' standard deviation) or "tempered" (the tempered start from zero)
+    # training images' standard deviation) or "tempered" (the tempered start from zero) ...
+    rejuvenate_tempered_stage: int = 1  # ... "tempered" from this stage on (a grown net's
+    # stage k has k layers; without growing there is one stage), at zero before it
     tempered_restart: float = 0.0  # every chain starts again by a tempered start from zero
     # (gcn_numpy.sampling.tempered_chains) when this last fraction of the final stage is left
     # (0: never; Learner._chain_starts)
@@ -159,6 +161,7 @@ class TrainConfig:
             positive_int(self.lr_size, "lr_size")
         for name in ("langevin_steps", "rejuvenate", "drift_steps", "snapshot_every"):
             positive_int(getattr(self, name), name, minimum=0)
+        positive_int(self.rejuvenate_tempered_stage, "rejuvenate_tempered_stage")
         for name in ("step_size", "sigma", "lr"):
             value = getattr(self, name)
             if not (isinstance(value, Real) and np.isfinite(value) and 0 < value <= 1e150):

@@ -196,6 +196,13 @@ OPTIONS = (
         choices=CHOICES["rejuvenate_from"],
     ),
     Option(
+        "--rejuvenate-tempered-stage",
+        "with --rejuvenate-from tempered: from this stage on (a grown net's stage k has k "
+        "layers; one stage without --grow); rejuvenated chains start at zero before it",
+        POSITIVE_INT,
+        metavar="STAGE",
+    ),
+    Option(
         "--tempered-restart",
         "when this last fraction of the final stage is left, every chain starts again by the "
         "sampling command's tempered start from zero (0: never; docs/convergence.md)",

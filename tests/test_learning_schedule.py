@@ -3,6 +3,7 @@ started again at zero (in turn, or at each new stage), the margin the samples le
 and layer growing across a rolled-back iteration."""
 
 import copy
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -94,6 +95,41 @@ def test_rejuvenated_chains_may_start_from_the_tempered_start():
     assert np.array_equal(start[1:2], expected) and start[1].std() > 0
     assert np.array_equal(start[[0, 2]], learner.chains[[0, 2]])
     assert_resumes_bit_for_bit(config, texture(), 3, 8)
+
+
+def test_tempered_rejuvenation_waits_for_its_stage():
+    """``rejuvenate_tempered_stage=2``: a grown run's rejuvenated chain starts at zero in
+    stage 1 and from the tempered start from stage 2 on; without growing, stage 2 never
+    comes."""
+    config = tiny_config(
+        iterations=4,
+        grow=True,
+        rejuvenate=2,
+        chains=3,
+        rejuvenate_from="tempered",
+        rejuvenate_tempered_stage=2,
+    )
+    learner = Learner(config, texture())
+    learner.chains = learner.chains + 1.0
+    learner.iteration = 2  # stage 1, chain 0's turn
+    start = learner._chain_starts()
+    assert not start[0].any() and np.array_equal(start[1:], learner.chains[1:])
+    for _ in range(5):  # into stage 2: iteration 5 done, the net has two layers
+        learner.step()
+    learner.chains = learner.chains + 1.0
+    learner.iteration = 6  # stage 2, chain 2's turn
+    rng = copy.deepcopy(learner.rng)
+    start = learner._chain_starts()
+    temps = temperatures(TEMPER_STEPS, TEMPER_START)
+    zero = np.zeros_like(learner.chains[2:3])
+    expected = tempered_chains(learner.net, zero, temps, 2 * config.step_size, config.sigma, rng)
+    assert len(learner.net.layers) == 2 and np.array_equal(start[2:3], expected)
+    flat = Learner(replace(config, grow=False, iterations=8), texture())
+    flat.chains = flat.chains + 1.0
+    flat.iteration = 6
+    assert not flat._chain_starts()[2].any()  # rejuvenated, at zero
+    with pytest.raises(ValueError, match="rejuvenate_tempered_stage"):
+        tiny_config(rejuvenate_tempered_stage=0)
 
 
 def test_a_tempered_restart_resumes_bit_for_bit_across_the_restart():
