@@ -410,10 +410,20 @@ class Learner:
         ``rejuvenate_from="tempered"``, from stage ``rejuvenate_tempered_stage`` on (the
         number of layers of a grown net; one stage without growing). A tempered chain of a
         barely learned net can run away (measured: one run in eleven stopped by the
-        divergence guard at its 21st iteration, docs/convergence.md)."""
+        divergence guard at its 21st iteration, docs/convergence.md). With
+        ``"alternate"``, from that stage on the restarts take the two starts in turn: the
+        one at iteration ``jR`` is tempered for even ``j``, at zero for odd ``j`` (with an
+        even number of chains, each chain so keeps one kind of restart). The learning
+        then sees both the modes the sampling command's start finds and the way from
+        zero; measured, tempered restarts alone left the gravel model's samples from zero
+        13-14 grey levels too bright (docs/convergence.md, eighth round)."""
         cfg = self.config
         stage = len(self.net.layers) if cfg.grow else 1
-        return cfg.rejuvenate_from == "tempered" and stage >= cfg.rejuvenate_tempered_stage
+        if cfg.rejuvenate_from not in ("tempered", "alternate"):
+            return False
+        if stage < cfg.rejuvenate_tempered_stage:
+            return False
+        return cfg.rejuvenate_from == "tempered" or (self.iteration // cfg.rejuvenate) % 2 == 0
 
     def _tempered_restart_iteration(self):
         """The iteration at which every chain starts again by a tempered start

@@ -34,7 +34,7 @@ CHOICES = {  # field -> its table of values, also the command line's choices
     "synthesized_positions": POSITIONS,
     "backend": BACKENDS,
     "dtype": DTYPES,
-    "rejuvenate_from": ("zeros", "noise", "tempered"),
+    "rejuvenate_from": ("zeros", "noise", "tempered", "alternate"),
 }
 
 __all__ = [
@@ -99,9 +99,10 @@ class TrainConfig:
     # Learner._chain_starts) ...
     rejuvenate_stop: float = 0.1  # ... except over this last fraction of the final stage;
     rejuvenate_from: str = "zeros"  # "zeros" (the mean image), "noise" (white noise of the
-    # training images' standard deviation) or "tempered" (the tempered start from zero) ...
-    rejuvenate_tempered_stage: int = 1  # ... "tempered" from this stage on (a grown net's
-    # stage k has k layers; without growing there is one stage), at zero before it
+    # training images' standard deviation), "tempered" (the tempered start from zero) or
+    # "alternate" (the tempered start and zero in turn: Learner._rejuvenate_tempered) ...
+    rejuvenate_tempered_stage: int = 1  # ... "tempered" or "alternate" from this stage on (a
+    # grown net's stage k has k layers; without growing there is one stage), zero before it
     tempered_restart: float = 0.0  # every chain starts again by a tempered start from zero
     # (gcn_numpy.sampling.tempered_chains) when this last fraction of the final stage is left
     # (0: never; Learner._chain_starts)

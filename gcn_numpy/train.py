@@ -190,15 +190,16 @@ OPTIONS = (
     Option(
         "--rejuvenate-from",
         "where a rejuvenated chain starts: zeros (the mean image), noise (white noise of the "
-        "training images' spread) or tempered (the sampling command's tempered start from "
+        "training images' spread), tempered (the sampling command's tempered start from "
         "zero; measured: one run in eleven stopped by the divergence guard when a chain so "
-        "restarted early in the run ran away)",
+        "restarted early in the run ran away) or alternate (tempered and zeros in turn)",
         choices=CHOICES["rejuvenate_from"],
     ),
     Option(
         "--rejuvenate-tempered-stage",
-        "with --rejuvenate-from tempered: from this stage on (a grown net's stage k has k "
-        "layers; one stage without --grow); rejuvenated chains start at zero before it",
+        "with --rejuvenate-from tempered or alternate: from this stage on (a grown net's "
+        "stage k has k layers; one stage without --grow); rejuvenated chains start at zero "
+        "before it",
         POSITIVE_INT,
         metavar="STAGE",
     ),

@@ -97,6 +97,36 @@ def test_rejuvenated_chains_may_start_from_the_tempered_start():
     assert_resumes_bit_for_bit(config, texture(), 3, 8)
 
 
+def test_alternate_rejuvenation_takes_tempered_and_zero_in_turn():
+    """``rejuvenate_from="alternate"``: the restart at iteration jR starts from the
+    tempered start for even j and at zero for odd j, the other chains as they are; before
+    ``rejuvenate_tempered_stage`` every restart is at zero."""
+    config = tiny_config(iterations=20, rejuvenate=2, chains=3, rejuvenate_from="alternate")
+    learner = Learner(config, texture())
+    learner.chains = learner.chains + 1.0
+    learner.iteration = 4  # j = 2: chain 1's turn, tempered
+    rng = copy.deepcopy(learner.rng)
+    start = learner._chain_starts()
+    temps = temperatures(TEMPER_STEPS, TEMPER_START)
+    zero = np.zeros_like(learner.chains[1:2])
+    expected = tempered_chains(learner.net, zero, temps, 2 * config.step_size, config.sigma, rng)
+    assert np.array_equal(start[1:2], expected) and start[1].std() > 0
+    assert np.array_equal(start[[0, 2]], learner.chains[[0, 2]])
+    learner.iteration = 6  # j = 3: chain 2's turn, at zero
+    rng_before = copy.deepcopy(learner.rng)
+    start = learner._chain_starts()
+    assert not start[2].any() and np.array_equal(start[:2], learner.chains[:2])
+    assert learner.rng.bit_generator.state == rng_before.bit_generator.state  # no draw
+    learner.iteration = 8  # j = 4: chain 0's turn, tempered again
+    assert learner._chain_starts()[0].std() > 0
+    gated_config = replace(config, grow=True, iterations=4, rejuvenate_tempered_stage=2)
+    gated = Learner(gated_config, texture())
+    gated.chains = gated.chains + 1.0
+    gated.iteration = 4  # stage 1 of a grown run, j = 2: at zero, not tempered
+    assert not gated._chain_starts()[1].any()
+    assert_resumes_bit_for_bit(config, texture(), 3, 8)
+
+
 def test_tempered_rejuvenation_waits_for_its_stage():
     """``rejuvenate_tempered_stage=2``: a grown run's rejuvenated chain starts at zero in
     stage 1 and from the tempered start from stage 2 on; without growing, stage 2 never
