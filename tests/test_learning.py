@@ -439,7 +439,7 @@ def test_mismatched_state_is_rejected():
 def test_the_convergent_preset_is_the_paper_preset_at_cpu_size():
     """``texture-convergent`` changes only the size, the chains, the iterations a stage,
     the crop's scale, the restart at each stage and where rejuvenated chains start (the
-    tempered start, from stage 2); everything else is texture-paper's."""
+    tempered start and zero in turn, from stage 2); everything else is texture-paper's."""
     convergent, paper = get_preset("texture-convergent"), get_preset("texture-paper")
     changed = {
         k for k, v in convergent.to_dict().items() if k != "preset" and v != getattr(paper, k)
@@ -456,7 +456,7 @@ def test_the_convergent_preset_is_the_paper_preset_at_cpu_size():
     assert (convergent.size, convergent.chains, convergent.iterations) == (112, 4, 150)
     assert convergent.restart_chains and convergent.texture_scale == 1.0
     assert convergent.anneal == 0.5 and convergent.rejuvenate == 10 and convergent.grow
-    assert (convergent.rejuvenate_from, convergent.rejuvenate_tempered_stage) == ("tempered", 2)
+    assert (convergent.rejuvenate_from, convergent.rejuvenate_tempered_stage) == ("alternate", 2)
 
 
 def test_presets_exist_with_the_release_numbers():
