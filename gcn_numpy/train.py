@@ -300,7 +300,7 @@ def build_parser():
         metavar="NAME",
         help="configuration: texture | object | cd (CPU scale), texture-convergent (the "
         "release's net at 112 px; its models kept their samples under their own dynamics on "
-        "12 of 13 measured runs; about 4.5 minutes on 2 cores) or texture-paper | object-paper | "
+        "12 of 13 measured runs; about 4 minutes on 2 cores) or texture-paper | object-paper | "
         "cd-paper (the release's numbers, 224 px, for a GPU) (default: texture)",
     )
     p.add_argument(
