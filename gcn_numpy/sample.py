@@ -119,18 +119,19 @@ def build_parser():
 def _listing():
     """Two lines a model: its name, size and own-dynamics verdict; what it learned and the
     command that made it."""
-    lines = []
-    for name, info in list_models():
+    lines, models = [], list_models()
+    w = max((len(name) for name, _ in models), default=0) + 2  # the names' column
+    for name, info in models:
         drift = (info.get("summary") or {}).get("drift") or {}
         if "kept" in drift:
             verdict = "kept" if drift["kept"] else "not kept: " + "; ".join(drift["reasons"])
             verdict = f"{drift['steps']} steps at fixed weights: {verdict}"
         else:
             verdict = "no drift test"
-        lines.append(f"{name:<14}{info.get('size', ''):<9}{verdict}")
-        lines.append(f"{'':<14}{info.get('learned', '')}")
+        lines.append(f"{name:<{w}}{info.get('size', ''):<9}{verdict}")
+        lines.append(f"{'':<{w}}{info.get('learned', '')}")
         if info.get("made"):
-            lines.append(f"{'':<14}made by: {info['made']}")
+            lines.append(f"{'':<{w}}made by: {info['made']}")
     return "\n".join(lines)
 
 

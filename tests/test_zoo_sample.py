@@ -5,6 +5,7 @@ auto-encoding and the mode of a user's image, and bad input."""
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -241,6 +242,7 @@ def test_shipped_models_are_listed_with_what_they_learned(tmp_path):
     assert r.returncode == 0
     for name, info in models.items():
         assert name in r.stdout and info["learned"] in r.stdout and info["made"] in r.stdout
+        assert re.search(rf"^{re.escape(name)}  +\d+ px", r.stdout, re.M)  # its own column
         assert os.path.getsize(model_path(name)) < 2**20
         model = load_model(name, backend="numpy")
         assert model.thumbnail is not None and model.thumbnail.dtype == np.uint8
