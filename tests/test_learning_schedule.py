@@ -80,6 +80,15 @@ def test_a_tempered_restart_starts_every_chain_from_the_tempered_start_once():
         tiny_config(tempered_restart=1.5)
 
 
+def tempered_start_of(learner, k, rng):
+    """What the tempered start of one chain from zero gives chain ``k``'s slot, drawn from
+    ``rng`` (a copy of the learner's generator)."""
+    temps = temperatures(TEMPER_STEPS, TEMPER_START)
+    zero = np.zeros_like(learner.chains[k : k + 1])
+    step = 2 * learner.config.step_size
+    return tempered_chains(learner.net, zero, temps, step, learner.config.sigma, rng)
+
+
 def test_rejuvenated_chains_may_start_from_the_tempered_start():
     """``rejuvenate_from="tempered"``: the chain whose turn it is starts from the tempered
     start of one chain from zero (the learner's generator), the others as they are."""
@@ -89,9 +98,7 @@ def test_rejuvenated_chains_may_start_from_the_tempered_start():
     learner.iteration = 4  # chain 1's turn
     rng = copy.deepcopy(learner.rng)
     start = learner._chain_starts()
-    temps = temperatures(TEMPER_STEPS, TEMPER_START)
-    zero = np.zeros_like(learner.chains[1:2])
-    expected = tempered_chains(learner.net, zero, temps, 2 * config.step_size, config.sigma, rng)
+    expected = tempered_start_of(learner, 1, rng)
     assert np.array_equal(start[1:2], expected) and start[1].std() > 0
     assert np.array_equal(start[[0, 2]], learner.chains[[0, 2]])
     assert_resumes_bit_for_bit(config, texture(), 3, 8)
@@ -107,9 +114,7 @@ def test_alternate_rejuvenation_takes_tempered_and_zero_in_turn():
     learner.iteration = 4  # j = 2: chain 1's turn, tempered
     rng = copy.deepcopy(learner.rng)
     start = learner._chain_starts()
-    temps = temperatures(TEMPER_STEPS, TEMPER_START)
-    zero = np.zeros_like(learner.chains[1:2])
-    expected = tempered_chains(learner.net, zero, temps, 2 * config.step_size, config.sigma, rng)
+    expected = tempered_start_of(learner, 1, rng)
     assert np.array_equal(start[1:2], expected) and start[1].std() > 0
     assert np.array_equal(start[[0, 2]], learner.chains[[0, 2]])
     learner.iteration = 6  # j = 3: chain 2's turn, at zero
@@ -150,9 +155,7 @@ def test_tempered_rejuvenation_waits_for_its_stage():
     learner.iteration = 6  # stage 2, chain 2's turn
     rng = copy.deepcopy(learner.rng)
     start = learner._chain_starts()
-    temps = temperatures(TEMPER_STEPS, TEMPER_START)
-    zero = np.zeros_like(learner.chains[2:3])
-    expected = tempered_chains(learner.net, zero, temps, 2 * config.step_size, config.sigma, rng)
+    expected = tempered_start_of(learner, 2, rng)
     assert len(learner.net.layers) == 2 and np.array_equal(start[2:3], expected)
     flat = Learner(replace(config, grow=False, iterations=8), texture())
     flat.chains = flat.chains + 1.0
