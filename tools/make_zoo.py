@@ -42,7 +42,7 @@ ZOO = {
     # The texture-convergent models (docs/convergence.md, eighth round): their final
     # chains kept over 1000 steps at fixed weights, and from zeros at 512 px (100 tempered
     # + 200 plain steps) gravel seed 0's sample reaches 0.86x a held-out 200 px crop's
-    # texture closeness, grass seed 0's 0.96x (the same runs, made by the harness).
+    # texture closeness, grass seed 0's 0.96x (measured on the packed float32 files).
     "gravel-convergent": (
         "the shipped gravel photograph, 112 px, the release's net grown over 3 stages, "
         "chains restarted tempered and at zero in turn (preset texture-convergent, seed 0)",
