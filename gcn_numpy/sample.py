@@ -122,17 +122,25 @@ def _listing():
     lines, models = [], list_models()
     w = max((len(name) for name, _ in models), default=0) + 2  # the names' column
     for name, info in models:
-        drift = (info.get("summary") or {}).get("drift") or {}
-        if "kept" in drift:
-            verdict = "kept" if drift["kept"] else "not kept: " + "; ".join(drift["reasons"])
-            verdict = f"{drift['steps']} steps at fixed weights: {verdict}"
-        else:
-            verdict = "no drift test"
+        verdict = _verdict(_drift(info)) or "no drift test"
         lines.append(f"{name:<{w}}{info.get('size', ''):<9}{verdict}")
         lines.append(f"{'':<{w}}{info.get('learned', '')}")
         if info.get("made"):
             lines.append(f"{'':<{w}}made by: {info['made']}")
     return "\n".join(lines)
+
+
+def _drift(info):
+    """The drift test a model's ``info`` carries (its run's summary), or ``{}``."""
+    return (info.get("summary") or {}).get("drift") or {}
+
+
+def _verdict(drift):
+    """A drift test's verdict in words, or ``None`` where there is none."""
+    if "kept" not in drift:
+        return None
+    verdict = "kept" if drift["kept"] else "not kept: " + "; ".join(drift["reasons"])
+    return f"{drift['steps']} steps at fixed weights: {verdict}"
 
 
 def _image(model, path, size=None):
@@ -234,6 +242,14 @@ def run(args):
         f"({args.steps} Langevin steps{start}; {seconds:.1f} s); "
         f"outputs in {out}"
     )
+    drift = _drift(model.info)
+    if drift.get("kept") is False:  # say so where the samples may not be the texture
+        lines.append(
+            "note: in its drift test this model's own dynamics did not keep its samples "
+            f"({drift['steps']} steps at fixed weights: {'; '.join(drift['reasons'])}), so "
+            "these need not look like what it learned; --list shows each shipped model's "
+            "verdict"
+        )
     return lines
 
 

@@ -108,7 +108,8 @@ class LearnedModel:
         The mean subtracted from its training images (model units = pixels - mean).
     info : dict
         What is known of how it was made (shipped models: name, what it learned, the
-        command, the run's metrics).
+        command, the run's metrics; a training checkpoint: its run's ``summary.json``
+        under ``"summary"``, drift test included, where the folder holds it).
     thumbnail : ndarray of uint8 or None
         Its training images, small.
 
@@ -285,10 +286,30 @@ def load_model(name_or_path, backend="numba", dtype=None):
     except Exception as e:  # a damaged or foreign file: one line
         raise ModelError(f"cannot read model {path}: {e}") from None
     try:
-        return _from_state(state, backend, dtype)
+        model = _from_state(state, backend, dtype)
     except (KeyError, ValueError, TypeError, json.JSONDecodeError) as e:
         what = f"lacks the entry {e}" if isinstance(e, KeyError) else f"does not fit ({e})"
         raise ModelError(f"model {path} {what}") from None
+    if "info" not in state:  # a training checkpoint: its run's summary, drift test included
+        summary = _run_summary(path, state)
+        if summary is not None:
+            model.info["summary"] = summary
+    return model
+
+
+def _run_summary(checkpoint, state):
+    """The ``summary.json`` beside a training checkpoint, where it is that checkpoint's
+    (its ``iterations`` those the checkpoint holds; an interrupted run's folder may keep an
+    earlier run's summary), else ``None``."""
+    path = os.path.join(os.path.dirname(os.path.abspath(checkpoint)), "summary.json")
+    try:
+        with open(path) as f:
+            summary = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(summary, dict) or "iteration" not in state:
+        return None
+    return summary if summary.get("iterations") == int(state["iteration"]) else None
 
 
 def _from_state(state, backend, dtype=None):

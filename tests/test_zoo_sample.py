@@ -169,6 +169,38 @@ def test_the_command_writes_the_same_bytes_for_the_same_seed(tmp_path):
         assert im.size == (24, 24) and im.mode == "L"
 
 
+@pytest.mark.parametrize("kept", [False, True])
+def test_the_command_says_when_the_models_own_dynamics_did_not_keep_its_samples(tmp_path, kept):
+    """A model whose drift test failed is sampled with one more line saying so and why; a
+    model whose test passed, without it."""
+    path, net = tiny_model(tmp_path)
+    drift = {"steps": 1000, "kept": kept, "reasons": [] if kept else ["mean 90.0 is 9.0 from"]}
+    config = load_model(path, backend="numpy").config
+    info = {"learned": "a test", "summary": {"drift": drift}}
+    save_model(path, net, config, np.full(1, 100.0), info, np.zeros((1, 16, 16), np.uint8))
+    r = sample(path, "--size", "24", "--steps", "2", "--backend", "numpy", "--quiet", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    noted = [line for line in r.stdout.splitlines() if line.startswith("note:")]
+    if kept:
+        assert noted == []
+    else:
+        assert len(noted) == 1 and "did not keep" in noted[0]
+        assert "1000 steps at fixed weights: mean 90.0 is 9.0 from" in noted[0]
+
+
+def test_a_checkpoint_carries_its_runs_drift_test_where_the_summary_is_its_own(tmp_path):
+    out = tmp_path / "run"
+    args = "--backend numpy --size 16 --chains 2 --langevin-steps 2 --iterations 2"
+    args = [*args.split(), "--drift-steps", "3", "--quiet", "--out", str(out)]
+    assert run_cli(*args, cwd=tmp_path).returncode == 0
+    drift = load_model(str(out), backend="numpy").info["summary"]["drift"]
+    assert drift["steps"] == 3 and isinstance(drift["kept"], bool)
+    summary = json.loads((out / "summary.json").read_text())
+    summary["iterations"] += 1  # an earlier run's summary beside this checkpoint
+    (out / "summary.json").write_text(json.dumps(summary))
+    assert "summary" not in load_model(str(out), backend="numpy").info
+
+
 def test_reconstruct_and_mode_on_a_users_image(tmp_path):
     path, _ = tiny_model(tmp_path)
     photo = tmp_path / "photo.png"
