@@ -20,7 +20,14 @@ from ._validate import positive_float, positive_int
 from .model import energy_from_score
 from .sampling import inner_window, langevin_chains
 
-__all__ = ["drift_test", "drift_checkpoints", "drift_verdict", "drift_line", "DRIFT_STEPS"]
+__all__ = [
+    "drift_test",
+    "drift_checkpoints",
+    "drift_verdict",
+    "drift_line",
+    "verdict_words",
+    "DRIFT_STEPS",
+]
 
 DRIFT_STEPS = 1000  # the test's default length
 PROGRESS_STEPS = 50  # progress is reported at least this often
@@ -184,6 +191,23 @@ def drift_verdict(records, data_mean=None, frame_limit=None, texture=True):
     if frame_limit is not None and last["frame_score"] > frame_limit:
         reasons.append(f"frame score {last['frame_score']:.2f} > {frame_limit:.2f}")
     return not reasons, reasons
+
+
+def verdict_words(drift):
+    """A drift test's verdict in words (``summary.json``'s ``drift``, or a model's
+    ``info["summary"]["drift"]``), or ``None`` where the dictionary holds no verdict.
+
+    Examples
+    --------
+    >>> verdict_words({"steps": 1000, "kept": False, "reasons": ["std 30.0 against 40.0"]})
+    '1000 steps at fixed weights: not kept: std 30.0 against 40.0'
+    >>> verdict_words({}) is None
+    True
+    """
+    if "kept" not in drift:
+        return None
+    verdict = "kept" if drift["kept"] else "not kept: " + "; ".join(drift["reasons"])
+    return f"{drift['steps']} steps at fixed weights: {verdict}"
 
 
 def drift_line(drift):

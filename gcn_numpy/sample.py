@@ -27,6 +27,7 @@ from tqdm import tqdm
 from . import data, plots
 from ._validate import positive_int
 from .backends import BACKENDS
+from .drift import verdict_words
 from .zoo import ModelError, list_models, load_model
 
 __all__ = ["main", "build_parser"]
@@ -122,7 +123,7 @@ def _listing():
     lines, models = [], list_models()
     w = max((len(name) for name, _ in models), default=0) + 2  # the names' column
     for name, info in models:
-        verdict = _verdict(_drift(info)) or "no drift test"
+        verdict = verdict_words(_drift(info)) or "no drift test"
         lines.append(f"{name:<{w}}{info.get('size', ''):<9}{verdict}")
         lines.append(f"{'':<{w}}{info.get('learned', '')}")
         if info.get("made"):
@@ -133,14 +134,6 @@ def _listing():
 def _drift(info):
     """The drift test a model's ``info`` carries (its run's summary), or ``{}``."""
     return (info.get("summary") or {}).get("drift") or {}
-
-
-def _verdict(drift):
-    """A drift test's verdict in words, or ``None`` where there is none."""
-    if "kept" not in drift:
-        return None
-    verdict = "kept" if drift["kept"] else "not kept: " + "; ".join(drift["reasons"])
-    return f"{drift['steps']} steps at fixed weights: {verdict}"
 
 
 def _image(model, path, size=None):
