@@ -133,7 +133,7 @@ def pass_bytes(net, batch_shape, dtype=None, backend=None, boundary=None, grads=
     --------
     >>> from gcn_numpy.presets import get_preset
     >>> layers = get_preset("texture").layer_objects()
-    >>> round(pass_bytes(layers, (8, 1, 96, 96), "float32") / 2**20, 1)  # the default chains
+    >>> round(pass_bytes(layers, (8, 1, 96, 96), "float32") / 2**20, 1)  # `texture`'s chains
     20.8
     """
     net = _net(net, dtype, backend, boundary)
@@ -177,7 +177,7 @@ def backend_bytes(backend):
     """What a backend takes besides the arrays of the passes: Numba's compiler (on a first
     run, before its cache has the kernels) and its per-thread scratch; NumPy's and
     Matplotlib's temporary buffers. Measured (``benchmarks/results_memory.md``): the
-    default run's peak rose 400 MiB above the memory before it with an empty Numba cache,
+    `texture` run's peak rose 400 MiB above the memory before it with an empty Numba cache,
     235 MiB with the kernels cached, 25 MiB on the NumPy backend; the GPU's figure is not
     measured (CuPy's context and cuBLAS's workspace).
 
@@ -216,8 +216,10 @@ def training_bytes(config, image_shape):
     Examples
     --------
     >>> from gcn_numpy.presets import get_preset
-    >>> training_bytes(get_preset("texture"), (1, 1, 64, 64)) // 2**20  # the default run
+    >>> training_bytes(get_preset("texture"), (1, 1, 64, 64)) // 2**20
     500
+    >>> training_bytes(get_preset("texture-one-chain"), (1, 1, 112, 112)) // 2**20  # the default
+    440
     """
     return _training(config, image_shape)[0]
 

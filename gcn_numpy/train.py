@@ -1,7 +1,7 @@
 """``python -m gcn_numpy.train``: learn a generative ConvNet from images and sample from it.
 
-With no arguments it learns the ``texture`` preset from a shipped texture in a few minutes
-on a CPU. See ``--help`` for every option; presets are in :mod:`gcn_numpy.presets`.
+With no arguments it learns the ``texture-one-chain`` preset from the shipped gravel texture
+in a few minutes on a CPU. See ``--help`` for every option; presets are in :mod:`gcn_numpy.presets`.
 
 Outputs (default folder ``runs/<preset>-<timestamp>/``): ``config.json``, ``metrics.csv``,
 ``checkpoint.npz``, refreshed at every checkpoint: ``synthesized/chain_XX.png``,
@@ -50,7 +50,7 @@ from .outputs import (
     write_csv,
     write_outputs,
 )
-from .presets import CHOICES, PRESETS, format_layers, get_preset, parse_layers
+from .presets import CHOICES, DEFAULT_PRESET, PRESETS, format_layers, get_preset, parse_layers
 
 __all__ = ["main", "build_parser", "config_from_args", "Run", "Option", "OPTIONS", "UsageError"]
 
@@ -285,23 +285,27 @@ def build_parser():
     >>> args.preset, args.lr, args.chains  # options left out are None: the preset decides
     ('cd', 0.001, None)
     """
-    default = PRESETS["texture"]
+    default = PRESETS[DEFAULT_PRESET]
     p = _Parser(
         prog="python -m gcn_numpy.train",
         description="Learn a generative ConvNet (Xie et al., ICML 2016) from images with "
         "Algorithm 1 or contrastive divergence, and synthesize new images by Langevin "
         "dynamics. Options left out take the preset's value; the value shown in brackets is "
-        "the default preset's ('texture').",
+        f"the default preset's ('{DEFAULT_PRESET}').",
         epilog=memory.HELP,
     )
     p.add_argument(
         "--preset",
         choices=sorted(PRESETS),
         metavar="NAME",
-        help="configuration: texture | object | cd (CPU scale), texture-convergent (the "
-        "release's net at 112 px; its models kept their samples under their own dynamics on "
-        "12 of 13 measured runs; about 4 minutes on 2 cores) or texture-paper | object-paper | "
-        "cd-paper (the release's numbers, 224 px, for a GPU) (default: texture)",
+        help="configuration: texture-one-chain (the default: the release's net at 112 px, one "
+        "168 px chain; its models kept their samples under their own dynamics, without a "
+        "frame, on 20 of 21 measured runs; 2-4 minutes on 2 cores), texture-convergent (the "
+        "same with four 112 px chains: about twice the time, samples from zero closer to the "
+        "texture on more of the measured runs), texture | object | cd (smaller nets, CPU "
+        "scale) or texture-paper | "
+        "object-paper | cd-paper (the release's numbers, 224 px, for a GPU) "
+        f"(default: {DEFAULT_PRESET})",
     )
     p.add_argument(
         "--image",
@@ -329,7 +333,7 @@ def build_parser():
             type=o.type,
             choices=o.choices,
             metavar=o.metavar or (o.field.upper() if o.choices is None else None),
-            help=f"{o.help} (texture: {shown})",
+            help=f"{o.help} ({DEFAULT_PRESET}: {shown})",
         )
     p.add_argument(
         "--out",
@@ -354,9 +358,9 @@ def config_from_args(args):
     --------
     >>> config = config_from_args(build_parser().parse_args(["--boundary", "zero"]))
     >>> config.preset, config.boundary, config.observed_positions
-    ('texture', 'zero', 'all')
+    ('texture-one-chain', 'zero', 'all')
     """
-    config = get_preset(args.preset or "texture")
+    config = get_preset(args.preset or DEFAULT_PRESET)
     for o in OPTIONS:
         value = getattr(args, o.field)
         if value is not None:

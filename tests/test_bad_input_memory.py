@@ -21,7 +21,19 @@ from gcn_numpy.presets import get_preset
 from gcn_numpy.summary import FLAT_SAMPLES, run_summary, summary_line, write_summary
 
 LINUX = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-TINY = ["--size", "16", "--chains", "3", "--langevin-steps", "2", "--quiet", "--backend", "numpy"]
+TINY = [
+    "--preset",
+    "texture",
+    "--size",
+    "16",
+    "--chains",
+    "3",
+    "--langevin-steps",
+    "2",
+    "--quiet",
+    "--backend",
+    "numpy",
+]
 TINY += ["--drift-steps", "0"]
 
 
@@ -61,6 +73,7 @@ def test_a_run_too_large_for_the_memory_is_refused_before_anything_is_written(
     Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8)).save(image)
     args = [str(image) if a == "IMAGE" else a for a in args]
     out = tmp_path / "run"
+    args = ["--preset", "texture", *args]  # the default CPU net's numbers in the comments
     r = run_cli(*args, "--iterations", "1", "--out", str(out), cwd=tmp_path, timeout=120)
     line = assert_one_line_refusal(r, "need about", "available", lower)
     assert "TiB" in line  # what the run needs, against what the machine has
@@ -142,7 +155,8 @@ def test_the_estimate_bounds_the_measured_peak(tmp_path):
         "assert train.main([*args, '--out', 'run']) == 0\n"
         "print(json.dumps([estimate, tracemalloc.get_traced_memory()[1]]))\n"
     )
-    args = ["--backend", "numpy", "--size", "32", "--synth-size", "256", "--chains", "4"]
+    args = ["--preset", "texture", "--backend", "numpy", "--size", "32", "--synth-size", "256"]
+    args += ["--chains", "4"]
     args += ["--langevin-steps", "1", "--iterations", "1", "--drift-steps", "0", "--quiet"]
     r = subprocess.run(
         [sys.executable, "-c", script, *args],

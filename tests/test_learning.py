@@ -10,7 +10,7 @@ from conftest import assert_resumes_bit_for_bit, rel_err
 from gcn_numpy import data, metrics
 from gcn_numpy.learning import DivergenceError, Learner
 from gcn_numpy.model import Layer
-from gcn_numpy.presets import TrainConfig, get_preset
+from gcn_numpy.presets import DEFAULT_PRESET, TrainConfig, get_preset
 from gcn_numpy.rules import Adam, ReleaseRule
 
 
@@ -457,6 +457,20 @@ def test_the_convergent_preset_is_the_paper_preset_at_cpu_size():
     assert convergent.restart_chains and convergent.texture_scale == 1.0
     assert convergent.anneal == 0.5 and convergent.rejuvenate == 10 and convergent.grow
     assert (convergent.rejuvenate_from, convergent.rejuvenate_tempered_stage) == ("alternate", 2)
+
+
+def test_the_default_preset_is_the_convergent_one_with_one_larger_chain():
+    """``texture-one-chain`` (what ``python -m gcn_numpy.train`` runs) changes only the
+    chains: one on a canvas 1.5x the training size instead of four, restarted every 40th
+    iteration instead of every 10th (a chain lives as long between restarts)."""
+    default, convergent = get_preset(DEFAULT_PRESET), get_preset("texture-convergent")
+    changed = {
+        k for k, v in default.to_dict().items() if k != "preset" and v != getattr(convergent, k)
+    }
+    assert DEFAULT_PRESET == "texture-one-chain"
+    assert changed == {"chains", "synth_scale", "rejuvenate"}
+    assert (default.chains, default.synth_scale, default.rejuvenate) == (1, 1.5, 40)
+    assert default.rejuvenate // default.chains == convergent.rejuvenate * convergent.chains
 
 
 def test_presets_exist_with_the_release_numbers():

@@ -19,7 +19,19 @@ from PIL import Image
 from gcn_numpy import checkpoint, data, train
 from gcn_numpy.learning import Learner
 
-TINY = ["--size", "16", "--chains", "3", "--langevin-steps", "2", "--drift-steps", "0", "--quiet"]
+TINY = [
+    "--preset",
+    "texture",
+    "--size",
+    "16",
+    "--chains",
+    "3",
+    "--langevin-steps",
+    "2",
+    "--drift-steps",
+    "0",
+    "--quiet",
+]
 
 
 def one_line_error(capsys, *args):
@@ -335,6 +347,8 @@ def test_a_small_image_is_upsampled_with_a_warning(tmp_path, capsys, size):
     path = tmp_path / "tiny.png"
     Image.fromarray(np.arange(4, dtype=np.uint8).reshape(2, 2) * 60).save(path)
     args = [
+        "--preset",
+        "texture",
         "--backend",
         "numpy",
         "--chains",

@@ -11,7 +11,9 @@ import pytest
 from conftest import npz_arrays, read_csv, run_cli
 from PIL import Image
 
-TINY = [
+TINY = [  # the small CPU net (the default preset is larger)
+    "--preset",
+    "texture",
     "--backend",
     "numpy",
     "--size",
@@ -51,6 +53,20 @@ def test_texture_run_writes_every_output(tmp_path):
     # the chains' canvas adds the texture net's receptive field, 19 px, on each side
     assert int(state["iteration"]) == 4 and state["chains"].shape == (3, 1, 62, 62)
     assert not list(out.glob("*.tmp-*")), "a temporary checkpoint was left behind"
+
+
+def test_with_no_preset_the_run_is_the_default_one_chain_preset(tmp_path):
+    out = tmp_path / "default"
+    args = "--iterations 1 --size 36 --langevin-steps 1 --drift-steps 0 --quiet"
+    r = run_cli(*args.split(), "--out", str(out), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    config = json.loads((out / "config.json").read_text())
+    assert config["preset"] == "texture-one-chain" and config["chains"] == 1
+    state = npz_arrays(out / "checkpoint.npz")
+    assert state["chains"].shape == (1, 1, 54 + 2 * 33, 54 + 2 * 33)  # 1.5 x 36 + the margin
+    assert sorted(os.listdir(out / "synthesized")) == ["chain_00.png"]
+    with Image.open(out / "synthesized" / "chain_00.png") as im:
+        assert im.size == (54, 54)
 
 
 def test_the_convergent_preset_runs_its_three_stages(tmp_path):
@@ -200,7 +216,8 @@ def test_help_explains_every_option():
         "--synth-size",
     ):
         assert option in r.stdout
-    assert "texture: 8" in r.stdout  # the preset's number of chains is shown
+    flat = "".join(r.stdout.split())  # argparse wraps lines, at hyphens too
+    assert "parallelLangevinchainsM~(texture-one-chain:1)" in flat  # the default's value
 
 
 def test_the_chain_restart_options_reach_the_configuration():
@@ -210,7 +227,9 @@ def test_the_chain_restart_options_reach_the_configuration():
     config = config_from_args(build_parser().parse_args(args))
     assert (config.rejuvenate_from, config.tempered_restart) == ("tempered", 0.5)
     default = config_from_args(build_parser().parse_args([]))
-    assert (default.rejuvenate_from, default.tempered_restart) == ("zeros", 0.0)
+    assert (default.rejuvenate_from, default.tempered_restart) == ("alternate", 0.0)
+    small = config_from_args(build_parser().parse_args(["--preset", "texture"]))
+    assert (small.rejuvenate_from, small.tempered_restart) == ("zeros", 0.0)
 
 
 def _with(args, **options):

@@ -120,6 +120,8 @@ def test_an_object_model_samples_at_its_training_size_only(tmp_path):
 def test_a_training_checkpoint_loads_as_a_model(tmp_path):
     out = tmp_path / "run"
     args = [
+        "--preset",
+        "texture",
         "--backend",
         "numpy",
         "--size",
@@ -190,7 +192,8 @@ def test_the_command_says_when_the_models_own_dynamics_did_not_keep_its_samples(
 
 def test_a_checkpoint_carries_its_runs_drift_test_where_the_summary_is_its_own(tmp_path):
     out = tmp_path / "run"
-    args = "--backend numpy --size 16 --chains 2 --langevin-steps 2 --iterations 2"
+    args = "--preset texture --backend numpy --size 16 --chains 2 --langevin-steps 2"
+    args += " --iterations 2"
     args = [*args.split(), "--drift-steps", "3", "--quiet", "--out", str(out)]
     assert run_cli(*args, cwd=tmp_path).returncode == 0
     drift = load_model(str(out), backend="numpy").info["summary"]["drift"]
