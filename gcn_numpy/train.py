@@ -640,8 +640,9 @@ def main(argv=None):
     --------
     >>> import os, tempfile
     >>> out = os.path.join(tempfile.mkdtemp(), "run")
-    >>> main(["--backend", "numpy", "--size", "32", "--chains", "2", "--iterations", "2",
-    ...       "--drift-steps", "20", "--quiet", "--out", out])  # doctest: +ELLIPSIS
+    >>> main(["--preset", "texture", "--backend", "numpy", "--size", "32", "--chains", "2",
+    ...       "--iterations", "2", "--drift-steps", "20", "--quiet", "--out", out])
+    ... # doctest: +ELLIPSIS
     copying ..., sameness ..., frame score ...
     own dynamics, 20 steps at fixed weights: mean ...
     2 iterations done; outputs in ...
