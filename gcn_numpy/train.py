@@ -1,7 +1,8 @@
 """``python -m gcn_numpy.train``: learn a generative ConvNet from images and sample from it.
 
 With no arguments it learns the ``texture-one-chain`` preset from the shipped gravel texture
-in a few minutes on a CPU. See ``--help`` for every option; presets are in :mod:`gcn_numpy.presets`.
+in a few minutes on a CPU. See ``--help`` for every option; presets are in
+:mod:`gcn_numpy.presets`.
 
 Outputs (default folder ``runs/<preset>-<timestamp>/``): ``config.json``, ``metrics.csv``,
 ``checkpoint.npz``, refreshed at every checkpoint: ``synthesized/chain_XX.png``,
@@ -303,9 +304,8 @@ def build_parser():
         "frame, on 20 of 21 measured runs; 2-4 minutes on 2 cores), texture-convergent (the "
         "same with four 112 px chains: about twice the time, samples from zero closer to the "
         "texture on more of the measured runs), texture | object | cd (smaller nets, CPU "
-        "scale) or texture-paper | "
-        "object-paper | cd-paper (the release's numbers, 224 px, for a GPU) "
-        f"(default: {DEFAULT_PRESET})",
+        "scale) or texture-paper | object-paper | cd-paper (the release's numbers, 224 px, for "
+        f"a GPU) (default: {DEFAULT_PRESET})",
     )
     p.add_argument(
         "--image",

@@ -73,7 +73,7 @@ def test_a_run_too_large_for_the_memory_is_refused_before_anything_is_written(
     Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8)).save(image)
     args = [str(image) if a == "IMAGE" else a for a in args]
     out = tmp_path / "run"
-    args = ["--preset", "texture", *args]  # the default CPU net's numbers in the comments
+    args = ["--preset", "texture", *args]  # the comments' numbers are `texture`'s (8 chains)
     r = run_cli(*args, "--iterations", "1", "--out", str(out), cwd=tmp_path, timeout=120)
     line = assert_one_line_refusal(r, "need about", "available", lower)
     assert "TiB" in line  # what the run needs, against what the machine has
