@@ -15,8 +15,6 @@ statistics are.
 """
 
 import numpy as np
-from scipy import ndimage
-from scipy.signal import fftconvolve
 
 __all__ = [
     "max_ncc",
@@ -69,6 +67,8 @@ def max_ncc(patch, image):
     t_norm = np.sqrt((t * t).sum())
     if t_norm == 0:
         return 0.0
+    from scipy.signal import fftconvolve  # here: importing scipy.signal takes a second
+
     ones = np.ones((h, w))
     num = sum(fftconvolve(image[c], t[c, ::-1, ::-1], mode="valid") for c in range(C))
     s1 = sum(fftconvolve(image[c], ones, mode="valid") for c in range(C))
@@ -328,6 +328,8 @@ def filter_responses(images, scales=CLOSENESS_SCALES):
     >>> len(filter_responses(np.zeros((1, 1, 16, 16))))  # scale 4 does not fit
     7
     """
+    from scipy import ndimage  # here: importing it takes half a second
+
     images = np.asarray(images, dtype=np.float64)
     N, C, H, W = images.shape
     bank = [(None, 0, None)]

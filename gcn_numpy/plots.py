@@ -5,7 +5,6 @@ over time, reconstructions and filters. Images come in as uint8 arrays of shape
 import os
 
 import numpy as np
-from matplotlib.figure import Figure
 from PIL import Image
 
 from ._io import atomic_write
@@ -23,6 +22,14 @@ __all__ = [
     "save_filters",
     "save_drift",
 ]
+
+
+def _figure(**kwargs):
+    """A Matplotlib ``Figure`` (no pyplot, no display), imported on first use: importing
+    Matplotlib takes about a second, which every command would otherwise pay at start."""
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
 
 
 def _save_png(path, image):
@@ -140,7 +147,7 @@ def save_rows(path, rows, max_width=420):
     heights = [max(im.shape[0] for im in ims) * zoom for _, ims in rows]
     W = widest * zoom + 2 * gap
     H = sum(heights) + len(rows) * label_px + 2 * gap
-    fig = Figure(figsize=(W / 100, H / 100), dpi=100)
+    fig = _figure(figsize=(W / 100, H / 100), dpi=100)
     y = H - gap
     for (label, ims), height in zip(rows, heights, strict=True):
         y -= label_px + height
@@ -199,7 +206,7 @@ def save_curves(path, metrics, stage_starts=(), rollbacks=()):
     ]
     if np.any(np.asarray(metrics.get("recon_error", [0])) > 0):
         panels.append(("reconstruction error |B - I| (0-255)", ("recon_error",)))
-    fig = Figure(figsize=(4.2 * len(panels), 3.2), dpi=100)
+    fig = _figure(figsize=(4.2 * len(panels), 3.2), dpi=100)
     for k, (title, keys) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), k + 1)
         for key in keys:
@@ -313,7 +320,7 @@ def save_drift(path, records, before, after, data_mean=None, data_std=None, fram
         ("frame score", "frame_score", list(frame_range or ())),
     ]
     before, after = list(before[:4]), list(after[:4])
-    fig = Figure(figsize=(12, 5.6), dpi=100)
+    fig = _figure(figsize=(12, 5.6), dpi=100)
     grid = fig.add_gridspec(2, 2 * len(panels), height_ratios=[1, 1])
     for k, (title, key, lines) in enumerate(panels):
         ax = fig.add_subplot(grid[0, 2 * k : 2 * k + 2])
