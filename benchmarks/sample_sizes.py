@@ -10,7 +10,10 @@ time of the sampling.
 Usage::
 
     python benchmarks/sample_sizes.py [--models gravel grass brick] [--sizes 96 192 384 512]
-        [--n 4] [--steps 200] [--json FILE]
+        [--n 4] [--steps 200] [--init zeros|noise] [--json FILE]
+
+``--init`` as the sampling command's: ``zeros`` (the tempered start from the mean image,
+the default) or ``noise`` (white noise of the training images' spread, no tempered start).
 """
 
 import argparse
@@ -54,11 +57,11 @@ def held_out_closeness(photo, training, side, n=4, seed=0):
     return float(np.mean(scores))
 
 
-def measure(name, size, n, steps, seed):
+def measure(name, size, n, steps, seed, init="zeros"):
     model = load_model(name)
     training = training_crop(model)
     t0 = time.perf_counter()
-    x = model.sample(n=n, size=size, steps=steps, seed=seed)
+    x = model.sample(n=n, size=size, steps=steps, seed=seed, init=init)
     seconds = time.perf_counter() - t0
     photo = photo_of(model)
     summary = run_summary(x, training, photo=data.training_photo(model.config))
@@ -67,6 +70,7 @@ def measure(name, size, n, steps, seed):
         "size": size,
         "n": n,
         "steps": steps,
+        "init": init,
         "seconds": round(seconds, 1),
         "closeness": float(metrics.texture_closeness(x, training)),
         "closeness_held_out": np.nan
@@ -91,6 +95,7 @@ def main():
     p.add_argument("--n", type=int, default=4)
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", choices=("zeros", "noise"), default="zeros")
     p.add_argument("--json")
     a = p.parse_args()
     rows = []
@@ -108,7 +113,7 @@ def main():
     print("| " + " | ".join(header) + " |\n" + "|---" * len(header) + "|")
     for name in a.models:
         for size in a.sizes:
-            r = measure(name, size, a.n, a.steps, a.seed)
+            r = measure(name, size, a.n, a.steps, a.seed, a.init)
             rows.append(r)
             ref = r.get("frame_reference", (np.nan, np.nan))
             print(
