@@ -56,6 +56,28 @@ def wait_for(predicate, proc, seconds=300):
 # ------------------------------------------------------------------------- signals
 
 
+def signal_args(backend):
+    return [*TINY, "--backend", backend, "--iterations", "14", "--checkpoint-every", "2"]
+
+
+@pytest.fixture(scope="module")
+def full_runs(tmp_path_factory):
+    """The uninterrupted run of each backend, made once for the signal tests (they only
+    read it)."""
+    runs = {}
+
+    def get(backend):
+        if backend not in runs:
+            folder = tmp_path_factory.mktemp(f"full-{backend}")
+            out = folder / "full"
+            r = run_cli(*signal_args(backend), "--out", str(out), cwd=folder)
+            assert r.returncode == 0, r.stderr
+            runs[backend] = out
+        return runs[backend]
+
+    return get
+
+
 @pytest.mark.parametrize(
     "backend, sig, status",
     [
@@ -65,10 +87,11 @@ def wait_for(predicate, proc, seconds=300):
         ("numba", signal.SIGTERM, 143),
     ],
 )
-def test_a_signal_saves_a_checkpoint_that_resumes_bit_for_bit(tmp_path, backend, sig, status):
-    args = [*TINY, "--backend", backend, "--iterations", "14", "--checkpoint-every", "2"]
-    full = tmp_path / "full"
-    assert run_cli(*args, "--out", str(full), cwd=tmp_path).returncode == 0
+def test_a_signal_saves_a_checkpoint_that_resumes_bit_for_bit(
+    tmp_path, full_runs, backend, sig, status
+):
+    args = signal_args(backend)
+    full = full_runs(backend)
 
     part = tmp_path / "part"
     proc = subprocess.Popen(
