@@ -154,6 +154,24 @@ def torch_score(net, I):
     return f, x, params
 
 
+# A training run at a few pixels: the small CPU net (the default preset is larger), three
+# chains of 16 px, two Langevin steps an iteration, no drift test; each test file adds its
+# backend and iterations.
+TINY_RUN = [
+    "--preset",
+    "texture",
+    "--size",
+    "16",
+    "--chains",
+    "3",
+    "--langevin-steps",
+    "2",
+    "--drift-steps",
+    "0",
+    "--quiet",
+]
+
+
 def run_cli(*args, cwd, timeout=600):
     """``python -m gcn_numpy.train *args`` in a subprocess, output captured as text."""
     return subprocess.run(

@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import npz_arrays, run_cli
+from conftest import TINY_RUN, npz_arrays, run_cli
 from PIL import Image
 from test_reliability import one_line_error, wait_for
 
@@ -21,20 +21,7 @@ from gcn_numpy.presets import get_preset
 from gcn_numpy.summary import FLAT_SAMPLES, run_summary, summary_line, write_summary
 
 LINUX = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-TINY = [
-    "--preset",
-    "texture",
-    "--size",
-    "16",
-    "--chains",
-    "3",
-    "--langevin-steps",
-    "2",
-    "--quiet",
-    "--backend",
-    "numpy",
-]
-TINY += ["--drift-steps", "0"]
+TINY = [*TINY_RUN, "--backend", "numpy"]
 
 
 def strict_json(path):

@@ -13,25 +13,13 @@ import time
 
 import numpy as np
 import pytest
-from conftest import npz_arrays, read_csv, run_cli
+from conftest import TINY_RUN, npz_arrays, read_csv, run_cli
 from PIL import Image
 
 from gcn_numpy import checkpoint, data, train
 from gcn_numpy.learning import Learner
 
-TINY = [
-    "--preset",
-    "texture",
-    "--size",
-    "16",
-    "--chains",
-    "3",
-    "--langevin-steps",
-    "2",
-    "--drift-steps",
-    "0",
-    "--quiet",
-]
+TINY = TINY_RUN  # on the default backend
 
 
 def one_line_error(capsys, *args):

@@ -8,24 +8,10 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import npz_arrays, read_csv, run_cli
+from conftest import TINY_RUN, npz_arrays, read_csv, run_cli
 from PIL import Image
 
-TINY = [  # the small CPU net (the default preset is larger)
-    "--preset",
-    "texture",
-    "--backend",
-    "numpy",
-    "--size",
-    "16",
-    "--chains",
-    "3",
-    "--langevin-steps",
-    "2",
-    "--drift-steps",
-    "0",
-    "--quiet",
-]
+TINY = [*TINY_RUN, "--backend", "numpy"]
 
 
 def test_texture_run_writes_every_output(tmp_path):
