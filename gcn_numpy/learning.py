@@ -386,7 +386,9 @@ class Learner:
         old chains alone is free where no chain goes, and the dynamics from zero can
         settle in a mode the data never had (measured: a flat bright image, in 30 steps);
         chains that start again keep the way from zero in the negative phase (the replay
-        buffer of Du and Mordatch, 2019; the rejuvenation of Nijkamp et al., 2020)."""
+        buffer of Du and Mordatch, 2019; the rejuvenation of Nijkamp et al., 2020). With
+        ``rejuvenate_keep = K`` the first K chains are left alone and the restarts go to
+        the others in turn: persistent chains beside chains that keep starting again."""
         R, t = self.config.rejuvenate, self.iteration
         if t == self._tempered_restart_iteration():
             return self._tempered_start(self.chains)
@@ -394,7 +396,8 @@ class Learner:
         if not R or t == 0 or t % R or t >= self.total_iterations - quiet:
             return self.chains
         start = self.chains.copy()
-        k = (t // R - 1) % start.shape[0]
+        keep = self.config.rejuvenate_keep  # chains 0 .. keep-1 are never restarted
+        k = keep + (t // R - 1) % (start.shape[0] - keep)
         if self.config.rejuvenate_from == "noise":  # white noise of the data's spread
             scale = float(self.net.to_numpy(self.obs.std()))
             noise = self.net.kernels.standard_normal(self.rng, start[k].shape, self.net.dtype)

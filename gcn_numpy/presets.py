@@ -103,7 +103,9 @@ class TrainConfig:
     # training images' standard deviation), "tempered" (the tempered start from zero) or
     # "alternate" (the tempered start and zero in turn: Learner._rejuvenate_tempered) ...
     rejuvenate_tempered_stage: int = 1  # ... "tempered" or "alternate" from this stage on (a
-    # grown net's stage k has k layers; without growing there is one stage), zero before it
+    # grown net's stage k has k layers; without growing there is one stage), zero before it;
+    rejuvenate_keep: int = 0  # the first this many chains are never rejuvenated (persistent
+    # through a stage), the restarts go to the others in turn
     tempered_restart: float = 0.0  # every chain starts again by a tempered start from zero
     # (gcn_numpy.sampling.tempered_chains) when this last fraction of the final stage is left
     # (0: never; Learner._chain_starts)
@@ -164,6 +166,11 @@ class TrainConfig:
         for name in ("langevin_steps", "rejuvenate", "drift_steps", "snapshot_every"):
             positive_int(getattr(self, name), name, minimum=0)
         positive_int(self.rejuvenate_tempered_stage, "rejuvenate_tempered_stage")
+        keep = positive_int(self.rejuvenate_keep, "rejuvenate_keep", minimum=0)
+        if keep >= self.chains:
+            raise ValueError(
+                f"rejuvenate_keep must be below the number of chains ({self.chains}), got {keep}"
+            )
         for name in ("step_size", "sigma", "lr"):
             value = getattr(self, name)
             if not (isinstance(value, Real) and np.isfinite(value) and 0 < value <= 1e150):

@@ -205,6 +205,13 @@ OPTIONS = (
         metavar="STAGE",
     ),
     Option(
+        "--rejuvenate-keep",
+        "with --rejuvenate: the first K chains are never started again (persistent through a "
+        "stage); the restarts go to the others in turn",
+        _argument(lambda v, what: positive_int(v, what, minimum=0), int),
+        metavar="K",
+    ),
+    Option(
         "--tempered-restart",
         "when this last fraction of the final stage is left, every chain starts again by the "
         "sampling command's tempered start from zero (0: never; docs/convergence.md)",

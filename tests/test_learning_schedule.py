@@ -55,6 +55,33 @@ def test_rejuvenation_starts_one_chain_in_turn_at_zero_every_R_iterations():
     assert learner.chains.min() == 1.0  # the learner's own chains are not touched
 
 
+def test_kept_chains_are_never_rejuvenated_the_others_take_turns():
+    """``rejuvenate_keep = K``: chains 0 .. K-1 persist, the restarts go to the rest in turn
+    (with "alternate", tempered and at zero in turn, so here all to the one other chain)."""
+    config = tiny_config(iterations=20, rejuvenate=2, chains=3, rejuvenate_keep=1,
+                         rejuvenate_stop=0.25)  # fmt: skip
+    learner = Learner(config, texture())
+    learner.chains = learner.chains + 1.0
+    restarted = {}
+    for t in range(20):
+        learner.iteration = t
+        start = learner._chain_starts()
+        restarted.update({t: [i for i in range(3) if not start[i].any()]} if
+                         not start.all() else {})  # fmt: skip
+    assert restarted == {2: [1], 4: [2], 6: [1], 8: [2], 10: [1], 12: [2], 14: [1]}
+    alternate = Learner(replace(config, chains=2, rejuvenate_from="alternate"), texture())
+    alternate.chains = alternate.chains + 1.0
+    for t, tempered in ((2, False), (4, True), (6, False), (8, True)):
+        alternate.iteration = t
+        start = alternate._chain_starts()
+        assert np.array_equal(start[0], alternate.chains[0])  # the kept chain, as it is
+        assert (start[1].std() > 0) == tempered and not (start[1] == 1.0).all()
+    for keep in (3, -1):
+        with pytest.raises(ValueError, match="rejuvenate_keep must be"):
+            tiny_config(chains=3, rejuvenate_keep=keep)
+    assert_resumes_bit_for_bit(config, texture(), 3, 8)
+
+
 def test_a_tempered_restart_starts_every_chain_from_the_tempered_start_once():
     """When ``tempered_restart`` of the final stage is left, every chain starts again from
     the sampling command's tempered start from zero (the same draws from the learner's
