@@ -106,6 +106,7 @@ def _argument(check, kind):
 
 
 POSITIVE_INT = _argument(positive_int, int)
+COUNT = _argument(lambda v, what: positive_int(v, what, minimum=0), int)  # an integer >= 0
 
 
 def _fraction(value, what):
@@ -118,7 +119,7 @@ def _margin(text):
     """``--synth-margin``: ``rf`` or an integer >= 0."""
     if text == "rf":
         return text
-    return _argument(lambda v, what: positive_int(v, what, minimum=0), int)(text)
+    return COUNT(text)
 
 
 POSITIVE_FLOAT = _argument(positive_float, float)
@@ -185,7 +186,7 @@ OPTIONS = (
         "--rejuvenate",
         "every R iterations one chain (in turn) starts again at zero, the mean image, except "
         "over the last tenth of the run, so that the model keeps the way from zero (0: never)",
-        _argument(lambda v, what: positive_int(v, what, minimum=0), int),
+        COUNT,
         metavar="R",
     ),
     Option(
@@ -208,7 +209,7 @@ OPTIONS = (
         "--rejuvenate-keep",
         "with --rejuvenate: the first K chains are never started again (persistent through a "
         "stage); the restarts go to the others in turn",
-        _argument(lambda v, what: positive_int(v, what, minimum=0), int),
+        COUNT,
         metavar="K",
     ),
     Option(
@@ -252,7 +253,7 @@ OPTIONS = (
         "at the end, run a copy of the chains N Langevin steps at the learned weights and "
         "report whether the model's own dynamics keep its samples (drift.png, summary.json; "
         "0: skip)",
-        _argument(lambda v, what: positive_int(v, what, minimum=0), int),
+        COUNT,
         metavar="N",
         resumable=True,
     ),

@@ -39,19 +39,25 @@ def test_a_rollback_during_the_anneal_halves_the_stage_rate_not_the_annealed_one
     assert np.allclose(rates[7:], [0.002 * 0.6, 0.001 * 0.6, 0.001 * 0.4, 0.001 * 0.2])
 
 
+def restarts_at_zero(learner):
+    """{iteration: the chains that start again at zero there} over the learner's run (its
+    chains must be non-zero everywhere)."""
+    restarted = {}
+    for t in range(learner.total_iterations):
+        learner.iteration = t
+        start = learner._chain_starts()
+        zero = [i for i in range(len(start)) if not start[i].any()]
+        if zero:
+            restarted[t] = zero
+    return restarted
+
+
 def test_rejuvenation_starts_one_chain_in_turn_at_zero_every_R_iterations():
     config = tiny_config(iterations=20, rejuvenate=2, chains=3, rejuvenate_stop=0.25)
     learner = Learner(config, texture())
     learner.chains = learner.chains + 1.0
-    restarted = {}
-    for t in range(20):
-        learner.iteration = t
-        start = learner._chain_starts()
-        zero = [i for i in range(3) if not start[i].any()]
-        if zero:
-            restarted[t] = zero
     # every second iteration, chains 0, 1, 2, 0, ... in turn; none in the last 5
-    assert restarted == {2: [0], 4: [1], 6: [2], 8: [0], 10: [1], 12: [2], 14: [0]}
+    assert restarts_at_zero(learner) == {2: [0], 4: [1], 6: [2], 8: [0], 10: [1], 12: [2], 14: [0]}
     assert learner.chains.min() == 1.0  # the learner's own chains are not touched
 
 
@@ -62,13 +68,7 @@ def test_kept_chains_are_never_rejuvenated_the_others_take_turns():
                          rejuvenate_stop=0.25)  # fmt: skip
     learner = Learner(config, texture())
     learner.chains = learner.chains + 1.0
-    restarted = {}
-    for t in range(20):
-        learner.iteration = t
-        start = learner._chain_starts()
-        restarted.update({t: [i for i in range(3) if not start[i].any()]} if
-                         not start.all() else {})  # fmt: skip
-    assert restarted == {2: [1], 4: [2], 6: [1], 8: [2], 10: [1], 12: [2], 14: [1]}
+    assert restarts_at_zero(learner) == {2: [1], 4: [2], 6: [1], 8: [2], 10: [1], 12: [2], 14: [1]}
     alternate = Learner(replace(config, chains=2, rejuvenate_from="alternate"), texture())
     alternate.chains = alternate.chains + 1.0
     for t, tempered in ((2, False), (4, True), (6, False), (8, True)):
