@@ -211,21 +211,31 @@ def verdict_words(drift):
 
 
 def drift_line(drift):
-    """One line for the console: how far the model's own dynamics keep its samples.
+    """One line for the console: how far the model's own dynamics keep its samples, with
+    the training images' mean and standard deviation beside the chains' where the entry
+    has them (``data_mean``, ``data_std``: entries written before December 2026 do not).
 
     Examples
     --------
     >>> r0 = {"step": 0, "mean": 130.0, "std": 40.0, "closeness": 0.70, "frame_score": 0.2}
     >>> r1 = dict(r0, step=1000, mean=129.0, std=41.0, closeness=0.68)
-    >>> print(drift_line({"steps": 1000, "records": [r0, r1], "kept": True, "reasons": []}))
-    ... # doctest: +NORMALIZE_WHITESPACE
+    >>> drift = {"steps": 1000, "records": [r0, r1], "kept": True, "reasons": []}
+    >>> print(drift_line(drift))  # doctest: +NORMALIZE_WHITESPACE
     own dynamics, 1000 steps at fixed weights: mean 130.0 -> 129.0, std 40.0 -> 41.0,
     closeness 0.70 -> 0.68, frame score 0.20 -> 0.20: kept
+    >>> print(drift_line(dict(drift, data_mean=131.2, data_std=45.0)))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    own dynamics, 1000 steps at fixed weights: mean 130.0 -> 129.0 (data 131.2),
+    std 40.0 -> 41.0 (data 45.0), closeness 0.70 -> 0.68, frame score 0.20 -> 0.20: kept
     """
     a, b = drift["records"][0], drift["records"][-1]
+
+    def data(key):
+        return f" (data {drift[key]:.1f})" if drift.get(key) is not None else ""
+
     parts = [
-        f"mean {a['mean']:.1f} -> {b['mean']:.1f}",
-        f"std {a['std']:.1f} -> {b['std']:.1f}",
+        f"mean {a['mean']:.1f} -> {b['mean']:.1f}{data('data_mean')}",
+        f"std {a['std']:.1f} -> {b['std']:.1f}{data('data_std')}",
         f"closeness {a['closeness']:.2f} -> {b['closeness']:.2f}",
     ]
     if np.isfinite(a["frame_score"]) and np.isfinite(b["frame_score"]):

@@ -258,7 +258,14 @@ def run_drift(run, learner, progress=None):
         data_std=grey_std,
         frame_range=None if crops is None else (float(crops.min()), float(crops.max())),
     )
-    return {"steps": cfg.drift_steps, "records": records, "kept": kept, "reasons": reasons}
+    return {
+        "steps": cfg.drift_steps,
+        "records": records,
+        "kept": kept,
+        "reasons": reasons,
+        "data_mean": float(np.mean(run.mean)),
+        "data_std": grey_std,  # the records' "std" of the training images themselves
+    }
 
 
 def finish_summary(run, learner, seconds, drift=None):

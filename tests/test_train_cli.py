@@ -11,6 +11,9 @@ import pytest
 from conftest import TINY_RUN, npz_arrays, read_csv, run_cli
 from PIL import Image
 
+from gcn_numpy import data
+from gcn_numpy.zoo import load_model
+
 TINY = [*TINY_RUN, "--backend", "numpy"]
 
 
@@ -260,6 +263,12 @@ def test_a_run_ends_with_the_drift_test_of_its_model(tmp_path):
     assert abs(first["mean"] - (chains.mean() + mean)) < 1e-3  # step 0 is the final chains
     assert drift["records"][-1]["mean"] != first["mean"]  # ... and the steps moved them
     assert "own dynamics, 40 steps at fixed weights" in r.stdout
+    # the data beside the chains: the training images' mean and std as the records measure them
+    model = load_model(str(out / "checkpoint.npz"), backend="numpy")
+    training = data.load_training_images(model.config)
+    assert drift["data_mean"] == pytest.approx(float(training.mean()))
+    assert drift["data_std"] == pytest.approx(float(training.std(axis=(1, 2, 3)).mean()))
+    assert f"(data {drift['data_std']:.1f})" in r.stdout
     with Image.open(out / "drift.png") as im:
         im.verify()
     assert int(npz_arrays(out / "checkpoint.npz")["iteration"]) == 3
