@@ -312,16 +312,23 @@ PRESETS = {
     # sees, and pushes away, the modes that start finds: with plain restarts alone the
     # grass model's tempered samples fell into a high-contrast pattern of lower energy
     # than its texture; with tempered restarts alone gravel's samples from zero came out
-    # 13-14 grey levels too bright). Measured (docs/convergence.md, eighth round; 13 runs on
-    # 7 textures): 12 final models of 13 keep their samples under 1000 steps of their own
-    # dynamics by the drift test's four bounds (rock05 seed 2's samples sit 5.1 grey levels
-    # below the data's mean throughout, the bound is 5), and 10 of 13 reach 0.8x a held-out
-    # crop's closeness from zero at 512 px (not brick, mud, sand); see there per run.
+    # 13-14 grey levels too bright). Measured with 112 px chains on an Intel Xeon
+    # (docs/convergence.md, eighth round; 13 runs on 7 textures): 12 final models of 13
+    # keep their samples under 1000 steps of their own dynamics by the drift test's four
+    # bounds (rock05 seed 2's samples sit 5.1 grey levels below the data's mean
+    # throughout, the bound is 5), and 10 of 13 reach 0.8x a held-out crop's closeness
+    # from zero at 512 px (not brick, mud, sand); see there per run.
+    # Since December 2026 the chains are 128 px (8/7 of the training size) instead of
+    # 112: on a 2-core AMD EPYC (docs/convergence.md, thirteenth round; gravel, rock05 and
+    # bricks, seeds 0-2) 112 px chains framed gravel on every seed and copied the training
+    # crop up to 0.74, and met both targets (kept by the drift test's four bounds; 0.8x a
+    # held-out crop's closeness from zero) on 3 runs of 9; 128 px chains on 6 runs of 9.
     "texture-convergent": TrainConfig(
         preset="texture-convergent",
         data="texture:gravel",
         texture_scale=1.0,
         size=112,
+        synth_scale=128 / 112,
         synth_margin="rf",
         layers=_layers(*TEXTURE_NET),
         top="sum",
@@ -341,7 +348,7 @@ PRESETS = {
         boundary="reflect",
     ),
     # The default (`python -m gcn_numpy.train`): `texture-convergent` with one chain on a
-    # 168 px canvas (1.5 x the training size) instead of four of 112 px, and one restart
+    # 168 px canvas (1.5 x the training size) instead of four (then of 112 px), and one restart
     # every 40th iteration instead of every 10th, so that a chain lives as long between
     # restarts and as large a share of the chains' pixels starts again. With one chain the
     # learning matches the training image's statistics by that chain alone, not by four

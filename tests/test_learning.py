@@ -8,7 +8,7 @@ import pytest
 from conftest import assert_resumes_bit_for_bit, rel_err
 
 from gcn_numpy import data, metrics
-from gcn_numpy.learning import DivergenceError, Learner
+from gcn_numpy.learning import DivergenceError, Learner, chains_shape
 from gcn_numpy.model import Layer
 from gcn_numpy.presets import DEFAULT_PRESET, TrainConfig, get_preset
 from gcn_numpy.rules import Adam, ReleaseRule
@@ -437,9 +437,10 @@ def test_mismatched_state_is_rejected():
 
 
 def test_the_convergent_preset_is_the_paper_preset_at_cpu_size():
-    """``texture-convergent`` changes only the size, the chains, the iterations a stage,
-    the crop's scale, the restart at each stage and where rejuvenated chains start (the
-    tempered start and zero in turn, from stage 2); everything else is texture-paper's."""
+    """``texture-convergent`` changes only the size, the chains, their canvas (128 px at
+    the 112 px training size), the iterations a stage, the crop's scale, the restart at
+    each stage and where rejuvenated chains start (the tempered start and zero in turn,
+    from stage 2); everything else is texture-paper's."""
     convergent, paper = get_preset("texture-convergent"), get_preset("texture-paper")
     changed = {
         k for k, v in convergent.to_dict().items() if k != "preset" and v != getattr(paper, k)
@@ -447,6 +448,7 @@ def test_the_convergent_preset_is_the_paper_preset_at_cpu_size():
     assert changed == {
         "size",
         "chains",
+        "synth_scale",
         "iterations",
         "texture_scale",
         "restart_chains",
@@ -454,6 +456,7 @@ def test_the_convergent_preset_is_the_paper_preset_at_cpu_size():
         "rejuvenate_tempered_stage",
     }
     assert (convergent.size, convergent.chains, convergent.iterations) == (112, 4, 150)
+    assert chains_shape(convergent, (1, 1, 112, 112)) == (4, 1, 128 + 66, 128 + 66)
     assert convergent.restart_chains and convergent.texture_scale == 1.0
     assert convergent.anneal == 0.5 and convergent.rejuvenate == 10 and convergent.grow
     assert (convergent.rejuvenate_from, convergent.rejuvenate_tempered_stage) == ("alternate", 2)
@@ -461,7 +464,7 @@ def test_the_convergent_preset_is_the_paper_preset_at_cpu_size():
 
 def test_the_default_preset_is_the_convergent_one_with_one_larger_chain():
     """``texture-one-chain`` (what ``python -m gcn_numpy.train`` runs) changes only the
-    chains: one on a canvas 1.5x the training size instead of four, restarted every 40th
+    chains: one on a canvas 1.5x the training size instead of four of 8/7, restarted every 40th
     iteration instead of every 10th (a chain lives as long between restarts)."""
     default, convergent = get_preset(DEFAULT_PRESET), get_preset("texture-convergent")
     changed = {

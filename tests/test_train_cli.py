@@ -66,7 +66,8 @@ def test_the_convergent_preset_runs_its_three_stages(tmp_path):
     rows = read_csv(out / "metrics.csv")
     assert [int(r["layers"]) for r in rows] == [1, 2, 3]  # one iteration per grown stage
     state = npz_arrays(out / "checkpoint.npz")
-    assert state["chains"].shape == (2, 1, 36 + 2 * 33, 36 + 2 * 33)  # + the margin
+    side = round(36 * 128 / 112) + 2 * 33  # the chains' canvas, 8/7 of 36 px, + the margin
+    assert state["chains"].shape == (2, 1, side, side) and side == 107
 
 
 def test_cd_run_writes_reconstructions(tmp_path):
