@@ -310,7 +310,7 @@ def build_parser():
         help="configuration: texture-one-chain (the default: the release's net at 112 px, one "
         "168 px chain; its models kept their samples under their own dynamics, without a "
         "frame, on 20 of 21 measured runs; 2-4 minutes on 2 cores), texture-convergent (the "
-        "same with four 128 px chains: about twice the time, samples from zero closer to the "
+        "same with four 128 px chains: about 1.6x the time, samples from zero closer to the "
         "texture on more of the measured runs), texture | object | cd (smaller nets, CPU "
         "scale) or texture-paper | object-paper | cd-paper (the release's numbers, 224 px, for "
         f"a GPU) (default: {DEFAULT_PRESET})",
