@@ -242,20 +242,23 @@ def run_drift(run, learner, progress=None):
     if frames and min(np.shape(run.photo)[-2:]) > 2 * FRAME_MARGIN:
         training_std = float(obs.mean(axis=1).std())
         crops = frame_reference(run.photo, final.shape[-1], training_std)
+    # the training images' mean (0-255) and std, the std as the records measure the
+    # chains': in model units, about the channels' means
+    data_mean = float(np.mean(run.mean))
+    data_std = float(obs.std(axis=(1, 2, 3)).mean())
     kept, reasons = drift_verdict(
         records,
-        data_mean=float(np.mean(run.mean)),
+        data_mean=data_mean,
         frame_limit=None if crops is None else float(crops.max()) + 0.05,
         texture=cfg.top == "sum",
     )
-    grey_std = float((obs + run.mean[None, :, None, None]).std(axis=(1, 2, 3)).mean())
     plots.save_drift(
         run.path("drift.png"),
         records,
         data.to_uint8(learner.samples(), run.mean),
         data.to_uint8(final, run.mean),
-        data_mean=float(np.mean(run.mean)),
-        data_std=grey_std,
+        data_mean=data_mean,
+        data_std=data_std,
         frame_range=None if crops is None else (float(crops.min()), float(crops.max())),
     )
     return {
@@ -263,8 +266,8 @@ def run_drift(run, learner, progress=None):
         "records": records,
         "kept": kept,
         "reasons": reasons,
-        "data_mean": float(np.mean(run.mean)),
-        "data_std": grey_std,  # the records' "std" of the training images themselves
+        "data_mean": data_mean,
+        "data_std": data_std,
     }
 
 

@@ -464,8 +464,9 @@ def test_the_convergent_preset_is_the_paper_preset_at_cpu_size():
 
 def test_the_default_preset_is_the_convergent_one_with_one_larger_chain():
     """``texture-one-chain`` (what ``python -m gcn_numpy.train`` runs) changes only the
-    chains: one on a canvas 1.5x the training size instead of four of 8/7, restarted every 40th
-    iteration instead of every 10th (a chain lives as long between restarts)."""
+    chains: one on a canvas 1.5x the training size instead of four on one 8/7 of it,
+    restarted every 40th iteration instead of every 10th (a chain lives as long between
+    restarts)."""
     default, convergent = get_preset(DEFAULT_PRESET), get_preset("texture-convergent")
     changed = {
         k for k, v in default.to_dict().items() if k != "preset" and v != getattr(convergent, k)

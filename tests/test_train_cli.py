@@ -268,11 +268,32 @@ def test_a_run_ends_with_the_drift_test_of_its_model(tmp_path):
     model = load_model(str(out / "checkpoint.npz"), backend="numpy")
     training = data.load_training_images(model.config)
     assert drift["data_mean"] == pytest.approx(float(training.mean()))
-    assert drift["data_std"] == pytest.approx(float(training.std(axis=(1, 2, 3)).mean()))
+    units = training - model.mean[None, :, None, None]  # as the records measure the chains
+    assert drift["data_std"] == pytest.approx(float(units.std(axis=(1, 2, 3)).mean()))
     assert f"(data {drift['data_std']:.1f})" in r.stdout
     with Image.open(out / "drift.png") as im:
         im.verify()
     assert int(npz_arrays(out / "checkpoint.npz")["iteration"]) == 3
+
+
+def test_the_drift_tests_data_std_of_a_colour_image_is_about_each_channels_mean(tmp_path):
+    """The chains' std in the records is about each channel's mean (model units); so is
+    the data's beside it, not the std of the 0-255 values, which the channels' different
+    means would widen."""
+    rng = np.random.default_rng(0)
+    pixels = rng.normal(128, 20, (40, 40, 3)) + np.array([-80.0, 0.0, 80.0])  # offset channels
+    image = tmp_path / "colour.png"
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(image)
+    out = tmp_path / "run"
+    args = _with(TINY, drift_steps=10)
+    r = run_cli(*args, "--image", str(image), "--iterations", "2", "--out", str(out), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    drift = json.loads((out / "summary.json").read_text())["drift"]
+    model = load_model(str(out / "checkpoint.npz"), backend="numpy")
+    training = data.load_training_images(model.config)
+    units = training - model.mean[None, :, None, None]
+    assert drift["data_std"] == pytest.approx(float(units.std(axis=(1, 2, 3)).mean()))
+    assert drift["data_std"] < 0.5 * float(training.std(axis=(1, 2, 3)).mean())
 
 
 def test_the_samples_leave_out_the_margin_in_every_output(tmp_path):
