@@ -32,7 +32,7 @@ import functools
 
 import numpy as np
 
-from .backends.reference import conv2d, fold_maps, output_size, pad_maps
+from .backends.reference import fold_maps, output_size, pad_maps
 
 __all__ = [
     "BOUNDARIES",
@@ -171,25 +171,44 @@ def fold(a, before, size_hw, boundary):
     return fold_maps(a, rows, cols, before, size_hw)
 
 
-def clean_positions(layers, boundary, H, W):
+def clean_positions(layers, boundary, H, W, tolerance=0):
     """Which units of every layer see only the image, never the boundary: one bool array
     ``(H_l, W_l)`` per layer ``l = 1..L``. A unit is clean when every input it reads, at
     every layer below, lies inside the image (not a zero, wrapped or mirrored copy); for
     ``"zero"`` these are the units of a net without padding.
+
+    With ``tolerance = X`` pixels a unit counts as clean when its receptive field (the
+    pixels it would read were the image continued beyond its edge) leaves the image by at
+    most ``X`` pixels on every side: the units that see the boundary only through their
+    outermost ``X`` rows or columns. ``X`` at least the receptive field's padding makes
+    every unit clean.
+
+    Each axis is measured on its own: unit ``i`` of a layer whose strides multiply to ``S``
+    reads pixels ``i S - P`` to ``i S - P + R - 1``, ``R`` its receptive field's width
+    and ``P`` the padding in front of it, summed down the layers in pixels.
 
     Examples
     --------
     >>> from gcn_numpy import Layer
     >>> [m.sum() for m in clean_positions([Layer(1, 3, padding=1)], "zero", 5, 5)]
     [np.int64(9)]
+    >>> [m.sum() for m in clean_positions([Layer(1, 3, padding=1)], "zero", 5, 5, 1)]
+    [np.int64(25)]
     """
-    clean = np.ones((1, 1, H, W))
+    tolerance = int(tolerance)
+    if tolerance < 0:
+        raise ValueError(f"tolerance must be >= 0 pixels, got {tolerance}")
+    axes = [[n, n, 1, 0, 1] for n in (H, W)]  # image side, map side, S, P, R
     masks = []
     for layer in layers:
         before, after = layer_padding(layer, boundary)
-        padded = np.pad(clean, ((0, 0), (0, 0), (before, after), (before, after)))
-        window = np.ones((1, 1, layer.kernel, layer.kernel))
-        count = conv2d(padded, window, layer.stride, 0)
-        clean = (count > layer.kernel**2 - 0.5).astype(np.float64)
-        masks.append(clean[0, 0].astype(bool))
+        rows_cols = []
+        for axis in axes:
+            n, size, S, P, R = axis
+            size = output_size(size + before + after, layer.kernel, layer.stride, 0)
+            P, R, S = P + before * S, R + (layer.kernel - 1) * S, S * layer.stride
+            first = np.arange(size) * S - P
+            rows_cols.append((first >= -tolerance) & (first + R - 1 <= n - 1 + tolerance))
+            axis[1:] = size, S, P, R
+        masks.append(np.outer(*rows_cols))
     return masks

@@ -52,10 +52,10 @@ def drift_checkpoints(steps):
     return marks + ([steps] if steps > 0 else [])
 
 
-def _record(net, I, training, offset, sigma, step, training_std, margin):
+def _record(net, I, training, offset, sigma, step, training_std, margin, B_top=None):
     """The numbers of one checkpoint of the drift test (backend array ``I``); all but the
     energy on the canvas less ``margin`` pixels along each edge."""
-    f = net.forward_backward(I, need_B=False, need_grads=False)["f"]
+    f = net.forward_backward(I, need_B=False, need_grads=False, B_top=B_top)["f"]
     energy = net.to_numpy(energy_from_score(I, f, sigma))
     x = net.to_numpy(I).astype(np.float64)
     x = inner_window(x, margin)
@@ -85,6 +85,7 @@ def drift_test(
     mean=0.0,
     margin=0,
     progress=None,
+    B_top=None,
 ):
     """Langevin dynamics (eq. 19) at fixed weights, measured along the way.
 
@@ -111,6 +112,9 @@ def drift_test(
     progress : callable or None
         Called with the number of steps done, at least every ``PROGRESS_STEPS`` steps (it
         may raise to end the test).
+    B_top : array or None
+        The top positions ``f`` sums (:func:`gcn_numpy.learning.position_mask`), as in
+        learning; ``None``: every position.
 
     Returns
     -------
@@ -152,11 +156,11 @@ def drift_test(
     for mark in drift_checkpoints(steps):
         while done < mark:
             n = min(PROGRESS_STEPS, mark - done)
-            I = langevin_chains(net, I, n, step_size, sigma, rng)
+            I = langevin_chains(net, I, n, step_size, sigma, rng, B_top=B_top)
             done += n
             if progress is not None:
                 progress(done)
-        records.append(_record(net, I, training, offset, sigma, done, training_std, margin))
+        records.append(_record(net, I, training, offset, sigma, done, training_std, margin, B_top))
     return records, net.to_numpy(I)
 
 

@@ -32,13 +32,43 @@ __all__ = [
     "chains_shape",
     "DivergenceError",
     "POSITIONS",
+    "position_mask",
     "receptive_field",
     "synth_margin",
 ]
 
 METRICS = ("f_obs", "f_syn", "energy", "grad_norm", "recon_error")
 POSITIONS = ("all", "clean")  # which top positions f sums: every one, or those free of
-# the boundary (their receptive field inside the image)
+# the boundary (their receptive field inside the image, up to positions_tolerance pixels)
+
+
+def position_mask(net, positions, H, W, tolerance=0):
+    """``(B_top, count)`` for the top positions that ``f`` sums on an ``H x W`` canvas:
+    ``(None, None)`` for ``positions="all"`` (every one); for ``"clean"``, the mask of
+    the ``count`` positions whose receptive field leaves the canvas by at most
+    ``tolerance`` pixels (:meth:`GenerativeConvNet.clean_positions`), as the net's
+    ``B_top`` (a backend array ``(1, 1, h, w)``): ``f = sum over those positions``, and
+    the top-down pass starts from it. Learning (each side of ``H``), the drift test and
+    the sampling command use the same rule, so that they sample one model.
+
+    Examples
+    --------
+    >>> from gcn_numpy import GenerativeConvNet, Layer
+    >>> net = GenerativeConvNet(1, [Layer(2, 3, padding=1)], backend="numpy")
+    >>> position_mask(net, "clean", 6, 6)[1], position_mask(net, "clean", 6, 6, 1)[1]
+    (16, 36)
+    """
+    if positions not in POSITIONS:
+        raise ValueError(f"unknown positions {positions!r}; choose one of {', '.join(POSITIONS)}")
+    if positions == "all":
+        return None, None
+    mask = net.clean_positions(H, W, tolerance)[-1]
+    if not mask.any():
+        raise ValueError(
+            f"no top-map position of a {H}x{W} image is free of the boundary: the "
+            "receptive field is larger than the image"
+        )
+    return net.asarray(mask[None, None]), int(mask.sum())
 
 
 class DivergenceError(FloatingPointError):
@@ -294,24 +324,19 @@ class Learner:
     # ---------------------------------------------------------------- learning
 
     def _mask(self, images, positions):
-        """``(B_top, count)`` for a side whose ``positions`` setting is ``"clean"``: only
-        the ``count`` top positions whose receptive field lies inside the image enter its
-        ``f``, and with it its ``H``; ``(None, None)`` (every position) for ``"all"``. The
-        mask is made once per net and canvas, on the backend's device."""
+        """``(B_top, count)`` of :func:`position_mask` for one side of ``H`` (its
+        ``positions`` setting, the configuration's ``positions_tolerance``), made once per
+        net and canvas on the backend's device."""
         if positions != "clean":
             return None, None
         key = (self.net, images.shape[2:])
         cache = self._masks
         if key not in cache:
-            mask = self.net.clean_positions(*images.shape[2:])[-1]
-            if not mask.any():
-                raise ValueError(
-                    f"no top-map position of a {images.shape[2]}x{images.shape[3]} image is "
-                    "free of the boundary: the receptive field is larger than the image"
-                )
+            tolerance = self.config.positions_tolerance
+            mask = position_mask(self.net, positions, *images.shape[2:], tolerance)
             for old in [k for k in cache if k[0] is not self.net]:  # a grown net's are stale
                 del cache[old]
-            cache[key] = (self.net.asarray(mask[None, None]), int(mask.sum()))
+            cache[key] = mask
         return cache[key]
 
     def _observed_mask(self, obs):

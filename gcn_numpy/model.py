@@ -345,10 +345,11 @@ class GenerativeConvNet:
         rows, cols = (sources(before, after, n, self.boundary) for n in in_hw)
         return self._be.fold_maps(B, rows, cols, before, in_hw, delta)
 
-    def clean_positions(self, H, W):
+    def clean_positions(self, H, W, tolerance=0):
         """Which units of each layer see only the image, never the boundary's zeros or
-        copies: one bool NumPy array ``(H_l, W_l)`` per layer, for an ``H x W`` image (see
-        :func:`gcn_numpy.boundary.clean_positions`).
+        copies: one bool NumPy array ``(H_l, W_l)`` per layer, for an ``H x W`` image; with
+        ``tolerance`` pixels, those whose receptive field leaves the image by at most that
+        much (see :func:`gcn_numpy.boundary.clean_positions`).
 
         Examples
         --------
@@ -358,7 +359,7 @@ class GenerativeConvNet:
         np.int64(16)
         """
         self.layer_shapes(H, W)
-        return clean_positions(self.layers, self.boundary, H, W)
+        return clean_positions(self.layers, self.boundary, H, W, tolerance)
 
     def bottom_up(self, I, deltas=None):
         """Bottom-up pass, eqs. (13)-(14), on a checked backend array.

@@ -21,7 +21,7 @@ import numpy as np
 from . import data, plots
 from ._io import OutputError, atomic_write
 from .drift import drift_line, drift_test, drift_verdict
-from .learning import METRICS
+from .learning import METRICS, position_mask
 from .metrics import FRAME_MARGIN, frame_reference
 from .presets import TrainConfig
 from .sampling import inner_window
@@ -235,6 +235,12 @@ def run_drift(run, learner, progress=None):
         mean=run.mean,
         margin=learner.margin,
         progress=progress,
+        B_top=position_mask(
+            learner.net,
+            cfg.synthesized_positions,
+            *learner.chains.shape[2:],
+            cfg.positions_tolerance,
+        )[0],
     )
     final = inner_window(final, learner.margin)
     frames = run.photo is not None and cfg.top == "sum"

@@ -121,6 +121,8 @@ class TrainConfig:
     # gcn_numpy.boundary
     observed_positions: str = "all"  # "all", or "clean": f sums the top positions whose
     synthesized_positions: str = "all"  # receptive field lies inside the image (no padding)
+    positions_tolerance: int = 0  # "clean" counts the positions whose receptive field
+    # leaves the image (or the chains' canvas) by at most this many pixels
     observed_window: float | None = None  # ML: H_obs each iteration from a window this
     # fraction of the training images' side, at a random place (None: the whole image),
     # see Learner.observed_batch
@@ -163,7 +165,13 @@ class TrainConfig:
             positive_int(getattr(self, name), name)
         if self.lr_size is not None:
             positive_int(self.lr_size, "lr_size")
-        for name in ("langevin_steps", "rejuvenate", "drift_steps", "snapshot_every"):
+        for name in (
+            "langevin_steps",
+            "rejuvenate",
+            "drift_steps",
+            "snapshot_every",
+            "positions_tolerance",
+        ):
             positive_int(getattr(self, name), name, minimum=0)
         positive_int(self.rejuvenate_tempered_stage, "rejuvenate_tempered_stage")
         keep = positive_int(self.rejuvenate_keep, "rejuvenate_keep", minimum=0)

@@ -23,7 +23,7 @@ from importlib import resources
 import numpy as np
 
 from . import data, memory
-from .learning import synth_margin
+from .learning import position_mask, synth_margin
 from .model import GenerativeConvNet
 from .presets import TrainConfig
 from .sampling import (
@@ -155,8 +155,9 @@ class LearnedModel:
         training images' standard deviation, as far as it is known: 40 grey levels
         otherwise) or an array of model units ``(n, C, H, W)`` of the canvas's size. The
         tempered start (``TEMPER_STEPS``) precedes ``steps`` plain Langevin steps; both run
-        on the chains' whole canvas. ``progress(done, total)`` is called along the way.
-        Same seed, same result."""
+        on the chains' whole canvas, whose ``f`` sums the top positions the model learned
+        its synthesized side with (``synthesized_positions``, ``positions_tolerance``).
+        ``progress(done, total)`` is called along the way. Same seed, same result."""
         cfg, net = self.config, self.net
         side = self.canvas(size if size is not None else cfg.size)
         shape = (n, net.in_channels, side, side)
@@ -182,6 +183,8 @@ class LearnedModel:
                 raise ModelError(f"the initial images have shape {start.shape}, need {shape}")
             temper = 0
         I = net.check_images(start)
+        tolerance = cfg.positions_tolerance
+        B_top, _ = position_mask(net, cfg.synthesized_positions, side, side, tolerance)
         total, done = temper + steps, 0
         schedule = temperatures(temper, TEMPER_START)
         chunk = 25
@@ -196,9 +199,10 @@ class LearnedModel:
                     TEMPER_STEP_SCALE * cfg.step_size,
                     cfg.sigma,
                     rng,
+                    B_top=B_top,
                 )
             else:
-                I = langevin_chains(net, I, k, cfg.step_size, cfg.sigma, rng)
+                I = langevin_chains(net, I, k, cfg.step_size, cfg.sigma, rng, B_top=B_top)
             done += k
             if progress is not None:
                 progress(done, total)

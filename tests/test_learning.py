@@ -174,15 +174,24 @@ def test_observed_window_is_checked(changes, message):
         Learner(tiny_config(**changes), texture())
 
 
-def test_clean_observed_positions_leave_the_padding_out_of_H_obs():
+@pytest.mark.parametrize("tolerance", [0, 2])
+def test_clean_observed_positions_leave_the_padding_out_of_H_obs(tolerance):
     """With observed_positions="clean", H_obs sums only the top positions whose receptive
-    field lies inside the image; the chains keep every position of their torus."""
-    config = _plain_config(boundary="circular", observed_positions="clean", synth_size=24)
+    field lies inside the image (or leaves it by at most ``positions_tolerance`` pixels);
+    the chains keep every position of their torus."""
+    config = _plain_config(
+        boundary="circular",
+        observed_positions="clean",
+        synth_size=24,
+        positions_tolerance=tolerance,
+    )
     learner, before, after = _one_update(config, texture())
     net = learner.net
     chains = net.to_numpy(learner.chains)
-    clean = net.clean_positions(16, 16)[-1]
+    clean = net.clean_positions(16, 16, tolerance)[-1]
     assert 0 < clean.sum() < clean.size
+    if tolerance:  # more positions than the clean ones, fewer than all
+        assert clean.sum() > net.clean_positions(16, 16)[-1].sum()
     net.set_weights(before)
     obs = net.forward_backward(learner.obs, need_grads=True, B_top=clean[None, None])
     syn = net.forward_backward(net.check_images(chains), need_grads=True)

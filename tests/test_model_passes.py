@@ -6,6 +6,8 @@ import pytest
 from conftest import import_torch, random_net, rel_err, torch_score
 
 from gcn_numpy import GenerativeConvNet, Layer
+from gcn_numpy.backends.reference import conv2d
+from gcn_numpy.boundary import clean_positions, layer_padding
 
 TOPS = ("sum", "linear")
 SEEDS = range(6)
@@ -206,6 +208,49 @@ def test_clean_positions_do_not_see_the_boundary(seed):
     assert np.array_equal(top[0][:, :, clean], top[1][:, :, clean])
     if not clean.all():
         assert not np.array_equal(top[0][:, :, ~clean], top[1][:, :, ~clean])
+
+
+def _clean_by_counting(layers, boundary, H, W):
+    """The clean units counted directly: a unit is clean when all ``k x k`` inputs it
+    reads are clean units of the layer below (padding is not)."""
+    clean, masks = np.ones((1, 1, H, W)), []
+    for layer in layers:
+        before, after = layer_padding(layer, boundary)
+        padded = np.pad(clean, ((0, 0), (0, 0), (before, after), (before, after)))
+        count = conv2d(padded, np.ones((1, 1, layer.kernel, layer.kernel)), layer.stride, 0)
+        clean = (count > layer.kernel**2 - 0.5).astype(np.float64)
+        masks.append(clean[0, 0].astype(bool))
+    return masks
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_clean_positions_and_their_tolerance_on_random_nets(seed):
+    """Every layer's clean units equal those counted input by input; with a tolerance of
+    ``X`` pixels (a multiple of the strides' product), the top units equal the clean units
+    of the image grown by ``X`` on each side, where the same units sit ``X / S`` further in."""
+    rng = np.random.default_rng(seed)
+    layers = []
+    for _ in range(rng.integers(1, 4)):
+        k = int(rng.integers(1, 6))
+        layers.append(Layer(2, k, stride=int(rng.integers(1, 4)), padding=int(rng.integers(0, k))))
+    boundary = ("zero", "reflect", "symmetric", "circular")[seed % 4]
+    S = int(np.prod([l.stride for l in layers]))
+    H, W = (S * int(rng.integers(8, 20)) for _ in range(2))
+    masks = clean_positions(layers, boundary, H, W)
+    expected = _clean_by_counting(layers, boundary, H, W)
+    assert len(masks) == len(layers)
+    for m, e in zip(masks, expected, strict=True):
+        assert m.shape == e.shape and np.array_equal(m, e)
+    if boundary == "circular":  # a grown torus's maps do not line up with the image's
+        return
+    X = S * int(rng.integers(1, 4))
+    top = clean_positions(layers, boundary, H, W, tolerance=X)[-1]
+    grown = _clean_by_counting(layers, boundary, H + 2 * X, W + 2 * X)[-1]
+    d, (h, w) = X // S, top.shape
+    assert np.array_equal(top, grown[d : d + h, d : d + w])
+    assert clean_positions(layers, boundary, H, W, tolerance=10**6)[-1].all()
+    with pytest.raises(ValueError, match="tolerance"):
+        clean_positions(layers, boundary, H, W, tolerance=-1)
 
 
 def test_circular_boundary_needs_sizes_divisible_by_the_strides():

@@ -6,7 +6,8 @@ import pytest
 from conftest import random_net, rel_err
 
 from gcn_numpy import GenerativeConvNet, Layer, prototype_model
-from gcn_numpy.sampling import descend_to_mode, langevin
+from gcn_numpy.drift import drift_test
+from gcn_numpy.sampling import descend_to_mode, langevin, langevin_chains
 
 
 def test_langevin_with_zero_weights_samples_the_gaussian_reference():
@@ -174,3 +175,31 @@ def test_proposition3_cd_gradient_is_proportional_to_reconstruction_gradient(see
         recon_dir = (values[0] - values[1]) / (2 * h)
         ratios.append((cd @ direction) / recon_dir)
     assert np.allclose(ratios, -(eps**2) / 4, rtol=1e-5)
+
+
+def test_drift_test_runs_the_dynamics_of_the_top_positions_it_is_given():
+    """With ``B_top`` (the positions f sums), the drift test's chains are Langevin's on that
+    f and its energy is ``||I||^2 / (2 sigma^2) - f`` with that f, per pixel."""
+    net = GenerativeConvNet(
+        1,
+        [Layer(3, 5, stride=2, padding=2), Layer(2, 3, padding=1)],
+        backend="numpy",
+        dtype=np.float64,
+        seed=2,
+        init_std=0.3,
+        boundary="reflect",
+    )
+    start = 20 * np.random.default_rng(0).normal(size=(2, 1, 20, 20))
+    training = np.random.default_rng(1).normal(size=(1, 1, 20, 20))
+    mask = net.clean_positions(20, 20)[-1][None, None]
+    assert 0 < mask.sum() < mask.size
+    records, final = drift_test(net, start, training, steps=10, rng=4, B_top=mask)
+    expected = langevin_chains(
+        net, net.check_images(start), 10, 0.3, 1.0, np.random.default_rng(4), B_top=mask
+    )
+    assert np.allclose(final, expected, rtol=1e-12, atol=1e-12)
+    _, unmasked = drift_test(net, start, training, steps=10, rng=4)
+    assert not np.allclose(final, unmasked)
+    f = net.forward_backward(net.check_images(start), need_B=False, B_top=mask)["f"]
+    energy = (0.5 * (start**2).sum(axis=(1, 2, 3)) - f) / start[0].size
+    assert np.isclose(records[0]["energy"], energy.mean(), rtol=1e-12)

@@ -18,6 +18,7 @@ from PIL import Image
 from gcn_numpy import GenerativeConvNet, Layer
 from gcn_numpy.learning import receptive_field
 from gcn_numpy.presets import TrainConfig
+from gcn_numpy.sampling import langevin_chains
 from gcn_numpy.zoo import ModelError, list_models, load_model, model_path, save_model
 
 
@@ -30,7 +31,7 @@ def make_zoo():
     return module
 
 
-def tiny_model(tmp_path, top="sum", channels=1, margin="rf"):
+def tiny_model(tmp_path, top="sum", channels=1, margin="rf", **changes):
     layers = [Layer(4, 5, stride=2, padding=2), Layer(3, 3, padding=1)]
     config = TrainConfig(
         layers=[
@@ -42,6 +43,7 @@ def tiny_model(tmp_path, top="sum", channels=1, margin="rf"):
         synth_margin=margin,
         boundary="symmetric",
         dtype="float64",
+        **changes,
     )
     net = GenerativeConvNet(
         channels,
@@ -54,7 +56,8 @@ def tiny_model(tmp_path, top="sum", channels=1, margin="rf"):
         init_std=0.3,
         boundary="symmetric",
     )
-    path = str(tmp_path / f"tiny-{top}-{margin}.npz")
+    tag = "".join(f"-{k}={v}" for k, v in sorted(changes.items()))
+    path = str(tmp_path / f"tiny-{top}-{margin}{tag}.npz")
     save_model(
         path,
         net,
@@ -88,6 +91,44 @@ def test_a_model_file_round_trips_its_weights_and_samples_at_any_size(tmp_path):
     a, b = model.sample(n=1, size=12, steps=3, seed=7), model.sample(n=1, size=12, steps=3, seed=7)
     assert np.array_equal(a, b)
     assert not np.array_equal(a, model.sample(n=1, size=12, steps=3, seed=8))
+
+
+def test_a_model_samples_with_the_top_positions_it_learned_its_chains_with(tmp_path):
+    """A model whose synthesized side of H summed the clean top positions (within
+    ``positions_tolerance`` pixels of the canvas) samples the same f: its chains are
+    Langevin's with that mask, not with every position; a tolerance beyond the receptive
+    field's padding counts every position. (No margin: the whole canvas is returned.)"""
+    path_all, net = tiny_model(tmp_path, margin=0)
+    kinds = {
+        "all": path_all,
+        0: tiny_model(tmp_path, margin=0, synthesized_positions="clean")[0],
+        2: tiny_model(tmp_path, margin=0, synthesized_positions="clean", positions_tolerance=2)[0],
+        99: tiny_model(tmp_path, margin=0, synthesized_positions="clean", positions_tolerance=99)[
+            0
+        ],
+    }
+    models = {k: load_model(p, backend="numpy") for k, p in kinds.items()}
+    side = models[0].canvas(16)
+    start = 30 * np.random.default_rng(5).normal(size=(2, 1, side, side))
+    x = {k: m.sample(n=2, size=16, steps=4, seed=3, init=start) for k, m in models.items()}
+    masks = {k: net.clean_positions(side, side, k)[-1] for k in (0, 2)}
+    assert masks[0].sum() < masks[2].sum() < masks[2].size
+    for k in (0, 2):
+        model = models[k]
+        I = langevin_chains(
+            model.net,
+            model.net.check_images(start),
+            4,
+            model.config.step_size,
+            model.config.sigma,
+            np.random.default_rng(3),
+            B_top=masks[k][None, None],
+        )
+        assert np.allclose(x[k], I, rtol=1e-12, atol=1e-12)
+        assert not np.allclose(x[k], x["all"])
+    assert np.array_equal(x[99], x["all"])
+    zero = models[2].sample(n=1, size=16, steps=2, seed=1)  # the tempered start too
+    assert np.isfinite(zero).all() and not np.allclose(zero, models["all"].sample(1, 16, 2, 1))
 
 
 def test_a_model_loads_in_the_dtype_asked_for_with_the_stored_weights(tmp_path):
