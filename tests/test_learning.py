@@ -8,8 +8,10 @@ import pytest
 from conftest import assert_resumes_bit_for_bit, rel_err
 
 from gcn_numpy import data, metrics
+from gcn_numpy.drift import drift_test
 from gcn_numpy.learning import DivergenceError, Learner, chains_shape
 from gcn_numpy.model import Layer
+from gcn_numpy.outputs import DRIFT_SEED, Run, run_drift
 from gcn_numpy.presets import DEFAULT_PRESET, TrainConfig, get_preset
 from gcn_numpy.rules import Adam, ReleaseRule
 
@@ -520,3 +522,34 @@ def test_a_rate_given_for_one_image_side_scales_with_the_side():
     )
     given = config_from_args(build_parser().parse_args([*args, "--lr", "0.004"]))
     assert given.learning_rate() == 0.004
+
+
+def test_the_runs_drift_test_runs_the_f_its_chains_learned_with(tmp_path):
+    """A run whose synthesized side of H summed the clean top positions (within
+    ``positions_tolerance`` pixels) ends with the drift test of that f, not of every
+    position's."""
+    config = tiny_config(
+        synthesized_positions="clean", positions_tolerance=2, drift_steps=10, chains=2
+    )
+    learner = Learner(config, texture())
+    learner.step()
+    run = Run(config, str(tmp_path), np.array([100.0]))
+    drift = run_drift(run, learner)
+    net, chains = learner.net, learner.net.to_numpy(learner.chains)
+    mask = net.clean_positions(*chains.shape[2:], 2)[-1]
+    assert 0 < mask.sum() < mask.size
+    for B_top, same in ((mask[None, None], True), (None, False)):
+        records, _ = drift_test(
+            net,
+            chains,
+            net.to_numpy(learner.obs),
+            steps=10,
+            step_size=config.step_size,
+            sigma=config.sigma,
+            rng=np.random.SeedSequence([config.seed, learner.iteration, DRIFT_SEED]),
+            mean=run.mean,
+            margin=learner.margin,
+            B_top=B_top,
+        )
+        numbers = [(r["energy"], r["mean"], r["std"]) for r in records]
+        assert (numbers == [(r["energy"], r["mean"], r["std"]) for r in drift["records"]]) == same
