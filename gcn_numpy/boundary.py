@@ -198,17 +198,19 @@ def clean_positions(layers, boundary, H, W, tolerance=0):
     tolerance = int(tolerance)
     if tolerance < 0:
         raise ValueError(f"tolerance must be >= 0 pixels, got {tolerance}")
-    axes = [[n, n, 1, 0, 1] for n in (H, W)]  # image side, map side, S, P, R
-    masks = []
+    rows = _clean_along(layers, boundary, H, tolerance)
+    cols = _clean_along(layers, boundary, W, tolerance)
+    return [np.outer(r, c) for r, c in zip(rows, cols, strict=True)]
+
+
+def _clean_along(layers, boundary, n, tolerance):
+    """Per layer, which units along one axis of ``n`` pixels read no pixel more than
+    ``tolerance`` outside ``0 .. n - 1`` (see :func:`clean_positions`)."""
+    size, S, P, R, clean = n, 1, 0, 1, []
     for layer in layers:
         before, after = layer_padding(layer, boundary)
-        rows_cols = []
-        for axis in axes:
-            n, size, S, P, R = axis
-            size = output_size(size + before + after, layer.kernel, layer.stride, 0)
-            P, R, S = P + before * S, R + (layer.kernel - 1) * S, S * layer.stride
-            first = np.arange(size) * S - P
-            rows_cols.append((first >= -tolerance) & (first + R - 1 <= n - 1 + tolerance))
-            axis[1:] = size, S, P, R
-        masks.append(np.outer(*rows_cols))
-    return masks
+        size = output_size(size + before + after, layer.kernel, layer.stride, 0)
+        P, R, S = P + before * S, R + (layer.kernel - 1) * S, S * layer.stride
+        first = np.arange(size) * S - P  # the first pixel each unit reads
+        clean.append((first >= -tolerance) & (first + R - 1 <= n - 1 + tolerance))
+    return clean

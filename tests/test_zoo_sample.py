@@ -99,14 +99,9 @@ def test_a_model_samples_with_the_top_positions_it_learned_its_chains_with(tmp_p
     Langevin's with that mask, not with every position; a tolerance beyond the receptive
     field's padding counts every position. (No margin: the whole canvas is returned.)"""
     path_all, net = tiny_model(tmp_path, margin=0)
-    kinds = {
-        "all": path_all,
-        0: tiny_model(tmp_path, margin=0, synthesized_positions="clean")[0],
-        2: tiny_model(tmp_path, margin=0, synthesized_positions="clean", positions_tolerance=2)[0],
-        99: tiny_model(tmp_path, margin=0, synthesized_positions="clean", positions_tolerance=99)[
-            0
-        ],
-    }
+    clean = {"margin": 0, "synthesized_positions": "clean"}
+    kinds = {"all": path_all}
+    kinds.update({X: tiny_model(tmp_path, **clean, positions_tolerance=X)[0] for X in (0, 2, 99)})
     models = {k: load_model(p, backend="numpy") for k, p in kinds.items()}
     side = models[0].canvas(16)
     start = 30 * np.random.default_rng(5).normal(size=(2, 1, side, side))
