@@ -89,9 +89,10 @@ def build_parser():
     p.add_argument(
         "--init",
         default="zeros",
-        metavar="zeros|noise|IMAGE",
+        metavar="zeros|noise|both|IMAGE",
         help="where the chains start: zeros (the mean image, with the tempered "
-        "start), noise, or an image file (no tempered start) (default zeros)",
+        "start), noise, both (each sample from zeros and from noise, the one of lower "
+        "energy kept: twice the time), or an image file (no tempered start) (default zeros)",
     )
     p.add_argument(
         "--reconstruct",
@@ -212,7 +213,7 @@ def run(args):
     if args.reconstruct or args.mode:
         return lines
     init = args.init
-    if init not in ("zeros", "noise"):
+    if init not in ("zeros", "noise", "both"):
         side = model.canvas(args.size)
         I = _image(model, init, side)
         init = np.repeat(I, args.n, axis=0)
@@ -228,7 +229,10 @@ def run(args):
     thumb = model.thumbnail if model.thumbnail is not None else pixels[:0]
     plots.save_grid(os.path.join(out, "grid.png"), thumb, pixels)
     seconds = time.perf_counter() - t0
-    start = " after the tempered start" if args.init == "zeros" else f" from {args.init}"
+    start = {
+        "zeros": " after the tempered start",
+        "both": " from zeros (after the tempered start) and from noise, the lower energy kept",
+    }.get(args.init, f" from {args.init}")
     lines.append(
         f"{args.n} sample{'s' if args.n > 1 else ''} of {x.shape[3]}x{x.shape[2]} px "
         f"from {args.model} "

@@ -12,7 +12,11 @@ tempered start (:func:`gcn_numpy.sampling.tempered_chains`: the Langevin noise s
 ``sqrt(T)``, ``T`` falling from 1e4 to 1) and then plain Langevin dynamics, eq. (19), at the
 model's own step size and ``sigma``, on a canvas larger than the image it returns by the
 model's margin on each side. What it returns is a sample of the model's marginal on the
-inner window, after that many steps of its dynamics.
+inner window, after that many steps of its dynamics. Some models have a second basin near
+zero, far higher in energy than the texture's, that the start from zero can end in and their
+dynamics do not leave within thousands of steps (docs/convergence.md, sixteenth round);
+``init="both"`` runs the start from white noise beside it and keeps, sample by sample, the
+chains of lower energy.
 """
 
 import json
@@ -24,7 +28,7 @@ import numpy as np
 
 from . import data, memory
 from .learning import position_mask, synth_margin
-from .model import GenerativeConvNet
+from .model import GenerativeConvNet, energy_from_score
 from .presets import TrainConfig
 from .sampling import (
     TEMPER_START,
@@ -49,6 +53,12 @@ __all__ = [
 ]
 
 MODELS = "models"
+INITS = ("zeros", "noise", "both")  # the named starts of LearnedModel.sample
+
+
+def _is(init, name):
+    """Whether ``init`` (a name or an array) is the start ``name``."""
+    return isinstance(init, str) and init == name
 
 
 class ModelError(ValueError):
@@ -153,11 +163,16 @@ class LearnedModel:
         accepts; object models: their training size), as model-unit arrays ``(n, C, size,
         size)``. ``init``: ``"zeros"`` (the mean image), ``"noise"`` (white noise of the
         training images' standard deviation, as far as it is known: 40 grey levels
-        otherwise) or an array of model units ``(n, C, H, W)`` of the canvas's size. The
-        tempered start (``TEMPER_STEPS``) precedes ``steps`` plain Langevin steps; both run
-        on the chains' whole canvas, whose ``f`` sums the top positions the model learned
-        its synthesized side with (``synthesized_positions``, ``positions_tolerance``).
-        ``progress(done, total)`` is called along the way. Same seed, same result."""
+        otherwise), ``"both"`` or an array of model units ``(n, C, H, W)`` of the canvas's
+        size. The tempered start (``TEMPER_STEPS``) precedes ``steps`` plain Langevin
+        steps from zeros; both run on the chains' whole canvas, whose ``f`` sums the top
+        positions the model learned its synthesized side with (``synthesized_positions``,
+        ``positions_tolerance``). ``"both"`` runs the chains from zeros and from noise
+        (each exactly as its own ``init`` with this seed) and keeps, sample by sample, the
+        one whose canvas has the lower energy ``U = ||I||^2 / (2 sigma^2) - f(I)``: where
+        the two starts end in different basins of the model, the more probable one
+        (:meth:`lower_energy`). ``progress(done, total)`` is called along the way. Same
+        seed, same result."""
         cfg, net = self.config, self.net
         side = self.canvas(size if size is not None else cfg.size)
         shape = (n, net.in_channels, side, side)
@@ -168,23 +183,40 @@ class LearnedModel:
             f"the chains of {n} sample{'s' if n > 1 else ''} on a {side} x {side} px canvas",
             "--n or --size",
         )
+        if isinstance(init, str) and init not in INITS:
+            raise ModelError(f"unknown init {init!r}; choose zeros, noise, both or an image")
+        if not isinstance(init, str):
+            init = np.asarray(init, dtype=np.float64)
+            if init.shape != shape:
+                raise ModelError(f"the initial images have shape {init.shape}, need {shape}")
+        starts = ("zeros", "noise") if isinstance(init, str) and init == "both" else (init,)
+        lengths = [steps + (TEMPER_STEPS if _is(s, "zeros") else 0) for s in starts]
+        I = None
+        for k, start in enumerate(starts):
+            offset = sum(lengths[:k])
+            tick = None
+            if progress is not None:
+
+                def tick(done, offset=offset):
+                    progress(offset + done, sum(lengths))
+
+            J = self._chains(shape, start, steps, seed, tick)
+            I = J if I is None else self.lower_energy(I, J)
+        return inner_window(net.to_numpy(I), self.margin if self.size is None else 0)
+
+    def _chains(self, shape, init, steps, seed, progress):
+        """The chains of :meth:`sample` from one start (backend array, the whole canvas)."""
+        cfg, net = self.config, self.net
         rng = np.random.default_rng(seed)
-        if isinstance(init, str):
-            if init == "zeros":
-                start = np.zeros(shape)
-            elif init == "noise":
-                start = self.info.get("data_std", 40.0) * rng.standard_normal(shape)
-            else:
-                raise ModelError(f"unknown init {init!r}; choose zeros, noise or an image")
-            temper = TEMPER_STEPS if init == "zeros" else 0
+        if _is(init, "zeros"):
+            start = np.zeros(shape)
+        elif _is(init, "noise"):
+            start = self.info.get("data_std", 40.0) * rng.standard_normal(shape)
         else:
-            start = np.asarray(init, dtype=np.float64)
-            if start.shape != shape:
-                raise ModelError(f"the initial images have shape {start.shape}, need {shape}")
-            temper = 0
+            start = init
+        temper = TEMPER_STEPS if _is(init, "zeros") else 0
         I = net.check_images(start)
-        tolerance = cfg.positions_tolerance
-        B_top, _ = position_mask(net, cfg.synthesized_positions, side, side, tolerance)
+        B_top = self._top_mask(shape[-1])
         total, done = temper + steps, 0
         schedule = temperatures(temper, TEMPER_START)
         chunk = 25
@@ -205,8 +237,44 @@ class LearnedModel:
                 I = langevin_chains(net, I, k, cfg.step_size, cfg.sigma, rng, B_top=B_top)
             done += k
             if progress is not None:
-                progress(done, total)
-        return inner_window(net.to_numpy(I), self.margin if self.size is None else 0)
+                progress(done)
+        return I
+
+    def _top_mask(self, side):
+        """The top positions ``f`` sums on a canvas of ``side`` px (None: every one)."""
+        cfg = self.config
+        return position_mask(
+            self.net, cfg.synthesized_positions, side, side, cfg.positions_tolerance
+        )[0]
+
+    def lower_energy(self, a, b):
+        """Sample by sample, whichever of the canvases ``a`` and ``b`` (backend or NumPy
+        arrays of the same shape ``(n, C, H, W)``, model units) has the lower energy ``U(I)
+        = ||I||^2 / (2 sigma^2) - f(I)`` under the model, ``f`` summing the top positions
+        its synthesized side learned with; ties keep ``a``. Chains that end in different
+        basins of the model differ in energy by far more than chains within one basin do
+        (docs/convergence.md, sixteenth round).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> m = load_model("gravel", backend="numpy")
+        >>> a = np.zeros((2, m.net.in_channels, 40, 40))
+        >>> b = a.copy(); b[1] = 1e3  # far out under q
+        >>> bool(np.array_equal(m.lower_energy(a, b), a))
+        True
+        """
+        net = self.net
+        a, b = net.check_images(a), net.check_images(b)
+        B_top = self._top_mask(a.shape[-1])
+        U = [
+            energy_from_score(
+                x, net.forward_backward(x, need_B=False, B_top=B_top)["f"], self.config.sigma
+            )
+            for x in (a, b)
+        ]
+        pick = net.asarray(U[1] < U[0]).reshape(-1, 1, 1, 1)
+        return net.xp.where(pick, b, a)
 
     def reconstruct(self, images):
         """Theorem 1's auto-encoding of images in model units ``(N, C, H, W)``: the mean of

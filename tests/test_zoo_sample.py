@@ -19,7 +19,14 @@ from gcn_numpy import GenerativeConvNet, Layer
 from gcn_numpy.learning import receptive_field
 from gcn_numpy.presets import TrainConfig
 from gcn_numpy.sampling import langevin_chains
-from gcn_numpy.zoo import ModelError, list_models, load_model, model_path, save_model
+from gcn_numpy.zoo import (
+    TEMPER_STEPS,
+    ModelError,
+    list_models,
+    load_model,
+    model_path,
+    save_model,
+)
 
 
 def make_zoo():
@@ -124,6 +131,53 @@ def test_a_model_samples_with_the_top_positions_it_learned_its_chains_with(tmp_p
     assert np.array_equal(x[99], x["all"])
     zero = models[2].sample(n=1, size=16, steps=2, seed=1)  # the tempered start too
     assert np.isfinite(zero).all() and not np.allclose(zero, models["all"].sample(1, 16, 2, 1))
+
+
+def _energy(model, I, mask=True):
+    """``U = ||I||^2 / (2 sigma^2) - f``, ``f`` summed by hand over the top map's positions
+    the model's synthesized side learned with (every position with ``mask=False``): the
+    oracle of ``lower_energy``."""
+    net = model.net
+    top = net.bottom_up(net.check_images(I))[0][-1]
+    side = I.shape[-1]
+    if mask:
+        top = top * net.clean_positions(side, side, model.config.positions_tolerance)[-1]
+    return (I * I).sum(axis=(1, 2, 3)) / (2 * model.config.sigma**2) - top.sum(axis=(1, 2, 3))
+
+
+def test_the_lower_energy_of_two_canvases_is_taken_sample_by_sample(tmp_path):
+    """``lower_energy`` compares each pair under the model's own f (here the clean top
+    positions within 2 px), keeps ties in the first, and returns the kept canvases."""
+    path, _ = tiny_model(tmp_path, margin=0, synthesized_positions="clean", positions_tolerance=2)
+    model = load_model(path, backend="numpy")
+    rng = np.random.default_rng(1)
+    a, b = (rng.normal(size=(8, 1, 16, 16)) * rng.uniform(1, 5, size=(8, 1, 1, 1)) for _ in "ab")
+    lower = _energy(model, b) < _energy(model, a)
+    assert 0 < lower.sum() < 8  # both ways among the pairs ...
+    assert (
+        lower != (_energy(model, b, False) < _energy(model, a, False))
+    ).any()  # ... and f's mask decides one
+    assert np.array_equal(model.lower_energy(a, b), np.where(lower[:, None, None, None], b, a))
+    assert np.array_equal(model.lower_energy(a, a.copy()), a)
+
+
+def test_both_starts_are_the_start_from_zeros_or_from_noise_of_lower_energy(tmp_path):
+    """``init="both"``: sample by sample, the chains from zeros (tempered start) or from
+    noise, each exactly as its own ``init`` gives with that seed, whichever has the lower
+    energy; the progress counts both runs."""
+    path, _ = tiny_model(tmp_path, margin=0, synthesized_positions="clean", positions_tolerance=2)
+    model = load_model(path, backend="numpy")
+    x = {i: model.sample(n=3, size=16, steps=3, seed=7, init=i) for i in ("zeros", "noise")}
+    calls = []
+    both = model.sample(
+        n=3, size=16, steps=3, seed=7, init="both", progress=lambda *a: calls.append(a)
+    )
+    lower = _energy(model, x["noise"]) < _energy(model, x["zeros"])
+    assert np.array_equal(both, np.where(lower[:, None, None, None], x["noise"], x["zeros"]))
+    total = TEMPER_STEPS + 3 + 3
+    assert calls[-1] == (total, total) and all(t == total for _, t in calls)
+    with pytest.raises(ModelError, match="choose zeros, noise, both or an image"):
+        model.sample(n=1, size=16, steps=1, init="marble")
 
 
 def test_a_model_loads_in_the_dtype_asked_for_with_the_stored_weights(tmp_path):
@@ -335,3 +389,5 @@ def test_the_face_model_samples_at_its_training_size_only(tmp_path):
     r = sample("faces", *options, "--out", str(tmp_path / "noise"), cwd=tmp_path)
     assert r.returncode == 0 and "1 sample of 32x32 px" in r.stdout, r.stderr
     assert "2 Langevin steps from noise" in r.stdout  # no tempered start from noise
+    r = sample("faces", *options, "--init", "both", "--out", str(tmp_path / "both"), cwd=tmp_path)
+    assert r.returncode == 0 and "from zeros (after the tempered start) and from noise" in r.stdout
