@@ -10,10 +10,11 @@ time of the sampling.
 Usage::
 
     python benchmarks/sample_sizes.py [--models gravel grass brick] [--sizes 96 192 384 512]
-        [--n 4] [--steps 200] [--init zeros|noise] [--json FILE]
+        [--n 4] [--steps 200] [--init zeros|noise|both] [--json FILE]
 
 ``--init`` as the sampling command's: ``zeros`` (the tempered start from the mean image,
-the default) or ``noise`` (white noise of the training images' spread, no tempered start).
+the default), ``noise`` (white noise of the training images' spread, no tempered start) or
+``both`` (each sample from the two, the one of lower energy kept).
 """
 
 import argparse
@@ -95,7 +96,7 @@ def main():
     p.add_argument("--n", type=int, default=4)
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--init", choices=("zeros", "noise"), default="zeros")
+    p.add_argument("--init", choices=("zeros", "noise", "both"), default="zeros")
     p.add_argument("--json")
     a = p.parse_args()
     rows = []

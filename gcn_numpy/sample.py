@@ -92,7 +92,7 @@ def build_parser():
         metavar="zeros|noise|both|IMAGE",
         help="where the chains start: zeros (the mean image, with the tempered "
         "start), noise, both (each sample from zeros and from noise, the one of lower "
-        "energy kept: twice the time), or an image file (no tempered start) (default zeros)",
+        "energy kept: both starts' time), or an image file (no tempered start) (default zeros)",
     )
     p.add_argument(
         "--reconstruct",
