@@ -231,7 +231,7 @@ def run(args):
     seconds = time.perf_counter() - t0
     start = {
         "zeros": " after the tempered start",
-        "both": " from zeros (after the tempered start) and from noise, the lower energy kept",
+        "both": " after the tempered start from zeros and from noise, the lower energy kept",
     }.get(args.init, f" from {args.init}")
     lines.append(
         f"{args.n} sample{'s' if args.n > 1 else ''} of {x.shape[3]}x{x.shape[2]} px "
