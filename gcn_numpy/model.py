@@ -620,8 +620,10 @@ class GenerativeConvNet:
         n = I.shape[0]
         return [(self.to_numpy(dW) / n, self.to_numpy(db) / n) for dW, db in grads]
 
-    def energy(self, I, sigma=1.0):
+    def energy(self, I, sigma=1.0, B_top=None):
         """``U(I) = ||I||^2 / (2 sigma^2) - f(I)``, so that ``p(I) ~ exp(-U(I))``; shape (N,).
+        ``B_top``: the top coefficients ``f`` sums with (:meth:`forward_backward`; a 0/1
+        mask of top positions), or None for the net's own top.
 
         Examples
         --------
@@ -634,7 +636,7 @@ class GenerativeConvNet:
         """
         sigma = positive_float(sigma, "sigma")
         I = self.check_images(I)
-        f = self.forward_backward(I, need_B=False)["f"]
+        f = self.forward_backward(I, need_B=False, B_top=B_top)["f"]
         return self.to_numpy(energy_from_score(I, f, sigma))
 
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from . import data, memory
 from .learning import position_mask, synth_margin
-from .model import GenerativeConvNet, energy_from_score
+from .model import GenerativeConvNet
 from .presets import TrainConfig
 from .sampling import (
     TEMPER_START,
@@ -268,13 +268,8 @@ class LearnedModel:
         net = self.net
         a, b = net.check_images(a), net.check_images(b)
         B_top = self._top_mask(a.shape[-1])
-        U = [
-            energy_from_score(
-                x, net.forward_backward(x, need_B=False, B_top=B_top)["f"], self.config.sigma
-            )
-            for x in (a, b)
-        ]
-        pick = net.asarray(U[1] < U[0]).reshape(-1, 1, 1, 1)
+        U_a, U_b = (net.energy(x, self.config.sigma, B_top=B_top) for x in (a, b))
+        pick = net.asarray((U_b < U_a).reshape(-1, 1, 1, 1))
         return net.xp.where(pick, b, a)
 
     def reconstruct(self, images):
