@@ -10,11 +10,13 @@ time of the sampling.
 Usage::
 
     python benchmarks/sample_sizes.py [--models gravel grass brick] [--sizes 96 192 384 512]
-        [--n 4] [--steps 200] [--init zeros|noise|both] [--json FILE]
+        [--n 4] [--steps 200] [--init zeros|noise|both] [--temper-steps 100]
+        [--temper-start 1e4] [--json FILE]
 
 ``--init`` as the sampling command's: ``zeros`` (the tempered start from the mean image,
 the default), ``noise`` (white noise of the training images' spread, no tempered start) or
-``both`` (each sample from the two, the one of lower energy kept).
+``both`` (each sample from the two, the one of lower energy kept); ``--temper-steps`` and
+``--temper-start`` as the sampling command's (the tempered start from zeros).
 """
 
 import argparse
@@ -25,7 +27,7 @@ import numpy as np
 
 from gcn_numpy import data, metrics
 from gcn_numpy.summary import run_summary
-from gcn_numpy.zoo import load_model
+from gcn_numpy.zoo import TEMPER_START, TEMPER_STEPS, load_model
 
 
 def photo_of(model):
@@ -58,11 +60,19 @@ def held_out_closeness(photo, training, side, n=4, seed=0):
     return float(np.mean(scores))
 
 
-def measure(name, size, n, steps, seed, init="zeros"):
+def measure(name, size, n, steps, seed, init="zeros", temper=(TEMPER_STEPS, TEMPER_START)):
     model = load_model(name)
     training = training_crop(model)
     t0 = time.perf_counter()
-    x = model.sample(n=n, size=size, steps=steps, seed=seed, init=init)
+    x = model.sample(
+        n=n,
+        size=size,
+        steps=steps,
+        seed=seed,
+        init=init,
+        temper_steps=temper[0],
+        temper_start=temper[1],
+    )
     seconds = time.perf_counter() - t0
     photo = photo_of(model)
     summary = run_summary(x, training, photo=data.training_photo(model.config))
@@ -72,6 +82,8 @@ def measure(name, size, n, steps, seed, init="zeros"):
         "n": n,
         "steps": steps,
         "init": init,
+        "temper_steps": temper[0],
+        "temper_start": temper[1],
         "seconds": round(seconds, 1),
         "closeness": float(metrics.texture_closeness(x, training)),
         "closeness_held_out": np.nan
@@ -97,6 +109,8 @@ def main():
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", choices=("zeros", "noise", "both"), default="zeros")
+    p.add_argument("--temper-steps", type=int, default=TEMPER_STEPS)
+    p.add_argument("--temper-start", type=float, default=TEMPER_START)
     p.add_argument("--json")
     a = p.parse_args()
     rows = []
@@ -114,7 +128,8 @@ def main():
     print("| " + " | ".join(header) + " |\n" + "|---" * len(header) + "|")
     for name in a.models:
         for size in a.sizes:
-            r = measure(name, size, a.n, a.steps, a.seed, a.init)
+            temper = (a.temper_steps, a.temper_start)
+            r = measure(name, size, a.n, a.steps, a.seed, a.init, temper)
             rows.append(r)
             ref = r.get("frame_reference", (np.nan, np.nan))
             print(

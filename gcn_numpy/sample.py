@@ -6,10 +6,11 @@
 
 What a sample is: every chain starts at zero (the mean image), runs a tempered start of
 100 Langevin steps whose noise is scaled by sqrt(T), T falling geometrically from 1e4 to 1
-(at twice the model's step size), then ``--steps`` steps of plain Langevin dynamics, eq.
-(19), at the model's step size and sigma; the chains run on a canvas wider than the
-returned image by the model's margin on each side, and the inner window is returned. The
-images are 0-255 PNGs with the training images' mean added back. Same seed, same bytes.
+at twice the model's step size (``--temper-steps``, ``--temper-start``), then ``--steps``
+steps of plain Langevin dynamics, eq. (19), at the model's step size and sigma; the chains
+run on a canvas wider than the returned image by the model's margin on each side, and the
+inner window is returned. The images are 0-255 PNGs with the training images' mean added
+back. Same seed, same bytes.
 
 ``--reconstruct IMAGE`` writes Theorem 1's auto-encoding of your image beside it (the mean
 of its Gaussian piece, sigma^2 B(delta(I))); ``--mode IMAGE`` the local mode that the
@@ -28,7 +29,7 @@ from . import data, plots
 from ._validate import positive_int
 from .backends import BACKENDS
 from .drift import verdict_words
-from .zoo import ModelError, list_models, load_model
+from .zoo import TEMPER_START, TEMPER_STEPS, ModelError, list_models, load_model
 
 __all__ = ["main", "build_parser"]
 
@@ -50,6 +51,16 @@ def _count(minimum):
             ) from None
 
     return convert
+
+
+def _temperature(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (np.isfinite(value) and value >= 1):
+        raise argparse.ArgumentTypeError(f"expected a temperature >= 1, got {text!r}")
+    return value
 
 
 def build_parser():
@@ -84,6 +95,21 @@ def build_parser():
         type=_count(0),
         default=200,
         help="plain Langevin steps after the tempered start (default 200)",
+    )
+    p.add_argument(
+        "--temper-steps",
+        type=_count(0),
+        default=TEMPER_STEPS,
+        help=f"steps of the tempered start from zeros (0: none; default {TEMPER_STEPS})",
+    )
+    p.add_argument(
+        "--temper-start",
+        type=_temperature,
+        default=TEMPER_START,
+        metavar="T",
+        help="the tempered start's first temperature, falling geometrically to 1 "
+        f"(default {TEMPER_START:g}); which start finds a model's texture depends on the "
+        "model (docs/convergence.md, eighteenth round)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the noise (default 0)")
     p.add_argument(
@@ -220,7 +246,14 @@ def run(args):
     progress = _Progress(args.quiet, "sampling")
     try:
         x = model.sample(
-            n=args.n, size=args.size, steps=args.steps, seed=args.seed, init=init, progress=progress
+            n=args.n,
+            size=args.size,
+            steps=args.steps,
+            seed=args.seed,
+            init=init,
+            progress=progress,
+            temper_steps=args.temper_steps,
+            temper_start=args.temper_start,
         )
     finally:
         progress.close()
@@ -229,9 +262,18 @@ def run(args):
     thumb = model.thumbnail if model.thumbnail is not None else pixels[:0]
     plots.save_grid(os.path.join(out, "grid.png"), thumb, pixels)
     seconds = time.perf_counter() - t0
+    tempered = "after the tempered start"
+    if args.temper_steps == 0:
+        tempered = "from zeros with no tempered start"
+    elif (args.temper_steps, args.temper_start) != (TEMPER_STEPS, TEMPER_START):
+        tempered = (
+            f"after a tempered start of {args.temper_steps} steps from T = {args.temper_start:g}"
+        )
     start = {
-        "zeros": " after the tempered start",
-        "both": " after the tempered start from zeros and from noise, the lower energy kept",
+        "zeros": f" {tempered}",
+        "both": f" {tempered}, and from noise, the lower energy kept"
+        if args.temper_steps == 0
+        else f" {tempered} from zeros and from noise, the lower energy kept",
     }.get(args.init, f" from {args.init}")
     lines.append(
         f"{args.n} sample{'s' if args.n > 1 else ''} of {x.shape[3]}x{x.shape[2]} px "

@@ -27,6 +27,7 @@ from importlib import resources
 import numpy as np
 
 from . import data, memory
+from ._validate import positive_float, positive_int
 from .learning import position_mask, synth_margin
 from .model import GenerativeConvNet
 from .presets import TrainConfig
@@ -158,21 +159,40 @@ class LearnedModel:
             return self.size[0]
         return int(size) + 2 * self.margin
 
-    def sample(self, n=1, size=None, steps=200, seed=0, init="zeros", progress=None):
+    def sample(
+        self,
+        n=1,
+        size=None,
+        steps=200,
+        seed=0,
+        init="zeros",
+        progress=None,
+        temper_steps=TEMPER_STEPS,
+        temper_start=TEMPER_START,
+    ):
         """``n`` samples of ``size x size`` pixels (texture models: any size the net
         accepts; object models: their training size), as model-unit arrays ``(n, C, size,
         size)``. ``init``: ``"zeros"`` (the mean image), ``"noise"`` (white noise of the
         training images' standard deviation, as far as it is known: 40 grey levels
         otherwise), ``"both"`` or an array of model units ``(n, C, H, W)`` of the canvas's
-        size. The tempered start (``TEMPER_STEPS``) precedes ``steps`` plain Langevin
+        size. The tempered start (``temper_steps`` steps, ``T`` falling geometrically from
+        ``temper_start`` to 1; 0 steps: none) precedes ``steps`` plain Langevin
         steps from zeros; both run on the chains' whole canvas, whose ``f`` sums the top
         positions the model learned its synthesized side with (``synthesized_positions``,
         ``positions_tolerance``). ``"both"`` runs the chains from zeros and from noise
         (each exactly as its own ``init`` with this seed) and keeps, sample by sample, the
         one whose canvas has the lower energy ``U = ||I||^2 / (2 sigma^2) - f(I)``, the
         higher density under the model (:meth:`lower_energy`). ``progress(done, total)``
-        is called along the way. Same seed, same result."""
+        is called along the way. Same seed, same result.
+
+        Which tempered start finds the texture depends on the model, not one start on
+        every model: on 24 models of three textures a cooler or a longer one helped some
+        and lost others (docs/convergence.md, eighteenth round), hence the two knobs."""
         cfg, net = self.config, self.net
+        temper_steps = positive_int(temper_steps, "temper_steps", minimum=0)
+        temper_start = positive_float(temper_start, "temper_start")
+        if temper_start < 1:
+            raise ValueError(f"temper_start must be a temperature >= 1, got {temper_start!r}")
         side = self.canvas(size if size is not None else cfg.size)
         shape = (n, net.in_channels, side, side)
         net.layer_shapes(side, side)  # a canvas below the receptive field: one line
@@ -189,7 +209,7 @@ class LearnedModel:
             if init.shape != shape:
                 raise ModelError(f"the initial images have shape {init.shape}, need {shape}")
         starts = ("zeros", "noise") if _is(init, "both") else (init,)
-        lengths = [steps + (TEMPER_STEPS if _is(s, "zeros") else 0) for s in starts]
+        lengths = [steps + (temper_steps if _is(s, "zeros") else 0) for s in starts]
         I = None
         for k, start in enumerate(starts):
             offset = sum(lengths[:k])
@@ -199,12 +219,13 @@ class LearnedModel:
                 def tick(done, offset=offset):
                     progress(offset + done, sum(lengths))
 
-            J = self._chains(shape, start, steps, seed, tick)
+            J = self._chains(shape, start, steps, seed, tick, (temper_steps, temper_start))
             I = J if I is None else self.lower_energy(I, J)
         return inner_window(net.to_numpy(I), self.margin if self.size is None else 0)
 
-    def _chains(self, shape, init, steps, seed, progress):
-        """The chains of :meth:`sample` from one start (backend array, the whole canvas)."""
+    def _chains(self, shape, init, steps, seed, progress, temper=(TEMPER_STEPS, TEMPER_START)):
+        """The chains of :meth:`sample` from one start (backend array, the whole canvas);
+        ``temper``: the tempered start's steps and first temperature (from zeros only)."""
         cfg, net = self.config, self.net
         rng = np.random.default_rng(seed)
         if _is(init, "zeros"):
@@ -213,11 +234,11 @@ class LearnedModel:
             start = self.info.get("data_std", 40.0) * rng.standard_normal(shape)
         else:
             start = init
-        temper = TEMPER_STEPS if _is(init, "zeros") else 0
+        temper, hottest = temper if _is(init, "zeros") else (0, TEMPER_START)
         I = net.check_images(start)
         B_top = self._top_mask(shape[-1])
         total, done = temper + steps, 0
-        schedule = temperatures(temper, TEMPER_START)
+        schedule = temperatures(temper, hottest)
         chunk = 25
         while done < total:
             k = min(chunk, total - done)

@@ -18,8 +18,9 @@ from PIL import Image
 from gcn_numpy import GenerativeConvNet, Layer
 from gcn_numpy.learning import receptive_field
 from gcn_numpy.presets import TrainConfig
-from gcn_numpy.sampling import langevin_chains
+from gcn_numpy.sampling import inner_window, langevin_chains, temperatures, tempered_chains
 from gcn_numpy.zoo import (
+    TEMPER_START,
     TEMPER_STEPS,
     ModelError,
     list_models,
@@ -180,6 +181,50 @@ def test_both_starts_are_the_start_from_zeros_or_from_noise_of_lower_energy(tmp_
         model.sample(n=1, size=16, steps=1, init="marble")
 
 
+def _by_hand(model, n, size, steps, seed, temper_steps, temper_start):
+    """The sample from zeros composed by hand: the tempered start (``temper_steps`` steps,
+    ``T`` from ``temper_start`` down, at twice the step size), plain Langevin, the inner
+    window; the oracle of ``sample``'s ``temper_*`` arguments."""
+    net, cfg = model.net, model.config
+    side = model.canvas(size)
+    rng = np.random.default_rng(seed)
+    B_top = model._top_mask(side)
+    I = net.check_images(np.zeros((n, 1, side, side)))
+    temps = temperatures(temper_steps, temper_start)
+    I = tempered_chains(net, I, temps, 2 * cfg.step_size, cfg.sigma, rng, B_top=B_top)
+    I = langevin_chains(net, I, steps, cfg.step_size, cfg.sigma, rng, B_top=B_top)
+    return inner_window(I, model.margin)
+
+
+@pytest.mark.parametrize("temper_steps, temper_start", [(30, 50.0), (0, 1e4), (1, 1.0)])
+def test_the_tempered_start_is_the_one_asked_for(tmp_path, temper_steps, temper_start):
+    """``temper_steps`` and ``temper_start`` set the tempered start from zeros (0 steps:
+    plain Langevin from zeros); the defaults are the module's; the start from noise has
+    none; ``both`` counts the tempered steps asked for once; bad values are refused."""
+    path, _ = tiny_model(tmp_path, synthesized_positions="clean", positions_tolerance=2)
+    model = load_model(path, backend="numpy")
+    kw = {"temper_steps": temper_steps, "temper_start": temper_start}
+    x = model.sample(n=2, size=12, steps=4, seed=5, **kw)
+    hand = _by_hand(model, 2, 12, 4, 5, temper_steps, temper_start)
+    assert np.allclose(x, hand, rtol=1e-12, atol=1e-12)
+    default = model.sample(n=2, size=12, steps=4, seed=5)
+    assert np.array_equal(default, _by_hand(model, 2, 12, 4, 5, TEMPER_STEPS, TEMPER_START))
+    assert not np.allclose(x, default)
+    noise = model.sample(n=2, size=12, steps=4, seed=5, init="noise")
+    assert np.array_equal(noise, model.sample(n=2, size=12, steps=4, seed=5, init="noise", **kw))
+    calls = []
+    model.sample(n=1, size=12, steps=2, init="both", progress=lambda *a: calls.append(a), **kw)
+    assert calls[-1] == (temper_steps + 4,) * 2
+    for bad, message in (
+        ({"temper_steps": -1}, "temper_steps must be an integer >= 0"),
+        ({"temper_steps": 2.5}, "temper_steps must be an integer >= 0"),
+        ({"temper_start": 0.5}, "temper_start must be a temperature >= 1"),
+        ({"temper_start": float("inf")}, "temper_start must be a positive number"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            model.sample(n=1, size=12, steps=1, **bad)
+
+
 def test_a_model_loads_in_the_dtype_asked_for_with_the_stored_weights(tmp_path):
     path, net = tiny_model(tmp_path)
     stored = load_model(path, backend="numpy")
@@ -330,6 +375,8 @@ def test_reconstruct_and_mode_on_a_users_image(tmp_path):
         ("colour", "is a colour image and the model's are grey"),
         ("no model", "name a model"),
         ("huge", "px canvas need about"),
+        ("cold", "expected a temperature >= 1, got '0.5'"),
+        ("temper steps", "expected an integer >= 0, got '-3'"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, case, message):
@@ -342,6 +389,10 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, case, message):
         args = [str(bad)]
     elif case == "small":  # no margin: the canvas is the sample
         args = [tiny_model(tmp_path, margin=0)[0], "--size", "1", "--init", "noise"]
+    elif case == "cold":
+        args = [path, "--temper-start", "0.5"]
+    elif case == "temper steps":
+        args = [path, "--temper-steps", "-3"]
     elif case == "huge":  # refused before anything is allocated: no MemoryError
         args = [path, "--size", "200000", "--n", "1"]
     elif case == "colour":
@@ -391,3 +442,9 @@ def test_the_face_model_samples_at_its_training_size_only(tmp_path):
     assert "2 Langevin steps from noise" in r.stdout  # no tempered start from noise
     r = sample("faces", *options, "--init", "both", "--out", str(tmp_path / "both"), cwd=tmp_path)
     assert r.returncode == 0 and "tempered start from zeros and from noise, the lower" in r.stdout
+    r = sample("faces", *options, "--init", "both", "--temper-steps", "5", "--temper-start", "80",
+               "--out", str(tmp_path / "cool"), cwd=tmp_path)  # fmt: skip
+    assert "after a tempered start of 5 steps from T = 80 from zeros and from noise" in r.stdout
+    r = sample("faces", *options[2:], "--temper-steps", "0", "--out", str(tmp_path / "plain"),
+               cwd=tmp_path)  # fmt: skip
+    assert r.returncode == 0 and "2 Langevin steps from zeros with no tempered start" in r.stdout
