@@ -341,7 +341,9 @@ PRESETS = {
     # instead of every 10th (seventeenth round): both targets on 6 runs of 9 as well, other
     # runs missing, and 9 of 12 for either with a fourth seed; with the outermost ring left
     # out too, kept on 11 runs of 12 with the data's contrast, but 0.8x from zero on
-    # fewer (both targets on 5 of 9, 7 of 12): not adopted.
+    # fewer (both targets on 5 of 9, 7 of 12): not adopted. With the learning's tempered
+    # restarts slower as well (200 steps from T = 1000; eighteenth round), 0.8x from zero on
+    # 11 runs of 12 but rock05 framed on two seeds: both targets on 9 of 12, as here.
     "texture-convergent": TrainConfig(
         preset="texture-convergent",
         data="texture:gravel",
