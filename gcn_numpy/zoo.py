@@ -211,7 +211,8 @@ class LearnedModel:
             if init.shape != shape:
                 raise ModelError(f"the initial images have shape {init.shape}, need {shape}")
         starts = ("zeros", "noise") if _is(init, "both") else (init,)
-        lengths = [steps + (temper_steps if _is(s, "zeros") else 0) for s in starts]
+        tempers = [temper_steps if _is(s, "zeros") else 0 for s in starts]  # zeros only
+        lengths = [steps + t for t in tempers]
         I = None
         for k, start in enumerate(starts):
             offset = sum(lengths[:k])
@@ -221,13 +222,13 @@ class LearnedModel:
                 def tick(done, offset=offset):
                     progress(offset + done, sum(lengths))
 
-            J = self._chains(shape, start, steps, seed, tick, (temper_steps, temper_start))
+            J = self._chains(shape, start, steps, seed, tick, tempers[k], temper_start)
             I = J if I is None else self.lower_energy(I, J)
         return inner_window(net.to_numpy(I), self.margin if self.size is None else 0)
 
-    def _chains(self, shape, init, steps, seed, progress, temper=(TEMPER_STEPS, TEMPER_START)):
-        """The chains of :meth:`sample` from one start (backend array, the whole canvas);
-        ``temper``: the tempered start's steps and first temperature (from zeros only)."""
+    def _chains(self, shape, init, steps, seed, progress, temper, temper_start):
+        """The chains of :meth:`sample` from one start (backend array, the whole canvas):
+        ``temper`` tempered steps from ``temper_start`` down, then ``steps`` plain ones."""
         cfg, net = self.config, self.net
         rng = np.random.default_rng(seed)
         if _is(init, "zeros"):
@@ -236,11 +237,10 @@ class LearnedModel:
             start = self.info.get("data_std", 40.0) * rng.standard_normal(shape)
         else:
             start = init
-        temper, hottest = temper if _is(init, "zeros") else (0, TEMPER_START)
         I = net.check_images(start)
         B_top = self._top_mask(shape[-1])
         total, done = temper + steps, 0
-        schedule = temperatures(temper, hottest)
+        schedule = temperatures(temper, temper_start)
         chunk = 25
         while done < total:
             k = min(chunk, total - done)
