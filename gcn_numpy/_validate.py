@@ -43,3 +43,25 @@ def positive_float(value, what):
     ):
         raise ValueError(f"{what} must be a positive number, got {value!r}")
     return float(value)
+
+
+def temperature(value, what):
+    """``value`` as a ``float`` if it is a finite temperature ``>= 1``, else ``ValueError``
+    (a tempered start's first temperature: ``T = 1`` is plain Langevin dynamics).
+
+    Examples
+    --------
+    >>> temperature(1e4, "temper_start")
+    10000.0
+    >>> temperature(0.5, "temper_start")
+    Traceback (most recent call last):
+    ...
+    ValueError: temper_start must be a temperature >= 1, got 0.5
+    """
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, Real)
+        or not (np.isfinite(value) and value >= 1)
+    ):
+        raise ValueError(f"{what} must be a temperature >= 1, got {value!r}")
+    return float(value)

@@ -18,9 +18,7 @@ import numpy as np
 from .model import GenerativeConvNet, energy_from_score
 from .rules import make_rule
 from .sampling import (
-    TEMPER_START,
     TEMPER_STEP_SCALE,
-    TEMPER_STEPS,
     inner_window,
     langevin_chains,
     temperatures,
@@ -470,10 +468,11 @@ class Learner:
         return self.total_iterations - round(fraction * self.config.iterations)
 
     def _tempered_start(self, like):
-        """Chains of the shape of ``like`` from zero through a tempered start (100 steps, T
-        from 1e4 down to 1, at twice the step size: the sampling command's start,
-        ``gcn_numpy.sample``): every chain at the tempered restart, one chain at a time when
-        rejuvenated chains start ``"tempered"``. Chains carried through the whole run keep
+        """Chains of the shape of ``like`` from zero through a tempered start
+        (``temper_steps`` steps, T from ``temper_start`` down to 1, at twice the step size;
+        by default the sampling command's start, 100 steps from 1e4, ``gcn_numpy.sample``):
+        every chain at the tempered restart, one chain at a time when rejuvenated chains
+        start ``"tempered"``. Chains carried through the whole run keep
         the large-scale brightness their content settled into, each its own: the eight
         chains' means of a gravel run spread 3-5x more than real crops' do, and across
         runs the frame score goes with the spread (docs/convergence.md). Chains that start
@@ -482,7 +481,7 @@ class Learner:
         cfg = self.config
         zero = self.net.xp.zeros_like(like)
         B_top = self._synthesized_mask(zero)[0]
-        temps = temperatures(TEMPER_STEPS, TEMPER_START)
+        temps = temperatures(cfg.temper_steps, cfg.temper_start)
         step = TEMPER_STEP_SCALE * cfg.step_size
         return tempered_chains(self.net, zero, temps, step, cfg.sigma, self.rng, B_top=B_top)
 

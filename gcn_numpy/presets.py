@@ -14,12 +14,13 @@ from numbers import Real
 
 import numpy as np
 
-from ._validate import positive_int
+from ._validate import positive_int, temperature
 from .backends import BACKENDS
 from .boundary import BOUNDARIES
 from .learning import POSITIONS
 from .model import TOPS, Layer
 from .rules import CLIP_MODES, RULES
+from .sampling import TEMPER_START, TEMPER_STEPS
 
 MODES = ("ml", "cd")  # maximum likelihood (Algorithm 1), contrastive divergence
 DTYPES = ("float32", "float64")
@@ -109,6 +110,10 @@ class TrainConfig:
     tempered_restart: float = 0.0  # every chain starts again by a tempered start from zero
     # (gcn_numpy.sampling.tempered_chains) when this last fraction of the final stage is left
     # (0: never; Learner._chain_starts)
+    temper_steps: int = TEMPER_STEPS  # the learning's tempered start (rejuvenate_from
+    temper_start: float = TEMPER_START  # "tempered" or "alternate", tempered_restart): this
+    # many steps, T falling geometrically from temper_start to 1 (the sampling command's
+    # default start; Learner._tempered_start)
     restart_chains: bool = False  # chains start again at zero at each new stage (the release)
     optimizer: str = "release"  # "release" (the original update rule) or "adam"
     clip: float = 20.0  # per-array rescale so that max |g| <= clip ...
@@ -174,6 +179,8 @@ class TrainConfig:
         ):
             positive_int(getattr(self, name), name, minimum=0)
         positive_int(self.rejuvenate_tempered_stage, "rejuvenate_tempered_stage")
+        positive_int(self.temper_steps, "temper_steps")
+        temperature(self.temper_start, "temper_start")
         keep = positive_int(self.rejuvenate_keep, "rejuvenate_keep", minimum=0)
         if keep >= self.chains:
             raise ValueError(

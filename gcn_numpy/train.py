@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from . import checkpoint, data, memory
 from ._io import OutputError, atomic_write
-from ._validate import positive_float, positive_int
+from ._validate import positive_float, positive_int, temperature
 from .learning import DivergenceError, Learner
 from .memory import TooLarge
 from .outputs import (
@@ -124,6 +124,7 @@ def _margin(text):
 
 POSITIVE_FLOAT = _argument(positive_float, float)
 FRACTION = _argument(_fraction, float)
+TEMPERATURE = _argument(temperature, float)
 
 
 @dataclass(frozen=True)
@@ -218,6 +219,21 @@ OPTIONS = (
         "sampling command's tempered start from zero (0: never; docs/convergence.md)",
         FRACTION,
         metavar="FRACTION",
+    ),
+    Option(
+        "--temper-steps",
+        "steps of the learning's tempered start from zero (--rejuvenate-from tempered or "
+        "alternate, --tempered-restart); the presets take the sampling command's",
+        POSITIVE_INT,
+        metavar="N",
+    ),
+    Option(
+        "--temper-start",
+        "the first temperature of the learning's tempered start, falling geometrically to 1 "
+        "(the presets take the sampling command's; 200 steps from 1000 in the learning: "
+        "docs/convergence.md, eighteenth round)",
+        TEMPERATURE,
+        metavar="T",
     ),
     Option(
         "--optimizer",

@@ -27,7 +27,7 @@ from importlib import resources
 import numpy as np
 
 from . import data, memory
-from ._validate import positive_float, positive_int
+from ._validate import positive_int, temperature
 from .learning import position_mask, synth_margin
 from .model import GenerativeConvNet
 from .presets import TrainConfig
@@ -192,9 +192,7 @@ class LearnedModel:
         20)."""
         cfg, net = self.config, self.net
         temper_steps = positive_int(temper_steps, "temper_steps", minimum=0)
-        temper_start = positive_float(temper_start, "temper_start")
-        if temper_start < 1:
-            raise ValueError(f"temper_start must be a temperature >= 1, got {temper_start!r}")
+        temper_start = temperature(temper_start, "temper_start")
         side = self.canvas(size if size is not None else cfg.size)
         shape = (n, net.in_channels, side, side)
         net.layer_shapes(side, side)  # a canvas below the receptive field: one line

@@ -109,8 +109,9 @@ def test_a_tempered_restart_starts_every_chain_from_the_tempered_start_once():
 
 def tempered_start_of(learner, k, rng):
     """What the tempered start of one chain from zero gives chain ``k``'s slot, drawn from
-    ``rng`` (a copy of the learner's generator)."""
-    temps = temperatures(TEMPER_STEPS, TEMPER_START)
+    ``rng`` (a copy of the learner's generator), with the configuration's steps and first
+    temperature."""
+    temps = temperatures(learner.config.temper_steps, learner.config.temper_start)
     zero = np.zeros_like(learner.chains[k : k + 1])
     step = 2 * learner.config.step_size
     return tempered_chains(learner.net, zero, temps, step, learner.config.sigma, rng)
@@ -129,6 +130,48 @@ def test_rejuvenated_chains_may_start_from_the_tempered_start():
     assert np.array_equal(start[1:2], expected) and start[1].std() > 0
     assert np.array_equal(start[[0, 2]], learner.chains[[0, 2]])
     assert_resumes_bit_for_bit(config, texture(), 3, 8)
+
+
+@pytest.mark.parametrize("steps, hottest", [(7, 30.0), (1, 1.0), (200, 1000.0)])
+def test_the_learnings_tempered_start_is_the_configured_one(steps, hottest):
+    """``temper_steps`` and ``temper_start`` set the learning's tempered start, for a
+    rejuvenated chain and for the tempered restart of every chain; the defaults are the
+    sampling command's."""
+    assert (tiny_config().temper_steps, tiny_config().temper_start) == (TEMPER_STEPS, TEMPER_START)
+    config = tiny_config(iterations=20, rejuvenate=2, chains=3, rejuvenate_from="tempered",
+                         tempered_restart=0.1, temper_steps=steps,
+                         temper_start=hottest)  # fmt: skip
+    learner = Learner(config, texture())
+    learner.chains = learner.chains + 1.0
+    learner.iteration = 4  # chain 1's turn
+    rng = copy.deepcopy(learner.rng)
+    start = learner._chain_starts()
+    assert np.array_equal(start[1:2], tempered_start_of(learner, 1, rng))
+    default = Learner(replace(config, temper_steps=TEMPER_STEPS, temper_start=TEMPER_START),
+                      texture())  # fmt: skip
+    default.chains, default.iteration = learner.chains, 4
+    assert not np.array_equal(default._chain_starts()[1], start[1])
+    learner.iteration = 18  # the tempered restart of every chain
+    rng = copy.deepcopy(learner.rng)
+    temps = temperatures(steps, hottest)
+    zero = np.zeros_like(learner.chains)
+    expected = tempered_chains(learner.net, zero, temps, 2 * config.step_size, config.sigma, rng)
+    assert np.array_equal(learner._chain_starts(), expected)
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("temper_steps", 0, "temper_steps must be an integer >= 1, got 0"),
+        ("temper_steps", 2.5, "temper_steps must be an integer >= 1"),
+        ("temper_start", 0.5, "temper_start must be a temperature >= 1, got 0.5"),
+        ("temper_start", float("nan"), "temper_start must be a temperature >= 1"),
+        ("temper_start", True, "temper_start must be a temperature >= 1"),
+    ],
+)
+def test_a_bad_tempered_start_is_refused(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_config(**{field: value})
 
 
 def test_alternate_rejuvenation_takes_tempered_and_zero_in_turn():

@@ -127,6 +127,8 @@ def _bad_inputs(tmp_path):
         (["--resume", str(tmp_path / "nothing.npz")], "no such checkpoint"),
         (["--synth-size", "2"], "receptive field"),
         (["--observed-window", "1.5"], "fraction of the image side"),
+        (["--temper-start", "0.5"], "must be a temperature >= 1, got 0.5"),
+        (["--temper-steps", "0"], "must be an integer >= 1"),
     ]
 
 
@@ -233,6 +235,10 @@ def test_the_chain_restart_options_reach_the_configuration():
     assert (default.rejuvenate_from, default.tempered_restart) == ("alternate", 0.0)
     small = config_from_args(build_parser().parse_args(["--preset", "texture"]))
     assert (small.rejuvenate_from, small.tempered_restart) == ("zeros", 0.0)
+    args = ["--temper-steps", "200", "--temper-start", "1000"]
+    config = config_from_args(build_parser().parse_args(args))
+    assert (config.temper_steps, config.temper_start) == (200, 1000.0)
+    assert (default.temper_steps, default.temper_start) == (100, 1e4)
 
 
 def _with(args, **options):

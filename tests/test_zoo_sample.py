@@ -219,7 +219,7 @@ def test_the_tempered_start_is_the_one_asked_for(tmp_path, temper_steps, temper_
         ({"temper_steps": -1}, "temper_steps must be an integer >= 0"),
         ({"temper_steps": 2.5}, "temper_steps must be an integer >= 0"),
         ({"temper_start": 0.5}, "temper_start must be a temperature >= 1"),
-        ({"temper_start": float("inf")}, "temper_start must be a positive number"),
+        ({"temper_start": float("inf")}, "temper_start must be a temperature >= 1"),
     ):
         with pytest.raises(ValueError, match=message):
             model.sample(n=1, size=12, steps=1, **bad)
