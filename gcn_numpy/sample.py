@@ -26,7 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import data, plots
-from ._validate import positive_int
+from ._validate import positive_int, temperature
 from .backends import BACKENDS
 from .drift import verdict_words
 from .zoo import TEMPER_START, TEMPER_STEPS, ModelError, list_models, load_model
@@ -55,12 +55,9 @@ def _count(minimum):
 
 def _temperature(text):
     try:
-        value = float(text)
+        return temperature(float(text), "the value")
     except ValueError:
-        value = float("nan")
-    if not (np.isfinite(value) and value >= 1):
-        raise argparse.ArgumentTypeError(f"expected a temperature >= 1, got {text!r}")
-    return value
+        raise argparse.ArgumentTypeError(f"expected a temperature >= 1, got {text!r}") from None
 
 
 def build_parser():
